@@ -1,0 +1,29 @@
+# tcphub: the commands a newcomer needs. `make help` lists them.
+#
+# Tests and benchmarks open thousands of sockets, each a file descriptor,
+# and std cannot raise the limit: so the recipes that need it raise it here.
+SHELL := /bin/bash
+CARGO ?= cargo
+NOFILE := ulimit -n 20000 2>/dev/null || ulimit -n $$(ulimit -Hn) 2>/dev/null || true
+
+.PHONY: help run build test fmt lint check
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+
+run: ## start the hub on 127.0.0.1:3000 (RUST_LOG=debug to see every thread)
+	$(CARGO) run --release -- serve --host 127.0.0.1 --port 3000
+
+build: ## build the release binary (target/release/tcphub)
+	$(CARGO) build --release
+
+test: ## what CI runs: format check, clippy, every test
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(NOFILE); $(CARGO) test --workspace
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+lint: ## clippy, warnings as errors
+	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,123 @@
+//! The accept loop: the thread named `acceptor`.
+//!
+//! It blocks in `accept()` until a client connects, then does the little
+//! that must happen before anyone else can know about the connection:
+//! admission (is the hub full?), socket options, telling the dispatcher, and
+//! spawning the client's reader thread. Then it goes straight back to
+//! `accept()`; it never reads from or writes to a client.
+
+use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use log::{debug, error, warn};
+
+use crate::admission::Admission;
+use crate::dispatcher::Event;
+use crate::reader;
+
+/// Stack size of each client thread. A reader needs little stack, and only
+/// the pages it touches cost memory; a small stack keeps 10,000 threads
+/// within a few tens of megabytes of address space per thousand clients.
+pub const CLIENT_STACK_SIZE: usize = 128 * 1024;
+
+/// What the accept loop needs; built by [`crate::server::Hub::start`].
+pub struct Acceptor {
+    pub listener: TcpListener,
+    pub events: Sender<Event>,
+    pub admission: Arc<Admission>,
+    pub stop: Arc<AtomicBool>,
+    pub max_line: usize,
+    pub write_timeout: Duration,
+}
+
+impl Acceptor {
+    /// Runs until `stop` is set (and a connection wakes `accept()`), or the
+    /// dispatcher is gone. Returns the handles of the reader threads still
+    /// running, so shutdown can join them.
+    pub fn run(self) -> Vec<JoinHandle<()>> {
+        let mut readers: Vec<JoinHandle<()>> = Vec::new();
+        let mut prune_at = 64;
+        loop {
+            // Parked in the kernel until a client completes the TCP handshake.
+            debug!("blocking in accept()");
+            let accepted = self.listener.accept();
+            if self.stop.load(Ordering::SeqCst) {
+                debug!("stop requested");
+                break;
+            }
+            let (socket, peer) = match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Typically EMFILE (out of file descriptors): back off
+                    // instead of spinning, and keep serving who is connected.
+                    warn!("accept failed: {e}");
+                    thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            debug!("accepted {peer}");
+
+            let Some(id) = self.admission.try_admit() else {
+                if self.events.send(Event::Full { socket, peer }).is_err() {
+                    break;
+                }
+                continue;
+            };
+            let reader_half = match self.prepare(&socket) {
+                Ok(clone) => clone,
+                Err(e) => {
+                    warn!("dropping {peer}: cannot set up its socket: {e}");
+                    self.admission.release();
+                    continue;
+                }
+            };
+            // Connected goes into the channel *before* the reader exists, so
+            // the dispatcher always learns of a client before its first line.
+            if self
+                .events
+                .send(Event::Connected { id, socket, peer })
+                .is_err()
+            {
+                break;
+            }
+            let events = self.events.clone();
+            let max_line = self.max_line;
+            let spawned = thread::Builder::new()
+                .name(format!("client-{id}"))
+                .stack_size(CLIENT_STACK_SIZE)
+                .spawn(move || reader::run(id, reader_half, events, max_line));
+            match spawned {
+                Ok(handle) => readers.push(handle),
+                Err(e) => {
+                    error!("cannot start a thread for {peer}: {e}");
+                    let why = format!("the hub could not start its thread: {e}");
+                    let _ = self.events.send(Event::Closed { id, why });
+                }
+            }
+            // Forget finished readers now and then (not on every accept:
+            // with 10,000 clients that would be 10,000 checks per accept).
+            if readers.len() >= prune_at {
+                readers.retain(|h| !h.is_finished());
+                prune_at = (readers.len() * 2).max(64);
+            }
+        }
+        readers
+    }
+
+    /// Socket options for an admitted client; returns the reader's clone.
+    fn prepare(&self, socket: &TcpStream) -> io::Result<TcpStream> {
+        // Nagle's algorithm would hold a short line back until the previous
+        // one is acknowledged (up to 40 ms with delayed ACKs). Our lines are
+        // short and batched already, so send them at once.
+        socket.set_nodelay(true)?;
+        // Bounds how long the dispatcher can block on this client: see
+        // dispatcher.rs for why a single writer needs it.
+        socket.set_write_timeout(Some(self.write_timeout))?;
+        socket.try_clone()
+    }
+}

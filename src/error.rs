@@ -1,0 +1,56 @@
+//! Typed errors of the library. The CLI turns them into one-line messages.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+/// Why a hub could not start.
+#[derive(Debug)]
+pub enum HubError {
+    /// `--host` is not an address or a name that resolves.
+    Resolve {
+        host: String,
+        port: u16,
+        source: io::Error,
+    },
+    /// The address resolved, but binding failed (in use, not ours, ...).
+    Bind { addr: SocketAddr, source: io::Error },
+    /// The operating system refused a thread we need (acceptor, dispatcher).
+    Spawn {
+        thread: &'static str,
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for HubError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HubError::Resolve { host, port, source } => {
+                write!(f, "cannot use address {host}:{port}: {source}")
+            }
+            HubError::Bind { addr, source } => {
+                write!(f, "cannot listen on {addr}: {source}")?;
+                if source.kind() == io::ErrorKind::AddrInUse {
+                    write!(
+                        f,
+                        " (another hub running? pick another --port, or --port 0)"
+                    )?;
+                }
+                Ok(())
+            }
+            HubError::Spawn { thread, source } => {
+                write!(f, "cannot start the {thread} thread: {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for HubError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HubError::Resolve { source, .. }
+            | HubError::Bind { source, .. }
+            | HubError::Spawn { source, .. } => Some(source),
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! tcphub: a TCP event hub built to be taught with.
+//!
+//! Follow a line through the files in this order:
+//!
+//! 1. [`acceptor`]: the `acceptor` thread blocks in `accept()` and starts one
+//!    `client-<id>` thread per connection.
+//! 2. [`reader`]: each client thread blocks in `read()`, cuts the bytes into
+//!    lines ([`framing`]), parses them ([`protocol`]) and sends them into the
+//!    hub's one channel.
+//! 3. [`dispatcher`]: the `dispatcher` thread takes events off the channel,
+//!    asks the router who gets what ([`routing`]), and writes to the sockets.
+//!
+//! [`server`] starts and stops all of it; [`admission`] holds the two numbers
+//! the acceptor and dispatcher share; [`cli`] is the command line.
+//! [`protocol`], [`framing`] and [`routing`] do no IO at all.
+
+pub mod acceptor;
+pub mod admission;
+pub mod cli;
+pub mod dispatcher;
+pub mod error;
+pub mod framing;
+pub mod protocol;
+pub mod reader;
+pub mod routing;
+pub mod server;
+
+pub use error::HubError;
+pub use server::{Config, Hub};

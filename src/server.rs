@@ -1,0 +1,237 @@
+//! Starting and stopping a hub: the one place that creates its threads.
+//!
+//! [`Hub::start`] binds the listener, creates the channel, and starts the
+//! `dispatcher` and `acceptor` threads; the acceptor starts one `client-<id>`
+//! thread per connection. [`Hub::shutdown`] undoes all of it and joins every
+//! thread, so tests can start and stop hubs freely without leaking any.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use log::{debug, warn};
+
+use crate::acceptor::Acceptor;
+use crate::admission::Admission;
+use crate::dispatcher::{Dispatcher, Event};
+use crate::error::HubError;
+
+/// How a hub is set up; every field is a `tcphub serve` flag.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address or name to listen on (`--host`).
+    pub host: String,
+    /// Port to listen on; 0 lets the OS pick a free one (`--port`).
+    pub port: u16,
+    /// Connections beyond this many get `ERR server-full` (`--max-clients`).
+    pub max_clients: usize,
+    /// Longest line accepted, not counting the line ending (`--max-line`).
+    pub max_line: usize,
+    /// How long a write may block before its client is cut off
+    /// (`--write-timeout-ms`).
+    pub write_timeout: Duration,
+    /// How many events may wait in the channel before readers block.
+    pub channel_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: "127.0.0.1".to_string(),
+            port: 3000,
+            max_clients: 1024,
+            max_line: 4096,
+            write_timeout: Duration::from_millis(2000),
+            channel_capacity: 64 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// The defaults, on a port the OS picks: what tests use.
+    pub fn ephemeral() -> Self {
+        Config {
+            port: 0,
+            ..Config::default()
+        }
+    }
+}
+
+/// A running hub. Dropping it shuts it down.
+pub struct Hub {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    events: Sender<Event>,
+    acceptor: Option<JoinHandle<Vec<JoinHandle<()>>>>,
+    dispatcher: Option<JoinHandle<()>>,
+    admission: Arc<Admission>,
+}
+
+impl Hub {
+    /// Binds, starts the dispatcher and acceptor threads, and returns at once.
+    pub fn start(config: Config) -> Result<Hub, HubError> {
+        let addrs: Vec<SocketAddr> = (config.host.as_str(), config.port)
+            .to_socket_addrs()
+            .map_err(|source| HubError::Resolve {
+                host: config.host.clone(),
+                port: config.port,
+                source,
+            })?
+            .collect();
+        let mut last_error = None;
+        let mut bound = None;
+        for addr in addrs {
+            match TcpListener::bind(addr) {
+                Ok(listener) => {
+                    bound = Some(listener);
+                    break;
+                }
+                Err(source) => last_error = Some(HubError::Bind { addr, source }),
+            }
+        }
+        let listener = match (bound, last_error) {
+            (Some(listener), _) => listener,
+            (None, Some(e)) => return Err(e),
+            (None, None) => {
+                return Err(HubError::Resolve {
+                    host: config.host.clone(),
+                    port: config.port,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "no address found for this host",
+                    ),
+                });
+            }
+        };
+        let addr = listener.local_addr().map_err(|source| HubError::Bind {
+            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), config.port),
+            source,
+        })?;
+
+        // The one channel: many senders (the acceptor, every reader), one
+        // receiver (the dispatcher). Bounded, so a flood of input slows the
+        // flooders instead of growing memory.
+        let (events, inbox) = crossbeam_channel::bounded(config.channel_capacity);
+        let admission = Arc::new(Admission::new(config.max_clients));
+        let stop = Arc::new(AtomicBool::new(false));
+
+        let dispatcher = Dispatcher::new(inbox, admission.clone(), config.write_timeout);
+        let dispatcher = thread::Builder::new()
+            .name("dispatcher".into())
+            .spawn(move || dispatcher.run())
+            .map_err(|source| HubError::Spawn {
+                thread: "dispatcher",
+                source,
+            })?;
+
+        let acceptor = Acceptor {
+            listener,
+            events: events.clone(),
+            admission: admission.clone(),
+            stop: stop.clone(),
+            max_line: config.max_line,
+            write_timeout: config.write_timeout,
+        };
+        let acceptor = match thread::Builder::new()
+            .name("acceptor".into())
+            .spawn(move || acceptor.run())
+        {
+            Ok(handle) => handle,
+            Err(source) => {
+                let _ = events.send(Event::Shutdown);
+                let _ = dispatcher.join();
+                return Err(HubError::Spawn {
+                    thread: "acceptor",
+                    source,
+                });
+            }
+        };
+
+        Ok(Hub {
+            addr,
+            stop,
+            events,
+            acceptor: Some(acceptor),
+            dispatcher: Some(dispatcher),
+            admission,
+        })
+    }
+
+    /// The address the hub listens on (with the real port when started with
+    /// port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Clients currently admitted.
+    pub fn clients(&self) -> usize {
+        self.admission.open()
+    }
+
+    /// Blocks the calling thread for as long as the hub runs (for
+    /// `tcphub serve`, that is until the process is killed).
+    pub fn wait(mut self) {
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        self.stop_threads(Vec::new());
+    }
+
+    /// Stops accepting, disconnects every client, and joins every thread
+    /// (acceptor, dispatcher, and all client threads) before returning.
+    pub fn shutdown(mut self) {
+        self.shutdown_inner();
+    }
+
+    fn shutdown_inner(&mut self) {
+        let Some(acceptor) = self.acceptor.take() else {
+            return;
+        };
+        debug!("shutdown: waking the acceptor");
+        self.stop.store(true, Ordering::SeqCst);
+        // accept() only returns when someone connects: so connect.
+        let _ = TcpStream::connect_timeout(&wake_address(self.addr), Duration::from_secs(1));
+        let readers = match acceptor.join() {
+            Ok(readers) => readers,
+            Err(_) => {
+                warn!("the acceptor thread panicked");
+                Vec::new()
+            }
+        };
+        self.stop_threads(readers);
+    }
+
+    fn stop_threads(&mut self, readers: Vec<JoinHandle<()>>) {
+        let _ = self.events.send(Event::Shutdown);
+        if let Some(dispatcher) = self.dispatcher.take()
+            && dispatcher.join().is_err()
+        {
+            warn!("the dispatcher thread panicked");
+        }
+        // The dispatcher shut every socket down on its way out, so each
+        // reader's blocking read() has returned, and they all end.
+        for reader in readers {
+            let _ = reader.join();
+        }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.shutdown_inner();
+    }
+}
+
+/// Where to connect to wake our own `accept()`: the bound address, with a
+/// wildcard (0.0.0.0 or ::) replaced by loopback.
+fn wake_address(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
+}
