@@ -30,11 +30,11 @@ use crate::routing::{ClientId, Router};
 /// channel, so it sees a single ordered story of the hub.
 #[derive(Debug)]
 pub enum Event {
-    /// From the acceptor: a client was admitted. `socket` is the write half
-    /// (a clone of the connection); its reader thread has the other.
+    /// From the acceptor: a client was admitted. The dispatcher writes to
+    /// `socket`; the client's reader thread reads from the same socket.
     Connected {
         id: ClientId,
-        socket: TcpStream,
+        socket: Arc<TcpStream>,
         peer: SocketAddr,
     },
     /// From the acceptor: the hub is full; answer `ERR server-full` and close.
@@ -59,7 +59,7 @@ const MAX_BATCH_BYTES: usize = 256 * 1024;
 pub struct Dispatcher {
     events: Receiver<Event>,
     router: Router,
-    sockets: HashMap<ClientId, TcpStream>,
+    sockets: HashMap<ClientId, Arc<TcpStream>>,
     admission: Arc<Admission>,
     write_timeout: Duration,
 }
@@ -166,7 +166,7 @@ impl Dispatcher {
             }
             let mut failed = Vec::new();
             for &id in self.router.dirty() {
-                let Some(socket) = self.sockets.get_mut(&id) else {
+                let Some(socket) = self.sockets.get(&id) else {
                     continue;
                 };
                 let mut chunks: Vec<IoSlice<'_>> =
@@ -223,7 +223,7 @@ fn is_timeout(e: &io::Error) -> bool {
 /// write that makes no progress at all. A client that reads a trickle makes
 /// some progress on every write, so the total time is checked here as well.
 fn write_all_within(
-    socket: &mut TcpStream,
+    mut socket: &TcpStream,
     mut chunks: &mut [IoSlice<'_>],
     timeout: Duration,
 ) -> io::Result<()> {

@@ -1,6 +1,6 @@
 //! The per-client reader: one OS thread per connection, named `client-<id>`.
 //!
-//! This thread owns the *read* half of its socket and nothing else. It blocks
+//! This thread reads its socket and nothing else. It blocks
 //! in `read()` until the peer sends something, frames the bytes into lines,
 //! parses each line (so the dispatcher never has to), and sends the result
 //! into the hub's one channel. It never writes to any socket: replies, even
@@ -10,6 +10,7 @@
 use std::io::{self, Read};
 use std::net::TcpStream;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 use log::debug;
@@ -27,9 +28,9 @@ const FIRST_READ_BUFFER: usize = 512;
 const MAX_READ_BUFFER: usize = 64 * 1024;
 
 /// Runs one client's read loop until end of stream, an error, `/quit`, or
-/// the hub going away. `socket` is this thread's clone of the connection; the
-/// dispatcher holds the other one (for writing).
-pub fn run(id: ClientId, mut socket: TcpStream, events: Sender<Event>, max_line: usize) {
+/// the hub going away. `socket` is shared with the dispatcher: this thread
+/// only reads from it, the dispatcher only writes to it.
+pub fn run(id: ClientId, socket: Arc<TcpStream>, events: Sender<Event>, max_line: usize) {
     let mut framer = LineFramer::new(max_line);
     let mut buffer = vec![0u8; FIRST_READ_BUFFER];
     let why = loop {
@@ -37,7 +38,7 @@ pub fn run(id: ClientId, mut socket: TcpStream, events: Sender<Event>, max_line:
         // kernel until bytes arrive, the peer hangs up, or the dispatcher
         // shuts the socket down.
         debug!("blocking in read()");
-        let n = match socket.read(&mut buffer) {
+        let n = match (&*socket).read(&mut buffer) {
             Ok(0) => break "end of stream".to_string(),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

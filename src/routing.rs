@@ -3,16 +3,23 @@
 //! The [`Router`] knows every connected client (its nick, its subscriptions)
 //! and decides, for each event, which lines go to which clients. It does not
 //! send them. It formats each line **once** into a batch buffer and records,
-//! per recipient, which byte ranges of that buffer are theirs. The dispatcher
-//! then writes each recipient's ranges with one `writev`, so 100 subscribers
+//! per recipient, which byte spans of that buffer are theirs. The dispatcher
+//! then writes each recipient's spans with one `writev`, so 100 subscribers
 //! of one topic cost 100 syscalls per batch, not 100 per line, and not one
 //! copy of the line per subscriber.
+//!
+//! The batch has two buffers: `shared` for lines that go to many clients
+//! (`MSG`, `EVENT`, `JOIN`, `LEAVE`, `NICK`) and `direct` for answers to one
+//! client (`WELCOME`, `OK`, `ERR`, `DM`, ...). Keeping them apart keeps each
+//! client's share of the shared buffer in one piece: during a burst of
+//! connections, every `JOIN` lands next to the previous one instead of
+//! between the newcomers' `WELCOME`s, so an old client's hundred `JOIN`s are
+//! one span, not a hundred.
 //!
 //! Because nothing here does IO, every routing rule is a unit test below, and
 //! the async twin reuses this file unchanged.
 
 use std::collections::{HashMap, HashSet};
-use std::ops::Range;
 use std::sync::Arc;
 
 use log::debug;
@@ -29,8 +36,8 @@ pub type ClientId = u64;
 struct Client {
     nick: String,
     subs: HashSet<String>,
-    /// Byte ranges of the batch buffer waiting to be written to this client.
-    pending: Vec<Range<usize>>,
+    /// Spans of the batch waiting to be written to this client, in order.
+    pending: Vec<Span>,
     /// False once the client quit or hung up: it receives no new lines, but
     /// what is already pending for it is still written (`BYE`, or the answers
     /// to what a half-closed client sent).
@@ -45,8 +52,10 @@ pub struct Router {
     /// topic (or `*`) -> subscribers, in subscription order.
     topics: HashMap<String, Vec<ClientId>>,
     admission: Arc<Admission>,
-    /// Every line produced since the last flush, each exactly once.
-    batch: Vec<u8>,
+    /// Lines for many clients produced since the last flush, each once.
+    shared: Vec<u8>,
+    /// Lines for one client produced since the last flush.
+    direct: Vec<u8>,
     /// Clients with something in `pending`, in the order they got it.
     dirty: Vec<ClientId>,
     /// Clients to disconnect once their pending lines are written.
@@ -60,7 +69,8 @@ impl Router {
             nicks: HashMap::new(),
             topics: HashMap::new(),
             admission,
-            batch: Vec::new(),
+            shared: Vec::new(),
+            direct: Vec::new(),
             dirty: Vec::new(),
             closing: Vec::new(),
         }
@@ -86,7 +96,7 @@ impl Router {
     /// Bytes formatted in the current batch (the dispatcher flushes early
     /// when this grows large).
     pub fn batch_len(&self) -> usize {
-        self.batch.len()
+        self.shared.len() + self.direct.len()
     }
 
     // ---- events -------------------------------------------------------
@@ -102,7 +112,6 @@ impl Router {
         }
         let join = self.line(Reply::Join { nick: &nick });
         self.deliver_to_all_but(id, join);
-        let welcome = self.line(Reply::Welcome { nick: &nick });
         debug!(
             "route: {id} connects as {nick}; JOIN to {} others",
             self.len()
@@ -117,7 +126,18 @@ impl Router {
                 open: true,
             },
         );
-        self.deliver(id, welcome);
+        let client = &self.clients[&id];
+        let welcome = encode_into(
+            &mut self.direct,
+            true,
+            Reply::Welcome { nick: &client.nick },
+        );
+        queue(
+            client_mut(&mut self.clients, id),
+            id,
+            &mut self.dirty,
+            welcome,
+        );
         &self.clients[&id].nick
     }
 
@@ -179,12 +199,12 @@ impl Router {
             Command::List => {
                 let mut nicks: Vec<&str> = self.nicks.keys().map(String::as_str).collect();
                 nicks.sort_unstable();
-                let line = encode_into(&mut self.batch, Reply::List { nicks: &nicks });
+                let line = encode_into(&mut self.direct, true, Reply::List { nicks: &nicks });
                 self.deliver(id, line);
             }
             Command::Dm { to, text } => match self.nicks.get(to.as_str()).copied() {
                 Some(target) => {
-                    let dm = self.line(Reply::Dm { from: &me, text });
+                    let dm = encode_into(&mut self.direct, true, Reply::Dm { from: &me, text });
                     self.deliver(target, dm);
                     self.reply(
                         id,
@@ -273,7 +293,14 @@ impl Router {
             .get(&id)
             .into_iter()
             .flat_map(|c| c.pending.iter())
-            .map(|range| &self.batch[range.clone()])
+            .map(|span| {
+                let buffer = if span.direct {
+                    &self.direct
+                } else {
+                    &self.shared
+                };
+                &buffer[span.start..span.end]
+            })
     }
 
     /// Ends a batch once every pending chunk has been written (or failed):
@@ -283,12 +310,17 @@ impl Router {
         for id in self.dirty.drain(..) {
             if let Some(client) = self.clients.get_mut(&id) {
                 client.pending.clear();
+                // A burst (many JOINs interleaved with WELCOMEs) can leave
+                // a long list behind; 10,000 idle clients must not keep it.
+                client.pending.shrink_to(4);
             }
         }
         // Keep the buffer's memory for the next batch, unless one huge batch
         // made it big: idle hubs should not sit on megabytes.
-        self.batch.clear();
-        self.batch.shrink_to(1 << 20);
+        for buffer in [&mut self.shared, &mut self.direct] {
+            buffer.clear();
+            buffer.shrink_to(1 << 20);
+        }
         let closing = std::mem::take(&mut self.closing);
         for id in &closing {
             self.clients.remove(id);
@@ -298,29 +330,30 @@ impl Router {
 
     // ---- helpers ------------------------------------------------------
 
-    /// Formats a line once into the batch buffer.
-    fn line(&mut self, reply: Reply<'_>) -> Range<usize> {
-        encode_into(&mut self.batch, reply)
+    /// Formats a line for many recipients, once, into the shared buffer.
+    fn line(&mut self, reply: Reply<'_>) -> Span {
+        encode_into(&mut self.shared, false, reply)
     }
 
+    /// Formats a line for one recipient and queues it.
     fn reply(&mut self, id: ClientId, reply: Reply<'_>) {
-        let line = self.line(reply);
+        let line = encode_into(&mut self.direct, true, reply);
         self.deliver(id, line);
     }
 
     /// Queues a line (already in the batch) for one client.
-    fn deliver(&mut self, id: ClientId, line: Range<usize>) {
+    fn deliver(&mut self, id: ClientId, line: Span) {
         if let Some(client) = self.clients.get_mut(&id) {
             queue(client, id, &mut self.dirty, line);
         }
     }
 
     /// Queues a line for every open client except `except`; returns how many.
-    fn deliver_to_all_but(&mut self, except: ClientId, line: Range<usize>) -> usize {
+    fn deliver_to_all_but(&mut self, except: ClientId, line: Span) -> usize {
         let mut n = 0;
         for (&id, client) in self.clients.iter_mut() {
             if id != except && client.open {
-                queue(client, id, &mut self.dirty, line.clone());
+                queue(client, id, &mut self.dirty, line);
                 n += 1;
             }
         }
@@ -329,7 +362,7 @@ impl Router {
 
     /// Queues an `EVENT` for subscribers of `topic` and of `*`, each once,
     /// never the publisher. Returns how many.
-    fn publish(&mut self, from: ClientId, topic: &str, line: Range<usize>) -> usize {
+    fn publish(&mut self, from: ClientId, topic: &str, line: Span) -> usize {
         let mut n = 0;
         let named = self.topics.get(topic).map(Vec::as_slice).unwrap_or(&[]);
         let star = self.topics.get("*").map(Vec::as_slice).unwrap_or(&[]);
@@ -337,7 +370,7 @@ impl Router {
             if id != from
                 && let Some(client) = self.clients.get_mut(&id)
             {
-                queue(client, id, &mut self.dirty, line.clone());
+                queue(client, id, &mut self.dirty, line);
                 n += 1;
             }
         }
@@ -346,7 +379,7 @@ impl Router {
                 && let Some(client) = self.clients.get_mut(&id)
                 && !client.subs.contains(topic)
             {
-                queue(client, id, &mut self.dirty, line.clone());
+                queue(client, id, &mut self.dirty, line);
                 n += 1;
             }
         }
@@ -401,18 +434,34 @@ impl Router {
     }
 }
 
-/// Appends one encoded line to the batch and returns where it is.
-fn encode_into(batch: &mut Vec<u8>, reply: Reply<'_>) -> Range<usize> {
-    let start = batch.len();
-    reply.encode(batch);
-    start..batch.len()
+/// Where some bytes of the batch are: which buffer, which range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    direct: bool,
+    start: usize,
+    end: usize,
 }
 
-/// Adds a range to a client's pending list, merging it with the previous
-/// range when they touch (the common case: one publisher, many readers).
-fn queue(client: &mut Client, id: ClientId, dirty: &mut Vec<ClientId>, line: Range<usize>) {
+/// Appends one encoded line to a batch buffer and returns where it is.
+fn encode_into(buffer: &mut Vec<u8>, direct: bool, reply: Reply<'_>) -> Span {
+    let start = buffer.len();
+    reply.encode(buffer);
+    Span {
+        direct,
+        start,
+        end: buffer.len(),
+    }
+}
+
+fn client_mut(clients: &mut HashMap<ClientId, Client>, id: ClientId) -> &mut Client {
+    clients.get_mut(&id).expect("client was just inserted")
+}
+
+/// Adds a span to a client's pending list, merging it with the previous
+/// span when they touch (the common case: one publisher, many readers).
+fn queue(client: &mut Client, id: ClientId, dirty: &mut Vec<ClientId>, line: Span) {
     match client.pending.last_mut() {
-        Some(last) if last.end == line.start => last.end = line.end,
+        Some(last) if last.direct == line.direct && last.end == line.start => last.end = line.end,
         Some(_) => client.pending.push(line),
         None => {
             dirty.push(id);
@@ -717,6 +766,24 @@ mod tests {
             assert_eq!(out[&r].len(), 100);
             assert_eq!(out[&r][99], "MSG guest-1 line 99");
         }
+    }
+
+    #[test]
+    fn a_burst_of_joins_is_one_chunk_for_each_old_client() {
+        let mut hub = Hub::new();
+        let old: Vec<_> = (0..5).map(|_| hub.connect()).collect();
+        hub.flush();
+        let new: Vec<_> = (0..50).map(|_| hub.connect()).collect();
+        for &id in &old {
+            assert_eq!(hub.router.pending_for(id).count(), 1);
+        }
+        // a newcomer: its WELCOME, then the later JOINs in one piece
+        assert_eq!(hub.router.pending_for(new[0]).count(), 2);
+        let out = hub.flush();
+        assert_eq!(out[&old[0]].len(), 50);
+        assert_eq!(out[&new[0]][0], "WELCOME guest-6");
+        assert_eq!(out[&new[0]][1], "JOIN guest-7");
+        assert_eq!(out[&new[0]].len(), 50);
     }
 
     #[test]

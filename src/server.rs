@@ -45,7 +45,7 @@ impl Default for Config {
             max_clients: 1024,
             max_line: 4096,
             write_timeout: Duration::from_millis(2000),
-            channel_capacity: 64 * 1024,
+            channel_capacity: 16 * 1024,
         }
     }
 }
@@ -106,6 +106,7 @@ impl Hub {
                 });
             }
         };
+        widen_backlog(&listener);
         let addr = listener.local_addr().map_err(|source| HubError::Bind {
             addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), config.port),
             source,
@@ -224,6 +225,40 @@ impl Drop for Hub {
         self.shutdown_inner();
     }
 }
+
+/// How many finished handshakes the kernel may queue for `accept()`.
+pub const ACCEPT_BACKLOG: i32 = 4096;
+
+/// Raises the listen backlog from std's fixed 128 to [`ACCEPT_BACKLOG`]
+/// (the kernel caps it at `net.core.somaxconn`).
+///
+/// Why it matters: when the accept queue is full, Linux drops the next SYN,
+/// and the client only retries one second later. A client opening
+/// connections in a tight loop outpaces an acceptor that spawns a thread per
+/// connection, so with 128 places a burst of 10,000 connections stalls for a
+/// second every ~130 connections. Calling `listen` again on a listening
+/// socket just changes its backlog. std has no API for this, so this is the
+/// one `unsafe` call in tcphub: `listen(2)` from the C library std already
+/// links, on a descriptor we own.
+#[cfg(unix)]
+fn widen_backlog(listener: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    unsafe extern "C" {
+        fn listen(fd: std::ffi::c_int, backlog: std::ffi::c_int) -> std::ffi::c_int;
+    }
+    // SAFETY: plain syscall on a valid, open socket descriptor that the
+    // listener owns for the duration of the call; no memory is shared.
+    let rc = unsafe { listen(listener.as_raw_fd(), ACCEPT_BACKLOG) };
+    if rc != 0 {
+        warn!(
+            "could not raise the listen backlog: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn widen_backlog(_listener: &TcpListener) {}
 
 /// Where to connect to wake our own `accept()`: the bound address, with a
 /// wildcard (0.0.0.0 or ::) replaced by loopback.
