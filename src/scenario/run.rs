@@ -52,16 +52,32 @@ pub struct Failure {
     pub line: usize,
     /// The step as written.
     pub text: String,
-    /// What happened instead, in words (`got ...`, `nothing arrived ...`).
-    pub problem: String,
+    /// What the step needed, in words (`PING`, `signal ready`).
+    pub expected: String,
+    /// What happened instead (`PONG`, `nothing within 2s`).
+    pub got: String,
+}
+
+/// Why one step failed: what it needed and what happened instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unmet {
+    pub expected: String,
+    pub got: String,
+}
+
+fn unmet(expected: impl Into<String>, got: impl Into<String>) -> Unmet {
+    Unmet {
+        expected: expected.into(),
+        got: got.into(),
+    }
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} line {}: {}, step {}: {}\n  {}",
-            self.source, self.line, self.actor, self.step, self.text, self.problem
+            "{} line {}: {}, step {}: {}\n  expected {}\n  got      {}",
+            self.source, self.line, self.actor, self.step, self.text, self.expected, self.got
         )
     }
 }
@@ -108,8 +124,10 @@ pub fn run(
         changed: Condvar::new(),
         sockets: Mutex::new(Vec::new()),
     };
-    let title = scenario.title.as_deref().unwrap_or("");
-    shared.header(&format!("scenario {}: {title}", scenario.source));
+    match &scenario.title {
+        Some(title) => shared.header(&format!("scenario {}: {title}", scenario.source)),
+        None => shared.header(&format!("scenario {}", scenario.source)),
+    }
 
     let settings = &scenario.settings;
     let (hub, addr) = match target {
@@ -187,7 +205,8 @@ pub fn run(
             step: 0,
             line: 0,
             text: String::new(),
-            problem: "an actor thread stopped unexpectedly".into(),
+            expected: "every actor thread to finish".into(),
+            got: "an actor thread stopped unexpectedly".into(),
         }),
         None => Outcome::Passed {
             actors: scenario.actors.len(),
@@ -260,7 +279,8 @@ impl Shared {
                 // down under us), not news.
                 return;
             }
-            self.say(&failure.actor, "!!", &failure.problem);
+            let text = format!("expected {}, got {}", failure.expected, failure.got);
+            self.say(&failure.actor, "!!", &text);
             state.failure = Some(failure);
         }
         self.abort();
@@ -365,14 +385,15 @@ impl<'a> ActorRun<'a> {
                 debug!("stopping: another actor failed");
                 return;
             }
-            if let Err(problem) = self.step(step) {
+            if let Err(Unmet { expected, got }) = self.step(step) {
                 self.shared.fail(Failure {
                     source: self.source.to_string(),
                     actor: self.actor.name.clone(),
                     step: index + 1,
                     line: step.line,
                     text: step.text.clone(),
-                    problem,
+                    expected,
+                    got,
                 });
                 return;
             }
@@ -385,13 +406,16 @@ impl<'a> ActorRun<'a> {
 
     /// The connection; the parser guarantees one is open for steps that
     /// need it, so `Err` here means a bug in that check, not in the file.
-    fn conn(&mut self) -> Result<&mut Conn, String> {
-        self.conn
-            .as_mut()
-            .ok_or_else(|| "not connected (add a `connect` step before this one)".to_string())
+    fn conn(&mut self) -> Result<&mut Conn, Unmet> {
+        self.conn.as_mut().ok_or_else(|| {
+            unmet(
+                "an open connection",
+                "none (add a `connect` step before this one)",
+            )
+        })
     }
 
-    fn step(&mut self, step: &Step) -> Result<(), String> {
+    fn step(&mut self, step: &Step) -> Result<(), Unmet> {
         match &step.action {
             Action::Connect => self.connect(),
             Action::Send(text) => {
@@ -402,7 +426,7 @@ impl<'a> ActorRun<'a> {
                 self.conn()?
                     .writer
                     .write_all(&line)
-                    .map_err(|e| format!("could not send the line: {e}"))?;
+                    .map_err(|e| unmet("to send the line", format!("a write error: {e}")))?;
                 self.say("->", text);
                 Ok(())
             }
@@ -439,9 +463,9 @@ impl<'a> ActorRun<'a> {
                     self.say("..", &format!("got signal {name}"));
                     Ok(())
                 } else {
-                    Err(format!(
-                        "waited {} for signal {name}, and no actor raised it",
-                        duration::show(self.timeout)
+                    Err(unmet(
+                        format!("signal {name}"),
+                        format!("nothing within {}", duration::show(self.timeout)),
                     ))
                 }
             }
@@ -461,13 +485,15 @@ impl<'a> ActorRun<'a> {
         }
     }
 
-    fn connect(&mut self) -> Result<(), String> {
-        let socket = connection::connect(self.addr).map_err(|e| e.to_string())?;
+    fn connect(&mut self) -> Result<(), Unmet> {
+        let socket =
+            connection::connect(self.addr).map_err(|e| unmet("a connection", e.to_string()))?;
         let setup = || -> std::io::Result<(TcpStream, TcpStream)> {
             socket.set_write_timeout(Some(self.timeout))?;
             Ok((socket.try_clone()?, socket.try_clone()?))
         };
-        let (reading, registered) = setup().map_err(|e| format!("socket setup failed: {e}"))?;
+        let (reading, registered) =
+            setup().map_err(|e| unmet("a connection", format!("socket setup failed: {e}")))?;
         let local = socket
             .local_addr()
             .map(|a| a.to_string())
@@ -485,7 +511,7 @@ impl<'a> ActorRun<'a> {
         Ok(())
     }
 
-    fn flood(&mut self, count: usize, bytes: usize, prefix: &str) -> Result<(), String> {
+    fn flood(&mut self, count: usize, bytes: usize, prefix: &str) -> Result<(), Unmet> {
         let mut sample = flood_line(prefix, 1, bytes);
         if sample.len() > 60 {
             sample.truncate(prefix.len() + 30);
@@ -503,9 +529,12 @@ impl<'a> ActorRun<'a> {
             batch.push(b'\n');
             if batch.len() >= 256 * 1024 || n == count {
                 // Blocks whenever the hub reads us slower than we write.
-                conn.writer
-                    .write_all(&batch)
-                    .map_err(|e| format!("the flood stopped at line {n} of {count}: {e}"))?;
+                conn.writer.write_all(&batch).map_err(|e| {
+                    unmet(
+                        format!("to send {count} lines"),
+                        format!("a write error at line {n}: {e}"),
+                    )
+                })?;
                 batch.clear();
             }
         }
@@ -521,7 +550,7 @@ impl<'a> ActorRun<'a> {
         Ok(())
     }
 
-    fn expect(&mut self, pattern: &Pattern) -> Result<(), String> {
+    fn expect(&mut self, pattern: &Pattern) -> Result<(), Unmet> {
         let timeout = self.timeout;
         let deadline = Instant::now() + timeout;
         let mut skipped = 0;
@@ -539,11 +568,12 @@ impl<'a> ActorRun<'a> {
                 }
                 Ok(Received::Line(line)) => {
                     self.say("<-", &line);
-                    return Err(format!("expected {pattern}\n  got      {line}"));
+                    return Err(unmet(pattern.as_str(), line));
                 }
                 Ok(Received::Closed) => {
-                    return Err(format!(
-                        "expected {pattern}\n  got      nothing: the hub closed the connection"
+                    return Err(unmet(
+                        pattern.as_str(),
+                        "nothing: the hub closed the connection",
                     ));
                 }
                 Ok(Received::TimedOut) => {
@@ -552,19 +582,19 @@ impl<'a> ActorRun<'a> {
                     } else {
                         String::new()
                     };
-                    return Err(format!(
-                        "expected {pattern}\n  got      nothing within {}{also}",
-                        duration::show(timeout)
+                    return Err(unmet(
+                        pattern.as_str(),
+                        format!("nothing within {}{also}", duration::show(timeout)),
                     ));
                 }
                 Err(e) => {
-                    return Err(format!("expected {pattern}\n  got      a read error: {e}"));
+                    return Err(unmet(pattern.as_str(), format!("a read error: {e}")));
                 }
             }
         }
     }
 
-    fn expect_closed(&mut self) -> Result<(), String> {
+    fn expect_closed(&mut self) -> Result<(), Unmet> {
         let timeout = self.timeout;
         let deadline = Instant::now() + timeout;
         let mut lines = 0usize;
@@ -578,9 +608,12 @@ impl<'a> ActorRun<'a> {
                 }
                 Ok(Received::Closed) => break "closed by the hub",
                 Ok(Received::TimedOut) => {
-                    return Err(format!(
-                        "expected the hub to close the connection, but it is still open after {} ({lines} line(s) read)",
-                        duration::show(timeout)
+                    return Err(unmet(
+                        "the hub to close the connection",
+                        format!(
+                            "still open after {} ({lines} line(s) read)",
+                            duration::show(timeout)
+                        ),
                     ));
                 }
                 Err(e)
@@ -592,8 +625,9 @@ impl<'a> ActorRun<'a> {
                     break "reset by the hub";
                 }
                 Err(e) => {
-                    return Err(format!(
-                        "expected the hub to close the connection, but reading failed: {e}"
+                    return Err(unmet(
+                        "the hub to close the connection",
+                        format!("a read error: {e}"),
                     ));
                 }
             }
