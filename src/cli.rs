@@ -226,8 +226,8 @@ pub struct SimulateArgs {
 
 fn parse_speed(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(speed) if speed.is_finite() && speed > 0.0 && speed <= 1000.0 => Ok(speed),
-        _ => Err(format!("{text:?} is not a speed from 0 (excluded) to 1000")),
+        Ok(speed) if (0.001..=1000.0).contains(&speed) => Ok(speed),
+        _ => Err(format!("{text:?} is not a speed from 0.001 to 1000")),
     }
 }
 

@@ -45,7 +45,9 @@ use crate::protocol::ServerLine;
 /// timers (it never jumps), `wall` to print a time of day (the logger).
 #[derive(Debug, Clone, Copy)]
 pub struct Now {
+    /// Monotonic time: for deadlines.
     pub instant: Instant,
+    /// Wall-clock time: for printing.
     pub wall: SystemTime,
 }
 
@@ -348,11 +350,30 @@ impl<T> Runner<'_, T> {
 }
 
 /// `Duration` scaled down by `speed` (2.0 = twice as fast). Shared by the
-/// roles so `--speed` means the same everywhere.
+/// roles so `--speed` means the same everywhere. A speed that would make
+/// the result unrepresentable (0, negative, NaN, absurdly small) leaves the
+/// duration unscaled rather than panicking.
 pub fn scaled(d: Duration, speed: f64) -> Duration {
-    if speed.is_finite() && speed > 0.0 {
-        d.div_f64(speed)
-    } else {
-        d
+    Duration::try_from_secs_f64(d.as_secs_f64() / speed)
+        .ok()
+        .filter(|_| speed > 0.0)
+        .unwrap_or(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scaled;
+    use std::time::Duration;
+
+    #[test]
+    fn scaling_never_panics() {
+        let s = Duration::from_secs(1);
+        assert_eq!(scaled(s, 10.0), Duration::from_millis(100));
+        assert_eq!(scaled(s, 0.5), Duration::from_secs(2));
+        for odd in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-300] {
+            let _ = scaled(s, odd);
+        }
+        assert_eq!(scaled(s, 0.0), s);
+        assert_eq!(scaled(s, -2.0), s);
     }
 }

@@ -110,9 +110,14 @@ pub fn random_tag(rng: &mut Rng) -> String {
 /// One delivery order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {
+    /// Who sells it (one store per vendor process).
     pub store: String,
+    /// `<tag>-<number>`, unique per vendor run: how the vendor recognises
+    /// its own orders when they come back `delivered`.
     pub order_id: String,
+    /// Made-up name, for the driver's messages.
     pub customer: String,
+    /// Made-up address, for the driver's messages.
     pub address: String,
 }
 

@@ -31,6 +31,7 @@ pub struct Scenario {
     pub source: String,
     /// The first comment line of the file, if any: what `--list` shows.
     pub title: Option<String>,
+    /// The `set` lines, with defaults for the rest.
     pub settings: Settings,
     /// In order of first appearance in the file.
     pub actors: Vec<Actor>,
@@ -71,7 +72,9 @@ impl Default for Settings {
 /// One connection's part in the story.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
+    /// As written before the `:` (also its thread's name: `actor-<name>`).
     pub name: String,
+    /// In file order: the order they run in.
     pub steps: Vec<Step>,
 }
 
@@ -82,6 +85,7 @@ pub struct Step {
     pub line: usize,
     /// The step as written after `actor: ` (for reports).
     pub text: String,
+    /// What the step does, parsed.
     pub action: Action,
 }
 
@@ -122,9 +126,11 @@ pub enum Action {
 /// A malformed scenario: which file, which line, what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
+    /// The file (or built-in name) being parsed.
     pub source: String,
     /// 1-based; 0 when the problem is the file as a whole (no steps at all).
     pub line: usize,
+    /// What is wrong, in words, with a hint at the fix where there is one.
     pub problem: String,
 }
 

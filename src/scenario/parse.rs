@@ -20,8 +20,9 @@ use crate::duration;
 
 /// Longest actor or signal name.
 pub const MAX_NAME: usize = 32;
-/// Most lines one `flood` may send, and most bytes in all.
+/// Most lines one `flood` may send.
 pub const MAX_FLOOD_LINES: usize = 1_000_000;
+/// Most bytes one `flood` may send in all: bounds a typo's memory and time.
 pub const MAX_FLOOD_BYTES: usize = 256 * 1024 * 1024;
 
 /// Every step keyword, for the "unknown step" message.

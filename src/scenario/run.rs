@@ -45,6 +45,7 @@ pub enum Target {
 pub struct Failure {
     /// The scenario's file (or built-in name).
     pub source: String,
+    /// Whose step it was.
     pub actor: String,
     /// Which of the actor's steps, counting from 1.
     pub step: usize,
@@ -61,7 +62,9 @@ pub struct Failure {
 /// Why one step failed: what it needed and what happened instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unmet {
+    /// What the step needed.
     pub expected: String,
+    /// What happened instead.
     pub got: String,
 }
 
@@ -87,16 +90,21 @@ impl std::fmt::Display for Failure {
 pub enum Outcome {
     /// Every step of every actor ran and every expectation was met.
     Passed {
+        /// How many actors took part.
         actors: usize,
+        /// How many steps they ran, in all.
         steps: usize,
     },
+    /// The first unmet expectation (later ones are consequences of it).
     Failed(Failure),
 }
 
 /// A finished run.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// Passed, or the first unmet expectation.
     pub outcome: Outcome,
+    /// From the start of the run to the last actor finishing.
     pub elapsed: Duration,
 }
 

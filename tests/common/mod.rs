@@ -45,14 +45,17 @@ pub fn tcphub(args: &[&str]) -> Proc {
 
 fn lines_of(pipe: impl Read + Send + 'static) -> Receiver<String> {
     let (tx, rx) = crossbeam_channel::unbounded();
-    thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
+    let spawned = thread::Builder::new()
+        .name("test-pipe-reader".into())
+        .spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
             }
-        }
-    });
+        });
+    spawned.expect("start a pipe reader thread");
     rx
 }
 
