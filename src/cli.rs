@@ -291,13 +291,16 @@ fn agent(args: &AgentArgs) -> ExitCode {
 
 fn simulate(args: &SimulateArgs) -> ExitCode {
     use crate::scenario::{self, run::Outcome, run::Target};
+    // writeln!, not println!: println! panics when stdout is a closed pipe
+    // (`tcphub simulate caps | head`); a closed pipe is not worth a panic.
+    let mut stdout = std::io::stdout();
     if args.list {
         for (name, text) in scenario::builtin::BUILTINS {
             let title = scenario::parse::parse(name, text)
                 .ok()
                 .and_then(|s| s.title)
                 .unwrap_or_default();
-            println!("{name:<14} {title}");
+            let _ = writeln!(stdout, "{name:<14} {title}");
         }
         return ExitCode::SUCCESS;
     }
@@ -313,19 +316,22 @@ fn simulate(args: &SimulateArgs) -> ExitCode {
     let mut failed = 0;
     for (i, name) in args.scenarios.iter().enumerate() {
         if i > 0 {
-            println!();
+            let _ = writeln!(stdout);
         }
         let loaded = scenario::load(name);
         let report =
             loaded.and_then(|s| scenario::run::run(&s, &target, Box::new(std::io::stdout())));
         match report {
             Ok(report) => match report.outcome {
-                Outcome::Passed { actors, steps } => println!(
-                    "PASSED {name}: {actors} actors, {steps} steps in {:.2}s",
-                    report.elapsed.as_secs_f64()
-                ),
+                Outcome::Passed { actors, steps } => {
+                    let _ = writeln!(
+                        stdout,
+                        "PASSED {name}: {actors} actors, {steps} steps in {:.2}s",
+                        report.elapsed.as_secs_f64()
+                    );
+                }
                 Outcome::Failed(failure) => {
-                    println!("FAILED {failure}");
+                    let _ = writeln!(stdout, "FAILED {failure}");
                     failed += 1;
                 }
             },

@@ -2,7 +2,7 @@
 //!
 //! Every `interval` it publishes a `pickup` event whose payload is a made-up
 //! order (JSON). It subscribes to `delivered`, and when one of *its* orders
-//! comes back delivered, it says "thank you for delivering <orderId>".
+//! comes back delivered, it says "thank you for delivering `<orderId>`".
 //! With `count`, it stops after that many orders, once they are all
 //! delivered, or after `wait` if some never are.
 

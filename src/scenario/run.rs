@@ -9,7 +9,7 @@
 //! when an actor *read* a line, which for a blocked `expect` is the moment it
 //! arrived.
 //!
-//! The actors share three things, all behind one [`Shared`]:
+//! The actors share three things, all behind one `Shared`:
 //! the timeline (one lock, so lines never interleave and times only grow),
 //! the raised signals (a mutex and a condition variable, so `await` sleeps
 //! until a `signal`), and the verdict: the first failure is kept, every
