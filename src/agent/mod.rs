@@ -240,6 +240,17 @@ impl<T> Runner<'_, T> {
             return Ok(());
         }
         loop {
+            // Timers first, every time round: a steady stream of lines must
+            // not keep a due timer waiting (a channel with a line ready
+            // returns it at once, even past the deadline).
+            let now = Now::current();
+            while let Some(i) = self.earliest_due(now.instant) {
+                let (_, timer) = self.timers.swap_remove(i);
+                behaviour.on_timer(timer, now, &mut actions);
+            }
+            if self.apply(&mut actions)? {
+                return Ok(());
+            }
             let next = self.timers.iter().map(|(at, _)| *at).min();
             // The one place the agent waits: for a line, or the next timer.
             let incoming = match next {
@@ -260,14 +271,8 @@ impl<T> Runner<'_, T> {
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err(self.gone("reader stopped".to_string()));
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    let now = Now::current();
-                    // Every timer that is due, earliest first.
-                    while let Some(i) = self.earliest_due(now.instant) {
-                        let (_, timer) = self.timers.swap_remove(i);
-                        behaviour.on_timer(timer, now, &mut actions);
-                    }
-                }
+                // A timer is due: handled at the top of the loop.
+                Err(RecvTimeoutError::Timeout) => {}
             }
             if self.apply(&mut actions)? {
                 return Ok(());
