@@ -19,6 +19,7 @@ fn piped(args: &[&str], input: &str) -> (Option<i32>, Vec<String>, Vec<String>) 
         let stdin = client.stdin.as_mut().expect("stdin");
         stdin.write_all(input.as_bytes()).expect("write stdin");
     }
+    client.close_stdin();
     let status = client.wait();
     (status.code(), client.all_stdout(), client.all_stderr())
 }

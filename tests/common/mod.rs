@@ -73,9 +73,10 @@ impl Proc {
         self.stdin = None;
     }
 
-    /// Waits for the child to exit; panics after [`PATIENCE`].
+    /// Waits for the child to exit; panics after [`PATIENCE`]. Stdin stays
+    /// as it is (open, unless [`Proc::close_stdin`] was called): closing it
+    /// here would be an event of its own (end of input) for a client.
     pub fn wait(&mut self) -> ExitStatus {
-        self.stdin = None;
         let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
