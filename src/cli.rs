@@ -180,7 +180,7 @@ pub struct VendorArgs {
     #[command(flatten)]
     pub common: AgentCommon,
     /// Time between orders, like 5s or 200ms.
-    #[arg(long, default_value = "5s", value_parser = crate::duration::parse)]
+    #[arg(long, default_value = "5s", value_parser = parse_interval)]
     pub interval: Duration,
     /// Stop after N orders, once they are delivered (or after --wait).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -222,6 +222,14 @@ pub struct SimulateArgs {
     /// Use the hub at this host:port instead of starting one in-process.
     #[arg(long)]
     pub addr: Option<String>,
+}
+
+/// An interval of 0 would publish in a busy loop: refuse it.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    match crate::duration::parse(text)? {
+        d if d.is_zero() => Err("the interval must be longer than 0ms".into()),
+        d => Ok(d),
+    }
 }
 
 fn parse_speed(text: &str) -> Result<f64, String> {
