@@ -27,3 +27,13 @@ fmt: ## format the code
 
 lint: ## clippy, warnings as errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: demo simulate
+
+demo: ## the hub + logger, driver and vendor agents together (~12 s, stops by itself)
+	$(CARGO) build --quiet
+	bash scripts/demo.sh
+
+simulate: ## run every built-in scenario against an in-process hub
+	$(CARGO) build --quiet
+	target/debug/tcphub simulate $$(target/debug/tcphub simulate --list | cut -d' ' -f1)

@@ -30,6 +30,20 @@ pub enum Command {
     /// Logs go to stderr; RUST_LOG=debug shows every blocking call, routing
     /// decision and write, with the name of the thread doing it.
     Serve(ServeArgs),
+    /// Connect to a hub and talk to it: type lines, or pipe them in.
+    ///
+    /// Every line you type is sent as is; every line the hub sends is
+    /// printed as it is on the wire (or worded for people with --pretty).
+    /// Stops on BYE (/quit), when the hub closes, or at the end of input
+    /// (after the hub has answered everything sent).
+    Client(ClientArgs),
+    /// Run one of the lab's services, reacting to events through the hub.
+    Agent(AgentArgs),
+    /// Run scenarios: scripted actors that talk to a hub and check replies.
+    ///
+    /// SCENARIO is a built-in name (see --list) or a file path. Without
+    /// --addr, a hub is started in this process on a free port.
+    Simulate(SimulateArgs),
 }
 
 /// Flags of `tcphub serve`.
@@ -72,6 +86,9 @@ pub fn run(cli: Cli) -> ExitCode {
     init_logging();
     match cli.command {
         Command::Serve(args) => serve(&args),
+        Command::Client(args) => client(&args),
+        Command::Agent(args) => agent(&args),
+        Command::Simulate(args) => simulate(&args),
     }
 }
 
@@ -109,4 +126,232 @@ pub fn init_logging() {
             )
         })
         .try_init();
+}
+
+// ---- client, agent, simulate ------------------------------------------
+
+/// Flags of `tcphub client`.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The hub's address, host:port.
+    #[arg(default_value = crate::connection::DEFAULT_ADDR)]
+    pub addr: String,
+    /// Send `/nick NAME` before anything else.
+    #[arg(long, value_name = "NAME")]
+    pub nick: Option<String>,
+    /// Print server lines for people (`<bob> hi`) instead of as on the wire.
+    #[arg(long)]
+    pub pretty: bool,
+}
+
+/// `tcphub agent`: which role to run.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    pub role: AgentRole,
+}
+
+/// The agents of the lab. Each prints what it does on stdout; diagnostics go
+/// to stderr (RUST_LOG=debug shows every line sent and received).
+#[derive(Debug, Subcommand)]
+pub enum AgentRole {
+    /// Publishes a `pickup` order every --interval; thanks for deliveries.
+    Vendor(VendorArgs),
+    /// Delivers every `pickup`: `in-transit` after 1 s, `delivered` 3 s later.
+    Driver(DriverArgs),
+    /// Prints every event on every topic, with the time (UTC).
+    Logger(LoggerArgs),
+}
+
+/// Flags every agent has.
+#[derive(Debug, Args)]
+pub struct AgentCommon {
+    /// The hub's address, host:port.
+    #[arg(long, default_value = crate::connection::DEFAULT_ADDR)]
+    pub addr: String,
+    /// Nick to take on the hub (default: the role's name).
+    #[arg(long, value_name = "NAME")]
+    pub nick: Option<String>,
+}
+
+/// Flags of `tcphub agent vendor`.
+#[derive(Debug, Args)]
+pub struct VendorArgs {
+    #[command(flatten)]
+    pub common: AgentCommon,
+    /// Time between orders, like 5s or 200ms.
+    #[arg(long, default_value = "5s", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// Stop after N orders, once they are delivered (or after --wait).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub count: Option<u32>,
+    /// With --count: how long to wait for deliveries after the last order.
+    #[arg(long, default_value = "10s", value_parser = crate::duration::parse)]
+    pub wait: Duration,
+    /// Seed for the made-up orders (same seed, same orders).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// Flags of `tcphub agent driver`.
+#[derive(Debug, Args)]
+pub struct DriverArgs {
+    #[command(flatten)]
+    pub common: AgentCommon,
+    /// Divides the driving delays (1 s and 3 s): 10 means 100 ms and 300 ms.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_speed)]
+    pub speed: f64,
+}
+
+/// Flags of `tcphub agent logger`.
+#[derive(Debug, Args)]
+pub struct LoggerArgs {
+    #[command(flatten)]
+    pub common: AgentCommon,
+}
+
+/// Flags of `tcphub simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Built-in scenario names or scenario files, run one after the other.
+    #[arg(value_name = "SCENARIO", required_unless_present = "list")]
+    pub scenarios: Vec<String>,
+    /// List the built-in scenarios and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Use the hub at this host:port instead of starting one in-process.
+    #[arg(long)]
+    pub addr: Option<String>,
+}
+
+/// An interval of 0 would publish in a busy loop: refuse it.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    match crate::duration::parse(text)? {
+        d if d.is_zero() => Err("the interval must be longer than 0ms".into()),
+        d => Ok(d),
+    }
+}
+
+fn parse_speed(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(speed) if (0.001..=1000.0).contains(&speed) => Ok(speed),
+        _ => Err(format!("{text:?} is not a speed from 0.001 to 1000")),
+    }
+}
+
+fn client(args: &ClientArgs) -> ExitCode {
+    use crate::client::{ClientEnd, ClientOptions};
+    let options = ClientOptions {
+        addr: args.addr.clone(),
+        nick: args.nick.clone(),
+        pretty: args.pretty,
+    };
+    match crate::client::run(&options, std::io::stdin(), std::io::stdout()) {
+        Ok(ClientEnd::Bye | ClientEnd::InputDone | ClientEnd::OutputClosed) => ExitCode::SUCCESS,
+        Ok(ClientEnd::HubClosed) => {
+            eprintln!("tcphub client: the hub closed the connection");
+            ExitCode::SUCCESS
+        }
+        Ok(ClientEnd::Refused(text)) => {
+            eprintln!("tcphub client: the hub refused the connection: {text}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("tcphub client: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn agent(args: &AgentArgs) -> ExitCode {
+    use crate::agent::{self, driver::Driver, logger::Logger, vendor};
+    let mut out = std::io::stdout();
+    let (role, result) = match &args.role {
+        AgentRole::Vendor(a) => {
+            let options = vendor::VendorOptions {
+                interval: a.interval,
+                count: a.count,
+                wait: a.wait,
+                seed: a.seed,
+            };
+            let nick = a.common.nick.as_deref().unwrap_or("vendor");
+            let v = vendor::Vendor::new(options);
+            ("vendor", agent::run(&a.common.addr, nick, v, &mut out))
+        }
+        AgentRole::Driver(a) => {
+            let nick = a.common.nick.as_deref().unwrap_or("driver");
+            let d = Driver::new(a.speed);
+            ("driver", agent::run(&a.common.addr, nick, d, &mut out))
+        }
+        AgentRole::Logger(a) => {
+            let nick = a.common.nick.as_deref().unwrap_or("logger");
+            ("logger", agent::run(&a.common.addr, nick, Logger, &mut out))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tcphub agent {role}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn simulate(args: &SimulateArgs) -> ExitCode {
+    use crate::scenario::{self, run::Outcome, run::Target};
+    // writeln!, not println!: println! panics when stdout is a closed pipe
+    // (`tcphub simulate caps | head`); a closed pipe is not worth a panic.
+    let mut stdout = std::io::stdout();
+    if args.list {
+        for (name, text) in scenario::builtin::BUILTINS {
+            let title = scenario::parse::parse(name, text)
+                .ok()
+                .and_then(|s| s.title)
+                .unwrap_or_default();
+            let _ = writeln!(stdout, "{name:<14} {title}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    // The in-process hub logs every connection at info level; the timeline
+    // already tells that story. Keep its warnings (a client cut off).
+    if std::env::var_os("RUST_LOG").is_none() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
+    let target = match &args.addr {
+        Some(addr) => Target::Addr(addr.clone()),
+        None => Target::InProcess,
+    };
+    let mut failed = 0;
+    for (i, name) in args.scenarios.iter().enumerate() {
+        if i > 0 {
+            let _ = writeln!(stdout);
+        }
+        let loaded = scenario::load(name);
+        let report =
+            loaded.and_then(|s| scenario::run::run(&s, &target, Box::new(std::io::stdout())));
+        match report {
+            Ok(report) => match report.outcome {
+                Outcome::Passed { actors, steps } => {
+                    let _ = writeln!(
+                        stdout,
+                        "PASSED {name}: {actors} actors, {steps} steps in {:.2}s",
+                        report.elapsed.as_secs_f64()
+                    );
+                }
+                Outcome::Failed(failure) => {
+                    let _ = writeln!(stdout, "FAILED {failure}");
+                    failed += 1;
+                }
+            },
+            Err(e) => {
+                eprintln!("tcphub simulate: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

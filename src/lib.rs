@@ -13,16 +13,28 @@
 //! [`server`] starts and stops all of it; [`admission`] holds the two numbers
 //! the acceptor and dispatcher share; [`cli`] is the command line.
 //! [`protocol`], [`framing`] and [`routing`] do no IO at all.
+//!
+//! The other side of the wire, the programs that talk *to* a hub:
+//! [`client`] (a terminal on the hub, `--pretty` words lines with
+//! [`pretty`]), [`agent`] (vendor, driver and logger services reacting to
+//! events) and [`scenario`] (scripted actors that check what the hub says).
+//! They connect and read lines with [`connection`]; [`duration`] reads `2s`.
 
 pub mod acceptor;
 pub mod admission;
+pub mod agent;
 pub mod cli;
+pub mod client;
+pub mod connection;
 pub mod dispatcher;
+pub mod duration;
 pub mod error;
 pub mod framing;
+pub mod pretty;
 pub mod protocol;
 pub mod reader;
 pub mod routing;
+pub mod scenario;
 pub mod server;
 
 pub use error::HubError;

@@ -1,0 +1,206 @@
+//! `tcphub client`: a terminal on the hub, like `nc`, that knows when to stop.
+//!
+//! Two threads, each blocked in one call, like the hub's own threads:
+//!
+//! - `stdin-to-hub` blocks reading standard input; every line it gets is
+//!   written to the socket as is.
+//! - `hub-to-stdout` blocks reading the socket; every line the hub sends is
+//!   printed, as on the wire or (with `--pretty`) worded for people.
+//!
+//! Neither waits for the other, which is the point: a line from someone else
+//! is printed the moment it arrives, even while you are typing.
+//!
+//! ## When it stops
+//!
+//! - On `BYE` (you typed `/quit`): printed, then the client exits.
+//! - When the hub closes the connection (it stopped, or cut us off).
+//! - When standard input ends (Ctrl-D, or the end of a piped file). The
+//!   client then *shuts down the sending half* of the socket (a TCP
+//!   half-close) and keeps reading. The contract promises that the hub
+//!   answers every line it received before the half-close, then closes the
+//!   connection; so when the read ends, every reply has been printed. This
+//!   is what makes `printf '/nick ann\n/list\n' | tcphub client` print the
+//!   `LIST` instead of exiting before it arrives.
+
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+
+use log::debug;
+
+use crate::connection::{self, ConnectError, LineReader, Received};
+use crate::pretty;
+use crate::protocol::{self, ServerLine};
+
+/// What `tcphub client` was asked to do.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// `host:port` of the hub.
+    pub addr: String,
+    /// If set, `/nick <nick>` is sent before anything typed.
+    pub nick: Option<String>,
+    /// Print lines worded for people ([`pretty::render`]) instead of raw.
+    pub pretty: bool,
+}
+
+/// How a client session ended without an error. The CLI picks the exit code
+/// and whether to say anything from this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEnd {
+    /// The hub said `BYE` (after `/quit`).
+    Bye,
+    /// Our input ended, and the hub then closed after answering everything.
+    InputDone,
+    /// The hub closed the connection while we still had input to send.
+    HubClosed,
+    /// The hub refused us (`ERR server-full`); the text is its reason.
+    Refused(String),
+    /// Our standard output went away (e.g. `tcphub client | head -1`).
+    OutputClosed,
+}
+
+/// Why a client session could not start or broke.
+#[derive(Debug)]
+pub enum ClientError {
+    /// No connection: refused, unresolvable, unreachable.
+    Connect(ConnectError),
+    /// `--nick` is not a valid nick (checked before connecting).
+    BadNick(String),
+    /// Reading from or writing to the connection failed.
+    Io(io::Error),
+    /// A thread could not be started.
+    Spawn(io::Error),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Connect(e) => e.fmt(f),
+            ClientError::BadNick(text) => write!(f, "--nick: {text}"),
+            ClientError::Io(e) => write!(f, "connection failed: {e}"),
+            ClientError::Spawn(e) => write!(f, "cannot start a thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// Runs one client session: connects, sends `--nick`, then copies `input`
+/// lines to the hub and hub lines to `output` until one of the ends listed in
+/// the module docs. Returns once the hub's side is done.
+///
+/// The `stdin-to-hub` thread is *not* joined: when the session ends because
+/// of the hub (`BYE`, close), that thread may be blocked reading a terminal
+/// that will never send anything, and no portable call can wake it. The
+/// process exits right after anyway.
+pub fn run<I, O>(options: &ClientOptions, input: I, output: O) -> Result<ClientEnd, ClientError>
+where
+    I: Read + Send + 'static,
+    O: Write + Send + 'static,
+{
+    if let Some(nick) = &options.nick {
+        protocol::check_nick(nick).map_err(|r| ClientError::BadNick(r.text))?;
+    }
+    let mut socket = connection::connect(&options.addr).map_err(ClientError::Connect)?;
+    debug!("connected to {}", options.addr);
+    if let Some(nick) = &options.nick {
+        socket
+            .write_all(format!("/nick {nick}\n").as_bytes())
+            .map_err(ClientError::Io)?;
+    }
+    let reading = socket.try_clone().map_err(ClientError::Io)?;
+    let input_done = Arc::new(AtomicBool::new(false));
+
+    let done = input_done.clone();
+    thread::Builder::new()
+        .name("stdin-to-hub".into())
+        .spawn(move || copy_input(input, socket, &done))
+        .map_err(ClientError::Spawn)?;
+
+    let pretty = options.pretty;
+    let printer = thread::Builder::new()
+        .name("hub-to-stdout".into())
+        .spawn(move || copy_output(reading, output, pretty))
+        .map_err(ClientError::Spawn)?;
+    let end = match printer.join() {
+        Ok(end) => end?,
+        Err(_) => {
+            return Err(ClientError::Io(io::Error::other(
+                "the hub-to-stdout thread panicked",
+            )));
+        }
+    };
+    Ok(match end {
+        ClientEnd::HubClosed if input_done.load(Ordering::SeqCst) => ClientEnd::InputDone,
+        end => end,
+    })
+}
+
+/// The `stdin-to-hub` thread: input lines to the socket, then a half-close.
+fn copy_input(input: impl Read, mut socket: TcpStream, done: &AtomicBool) {
+    let mut input = BufReader::new(input);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        // Blocks until a whole line is typed (or piped), or input ends.
+        // Bytes, not a String: invalid UTF-8 is the hub's to refuse
+        // (`ERR bad-utf8`), not ours to hide.
+        match input.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                debug!("reading input failed: {e}");
+                break;
+            }
+        }
+        if line.last() != Some(&b'\n') {
+            line.push(b'\n');
+        }
+        if let Err(e) = socket.write_all(&line) {
+            // The hub is gone; the other thread will see it and stop.
+            debug!("writing to the hub failed: {e}");
+            return;
+        }
+    }
+    debug!("input ended: half-closing the connection");
+    done.store(true, Ordering::SeqCst);
+    // "No more lines from me": the hub answers what it has, then closes.
+    let _ = socket.shutdown(Shutdown::Write);
+}
+
+/// The `hub-to-stdout` thread: socket lines to the output until the end.
+fn copy_output(
+    socket: TcpStream,
+    mut output: impl Write,
+    pretty: bool,
+) -> Result<ClientEnd, ClientError> {
+    let mut lines = LineReader::new(socket);
+    let mut first = true;
+    loop {
+        let line = match lines.read_line().map_err(ClientError::Io)? {
+            Received::Line(line) => line,
+            Received::Closed | Received::TimedOut => return Ok(ClientEnd::HubClosed),
+        };
+        let shown = if pretty {
+            pretty::render(&line)
+        } else {
+            line.clone()
+        };
+        let written = writeln!(output, "{shown}").and_then(|()| output.flush());
+        if written.is_err() {
+            return Ok(ClientEnd::OutputClosed);
+        }
+        match ServerLine::parse(&line) {
+            Some(ServerLine::Bye) => return Ok(ClientEnd::Bye),
+            Some(ServerLine::Err { code, text }) if first && code == "server-full" => {
+                return Ok(ClientEnd::Refused(text));
+            }
+            _ => {}
+        }
+        first = false;
+    }
+}

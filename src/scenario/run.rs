@@ -1,0 +1,687 @@
+//! Running a scenario: one thread per actor, a shared timeline, and the
+//! first unmet expectation as the verdict.
+//!
+//! Each actor thread (`actor-<name>`) walks its steps in order with plain
+//! blocking IO. An actor reads its socket **only** while it runs an
+//! `expect` (or `expect-closed`): between those, lines the hub sends it wait
+//! in the kernel's buffers. That is what makes `wait` a faithful "stopped
+//! reading" for the slow-consumer lesson, and it is why the timeline shows
+//! when an actor *read* a line, which for a blocked `expect` is the moment it
+//! arrived.
+//!
+//! The actors share three things, all behind one `Shared`:
+//! the timeline (one lock, so lines never interleave and times only grow),
+//! the raised signals (a mutex and a condition variable, so `await` sleeps
+//! until a `signal`), and the verdict: the first failure is kept, every
+//! socket is shut down so blocked reads return at once, and the other
+//! actors stop at their next step.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use log::debug;
+
+use super::{Action, Actor, Pattern, Scenario, ScenarioError, Step};
+use crate::connection::{self, LineReader, Received};
+use crate::duration;
+use crate::server::{Config, Hub};
+
+/// Where the actors connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Start a hub in this process on a free port (with the scenario's
+    /// `set` values), and stop it afterwards.
+    InProcess,
+    /// A hub already running at this `host:port`.
+    Addr(String),
+}
+
+/// The first expectation that was not met.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The scenario's file (or built-in name).
+    pub source: String,
+    /// Whose step it was.
+    pub actor: String,
+    /// Which of the actor's steps, counting from 1.
+    pub step: usize,
+    /// Line in the file.
+    pub line: usize,
+    /// The step as written.
+    pub text: String,
+    /// What the step needed, in words (`PING`, `signal ready`).
+    pub expected: String,
+    /// What happened instead (`PONG`, `nothing within 2s`).
+    pub got: String,
+}
+
+/// Why one step failed: what it needed and what happened instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unmet {
+    /// What the step needed.
+    pub expected: String,
+    /// What happened instead.
+    pub got: String,
+}
+
+fn unmet(expected: impl Into<String>, got: impl Into<String>) -> Unmet {
+    Unmet {
+        expected: expected.into(),
+        got: got.into(),
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} line {}: {}, step {}: {}\n  expected {}\n  got      {}",
+            self.source, self.line, self.actor, self.step, self.text, self.expected, self.got
+        )
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every step of every actor ran and every expectation was met.
+    Passed {
+        /// How many actors took part.
+        actors: usize,
+        /// How many steps they ran, in all.
+        steps: usize,
+    },
+    /// The first unmet expectation (later ones are consequences of it).
+    Failed(Failure),
+}
+
+/// A finished run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Passed, or the first unmet expectation.
+    pub outcome: Outcome,
+    /// From the start of the run to the last actor finishing.
+    pub elapsed: Duration,
+}
+
+/// Runs `scenario` against `target`, writing the timeline to `out` as it
+/// happens. Returns once every actor has finished or stopped.
+///
+/// `Err` only if the run could not start (the hub, a thread); a scenario
+/// that runs and fails is `Ok` with [`Outcome::Failed`].
+pub fn run(
+    scenario: &Scenario,
+    target: &Target,
+    out: Box<dyn Write + Send>,
+) -> Result<Report, ScenarioError> {
+    let width = scenario
+        .actors
+        .iter()
+        .map(|a| a.name.len())
+        .max()
+        .unwrap_or(0);
+    let shared = Shared {
+        start: Instant::now(),
+        out: Mutex::new(out),
+        width,
+        state: Mutex::new(State::default()),
+        changed: Condvar::new(),
+        sockets: Mutex::new(Vec::new()),
+    };
+    match &scenario.title {
+        Some(title) => shared.header(&format!("scenario {}: {title}", scenario.source)),
+        None => shared.header(&format!("scenario {}", scenario.source)),
+    }
+
+    let settings = &scenario.settings;
+    let (hub, addr) = match target {
+        Target::InProcess => {
+            let mut config = Config::ephemeral();
+            if let Some(t) = settings.write_timeout {
+                config.write_timeout = t;
+            }
+            if let Some(n) = settings.max_clients {
+                config.max_clients = n;
+            }
+            if let Some(n) = settings.max_line {
+                config.max_line = n;
+            }
+            let hub = Hub::start(config.clone()).map_err(ScenarioError::Hub)?;
+            let addr = hub.local_addr().to_string();
+            shared.header(&format!(
+                "hub {addr} (in-process, write timeout {})",
+                duration::show(config.write_timeout)
+            ));
+            (Some(hub), addr)
+        }
+        Target::Addr(addr) => {
+            let note = if settings.configures_hub() {
+                " (the scenario's hub settings apply only to an in-process hub: ignored)"
+            } else {
+                ""
+            };
+            shared.header(&format!("hub {addr}{note}"));
+            (None, addr.clone())
+        }
+    };
+
+    let spawned = thread::scope(|scope| {
+        let mut handles = Vec::new();
+        for actor in &scenario.actors {
+            let shared = &shared;
+            let addr = addr.as_str();
+            let handle = thread::Builder::new()
+                .name(format!("actor-{}", actor.name))
+                .spawn_scoped(scope, move || {
+                    ActorRun::new(actor, scenario, addr, shared).run();
+                });
+            match handle {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    shared.abort();
+                    return Err(e);
+                }
+            }
+        }
+        for handle in handles {
+            // An actor thread does not panic on anything a peer sends; if
+            // it did, the others still finish and the run reports it.
+            if handle.join().is_err() {
+                shared.abort();
+            }
+        }
+        Ok(())
+    });
+    // Close every connection that is still open, then stop the hub.
+    shared.shutdown_sockets();
+    if let Some(hub) = hub {
+        hub.shutdown();
+    }
+    spawned.map_err(ScenarioError::Spawn)?;
+
+    let elapsed = shared.start.elapsed();
+    let state = shared.lock();
+    let outcome = match &state.failure {
+        Some(f) => Outcome::Failed(f.clone()),
+        None if state.aborted => Outcome::Failed(Failure {
+            source: scenario.source.clone(),
+            actor: "?".into(),
+            step: 0,
+            line: 0,
+            text: String::new(),
+            expected: "every actor thread to finish".into(),
+            got: "an actor thread stopped unexpectedly".into(),
+        }),
+        None => Outcome::Passed {
+            actors: scenario.actors.len(),
+            steps: scenario.actors.iter().map(|a| a.steps.len()).sum(),
+        },
+    };
+    Ok(Report { outcome, elapsed })
+}
+
+/// What all actor threads share.
+struct Shared {
+    start: Instant,
+    out: Mutex<Box<dyn Write + Send>>,
+    /// Longest actor name, to line the timeline up.
+    width: usize,
+    state: Mutex<State>,
+    /// Notified when a signal is raised or the run is aborted.
+    changed: Condvar,
+    /// A clone of every connection, to shut them all down on failure (which
+    /// wakes any actor blocked reading) and at the end.
+    sockets: Mutex<Vec<TcpStream>>,
+}
+
+#[derive(Default)]
+struct State {
+    raised: HashSet<String>,
+    failure: Option<Failure>,
+    aborted: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock only means another actor panicked; the state is
+        // still usable for reporting.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One timeline line: `  0.103s  vendor  -> /pub pickup {...}`. The time
+    /// is taken under the lock, so printed times never go backwards.
+    fn say(&self, actor: &str, mark: &str, text: &str) {
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let t = self.start.elapsed().as_secs_f64();
+        let width = self.width;
+        let _ = writeln!(out, "{t:>7.3}s  {actor:<width$}  {mark} {}", shorten(text));
+        let _ = out.flush();
+    }
+
+    fn header(&self, text: &str) {
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    }
+
+    fn aborted(&self) -> bool {
+        self.lock().aborted
+    }
+
+    fn abort(&self) {
+        self.lock().aborted = true;
+        self.changed.notify_all();
+        self.shutdown_sockets();
+    }
+
+    /// Records `failure` if it is the first, and stops the run.
+    fn fail(&self, failure: Failure) {
+        {
+            let mut state = self.lock();
+            if state.aborted {
+                // A consequence of the first failure (its sockets were shut
+                // down under us), not news.
+                return;
+            }
+            let text = format!("expected {}, got {}", failure.expected, failure.got);
+            self.say(&failure.actor, "!!", &text);
+            state.failure = Some(failure);
+        }
+        self.abort();
+    }
+
+    fn shutdown_sockets(&self) {
+        let sockets = self.sockets.lock().unwrap_or_else(|e| e.into_inner());
+        for socket in sockets.iter() {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn raise(&self, name: &str) {
+        self.lock().raised.insert(name.to_string());
+        self.changed.notify_all();
+    }
+
+    /// Blocks until `name` is raised (true), or `timeout` passes or the run
+    /// is aborted (false).
+    fn await_signal(&self, name: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        loop {
+            if state.raised.contains(name) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if state.aborted || left.is_zero() {
+                return false;
+            }
+            // Sleeps until notified (a signal, an abort) or `left` passes.
+            state = match self.changed.wait_timeout(state, left) {
+                Ok((state, _)) => state,
+                Err(e) => e.into_inner().0,
+            };
+        }
+    }
+
+    /// Sleeps for `d`, waking early if the run is aborted.
+    fn sleep(&self, d: Duration) {
+        let deadline = Instant::now() + d;
+        let mut state = self.lock();
+        while !state.aborted {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            state = match self.changed.wait_timeout(state, left) {
+                Ok((state, _)) => state,
+                Err(e) => e.into_inner().0,
+            };
+        }
+    }
+}
+
+/// Long lines (a flood's) are cut in the timeline, with their length.
+fn shorten(text: &str) -> String {
+    const KEEP: usize = 120;
+    if text.len() <= KEEP + 40 {
+        return text.to_string();
+    }
+    let mut cut = KEEP;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}... ({} bytes)", &text[..cut], text.len())
+}
+
+/// An open connection: the socket to write, a line reader on a clone.
+struct Conn {
+    writer: TcpStream,
+    reader: LineReader<TcpStream>,
+}
+
+/// One actor's run through its steps.
+struct ActorRun<'a> {
+    actor: &'a Actor,
+    source: &'a str,
+    addr: &'a str,
+    shared: &'a Shared,
+    timeout: Duration,
+    ignores: Vec<Pattern>,
+    conn: Option<Conn>,
+}
+
+impl<'a> ActorRun<'a> {
+    fn new(actor: &'a Actor, scenario: &'a Scenario, addr: &'a str, shared: &'a Shared) -> Self {
+        ActorRun {
+            actor,
+            source: &scenario.source,
+            addr,
+            shared,
+            timeout: scenario.settings.timeout,
+            ignores: Vec::new(),
+            conn: None,
+        }
+    }
+
+    fn run(mut self) {
+        for (index, step) in self.actor.steps.iter().enumerate() {
+            if self.shared.aborted() {
+                debug!("stopping: another actor failed");
+                return;
+            }
+            if let Err(Unmet { expected, got }) = self.step(step) {
+                self.shared.fail(Failure {
+                    source: self.source.to_string(),
+                    actor: self.actor.name.clone(),
+                    step: index + 1,
+                    line: step.line,
+                    text: step.text.clone(),
+                    expected,
+                    got,
+                });
+                return;
+            }
+        }
+    }
+
+    fn say(&self, mark: &str, text: &str) {
+        self.shared.say(&self.actor.name, mark, text);
+    }
+
+    /// The connection; the parser guarantees one is open for steps that
+    /// need it, so `Err` here means a bug in that check, not in the file.
+    fn conn(&mut self) -> Result<&mut Conn, Unmet> {
+        self.conn.as_mut().ok_or_else(|| {
+            unmet(
+                "an open connection",
+                "none (add a `connect` step before this one)",
+            )
+        })
+    }
+
+    fn step(&mut self, step: &Step) -> Result<(), Unmet> {
+        match &step.action {
+            Action::Connect => self.connect(),
+            Action::Send(text) => {
+                let mut line = text.clone().into_bytes();
+                line.push(b'\n');
+                // Blocks only if the hub stopped reading us (then for at
+                // most the actor's timeout: the socket's write timeout).
+                self.conn()?
+                    .writer
+                    .write_all(&line)
+                    .map_err(|e| unmet("to send the line", format!("a write error: {e}")))?;
+                self.say("->", text);
+                Ok(())
+            }
+            Action::Flood {
+                count,
+                bytes,
+                prefix,
+            } => self.flood(*count, *bytes, prefix),
+            Action::Expect(pattern) => self.expect(pattern),
+            Action::ExpectClosed => self.expect_closed(),
+            Action::Ignore(pattern) => {
+                self.ignores.push(pattern.clone());
+                Ok(())
+            }
+            Action::Timeout(d) => {
+                self.timeout = *d;
+                if let Some(conn) = &self.conn {
+                    let _ = conn.writer.set_write_timeout(Some(*d));
+                }
+                Ok(())
+            }
+            Action::Wait(d) => {
+                self.say("..", &format!("wait {}", duration::show(*d)));
+                self.shared.sleep(*d);
+                Ok(())
+            }
+            Action::Signal(name) => {
+                self.say("..", &format!("signal {name}"));
+                self.shared.raise(name);
+                Ok(())
+            }
+            Action::Await(name) => {
+                if self.shared.await_signal(name, self.timeout) {
+                    self.say("..", &format!("got signal {name}"));
+                    Ok(())
+                } else {
+                    Err(unmet(
+                        format!("signal {name}"),
+                        format!("nothing within {}", duration::show(self.timeout)),
+                    ))
+                }
+            }
+            Action::Note(text) => {
+                self.say("#", text);
+                Ok(())
+            }
+            Action::Close => {
+                if let Some(conn) = self.conn.take() {
+                    // Shutdown, not just drop: the run keeps a clone of the
+                    // socket, so dropping ours would not close it.
+                    let _ = conn.writer.shutdown(Shutdown::Both);
+                }
+                self.say("..", "close");
+                Ok(())
+            }
+        }
+    }
+
+    fn connect(&mut self) -> Result<(), Unmet> {
+        let socket =
+            connection::connect(self.addr).map_err(|e| unmet("a connection", e.to_string()))?;
+        let setup = || -> std::io::Result<(TcpStream, TcpStream)> {
+            socket.set_write_timeout(Some(self.timeout))?;
+            Ok((socket.try_clone()?, socket.try_clone()?))
+        };
+        let (reading, registered) =
+            setup().map_err(|e| unmet("a connection", format!("socket setup failed: {e}")))?;
+        let local = socket
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        self.shared
+            .sockets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(registered);
+        self.conn = Some(Conn {
+            writer: socket,
+            reader: LineReader::new(reading),
+        });
+        self.say("..", &format!("connect (from {local})"));
+        Ok(())
+    }
+
+    fn flood(&mut self, count: usize, bytes: usize, prefix: &str) -> Result<(), Unmet> {
+        let mut sample = flood_line(prefix, 1, bytes);
+        if sample.len() > 60 {
+            sample.truncate(prefix.len() + 30);
+            sample.push_str("...");
+        }
+        self.say(
+            "->",
+            &format!("flood of {count} lines, {bytes} bytes each: {sample}"),
+        );
+        let started = Instant::now();
+        let conn = self.conn()?;
+        let mut batch = Vec::with_capacity(256 * 1024);
+        for n in 1..=count {
+            batch.extend_from_slice(flood_line(prefix, n, bytes).as_bytes());
+            batch.push(b'\n');
+            if batch.len() >= 256 * 1024 || n == count {
+                // Blocks whenever the hub reads us slower than we write.
+                conn.writer.write_all(&batch).map_err(|e| {
+                    unmet(
+                        format!("to send {count} lines"),
+                        format!("a write error at line {n}: {e}"),
+                    )
+                })?;
+                batch.clear();
+            }
+        }
+        let total = count * (bytes + 1);
+        self.say(
+            "..",
+            &format!(
+                "flood sent: {:.1} MB in {:.2}s",
+                total as f64 / 1e6,
+                started.elapsed().as_secs_f64()
+            ),
+        );
+        Ok(())
+    }
+
+    fn expect(&mut self, pattern: &Pattern) -> Result<(), Unmet> {
+        let timeout = self.timeout;
+        let deadline = Instant::now() + timeout;
+        let mut skipped = 0;
+        loop {
+            // Blocks until a line arrives, the hub closes, or the deadline.
+            let got = self.conn()?.reader.read_line_by(deadline);
+            match got {
+                Ok(Received::Line(line)) if pattern.matches(&line) => {
+                    self.say("<-", &line);
+                    return Ok(());
+                }
+                Ok(Received::Line(line)) if self.ignores.iter().any(|p| p.matches(&line)) => {
+                    self.say("<-", &format!("{line}   (ignored)"));
+                    skipped += 1;
+                }
+                Ok(Received::Line(line)) => {
+                    self.say("<-", &line);
+                    return Err(unmet(pattern.as_str(), line));
+                }
+                Ok(Received::Closed) => {
+                    return Err(unmet(
+                        pattern.as_str(),
+                        "nothing: the hub closed the connection",
+                    ));
+                }
+                Ok(Received::TimedOut) => {
+                    let also = if skipped > 0 {
+                        format!(" ({skipped} ignored line(s) did)")
+                    } else {
+                        String::new()
+                    };
+                    return Err(unmet(
+                        pattern.as_str(),
+                        format!("nothing within {}{also}", duration::show(timeout)),
+                    ));
+                }
+                Err(e) => {
+                    return Err(unmet(pattern.as_str(), format!("a read error: {e}")));
+                }
+            }
+        }
+    }
+
+    fn expect_closed(&mut self) -> Result<(), Unmet> {
+        let timeout = self.timeout;
+        let deadline = Instant::now() + timeout;
+        let mut lines = 0usize;
+        let mut bytes = 0usize;
+        let how = loop {
+            let got = self.conn()?.reader.read_line_by(deadline);
+            match got {
+                Ok(Received::Line(line)) => {
+                    lines += 1;
+                    bytes += line.len() + 1;
+                }
+                Ok(Received::Closed) => break "closed by the hub",
+                Ok(Received::TimedOut) => {
+                    return Err(unmet(
+                        "the hub to close the connection",
+                        format!(
+                            "still open after {} ({lines} line(s) read)",
+                            duration::show(timeout)
+                        ),
+                    ));
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    break "reset by the hub";
+                }
+                Err(e) => {
+                    return Err(unmet(
+                        "the hub to close the connection",
+                        format!("a read error: {e}"),
+                    ));
+                }
+            }
+        };
+        self.conn = None;
+        if lines == 0 {
+            self.say("<-", &format!("({how})"));
+        } else {
+            self.say(
+                "<-",
+                &format!(
+                    "({how}, after {lines} unread line(s), {:.1} MB, that were still buffered)",
+                    bytes as f64 / 1e6
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Line `n` of a flood: `<prefix> <n> ` then `x` up to `bytes` bytes (the
+/// line is longer only if the prefix and number alone are).
+pub fn flood_line(prefix: &str, n: usize, bytes: usize) -> String {
+    let mut line = format!("{prefix} {n} ");
+    while line.len() < bytes {
+        line.push('x');
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flood_lines_have_the_asked_length() {
+        assert_eq!(flood_line("/pub t", 7, 12), "/pub t 7 xxx");
+        assert_eq!(flood_line("/pub t", 7, 3), "/pub t 7 ");
+        assert_eq!(flood_line("hi", 12, 4000).len(), 4000);
+    }
+
+    #[test]
+    fn long_text_is_shortened_on_a_char_boundary() {
+        assert_eq!(shorten("short"), "short");
+        let long = "é".repeat(200);
+        let s = shorten(&long);
+        assert!(s.ends_with("... (400 bytes)"), "{s}");
+    }
+}

@@ -1,0 +1,133 @@
+//! `tcphub client`, run as the built binary against an in-process hub.
+
+mod procs;
+
+use procs::{Peer, dead_addr, line_containing, tcphub};
+use tcphub::{Config, Hub};
+
+fn hub() -> (Hub, String) {
+    let hub = Hub::start(Config::ephemeral()).expect("start hub");
+    let addr = hub.local_addr().to_string();
+    (hub, addr)
+}
+
+/// Runs the client with `input` piped in; returns (exit code, stdout lines).
+fn piped(args: &[&str], input: &str) -> (Option<i32>, Vec<String>, Vec<String>) {
+    let mut client = tcphub(args);
+    {
+        use std::io::Write;
+        let stdin = client.stdin.as_mut().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("write stdin");
+    }
+    client.close_stdin();
+    let status = client.wait();
+    (status.code(), client.all_stdout(), client.all_stderr())
+}
+
+#[test]
+fn piped_lines_get_every_reply_before_the_client_exits() {
+    let (_hub, addr) = hub();
+    // No /quit: the client half-closes at end of input and still prints the
+    // replies to everything it sent (the LIST and PONG come after that).
+    let (code, out, err) = piped(&["client", &addr], "/nick ann\n/list\n/ping\n");
+    assert_eq!(code, Some(0), "stderr: {err:?}");
+    assert_eq!(out, ["WELCOME guest-1", "OK nick ann", "LIST ann", "PONG"]);
+    assert!(err.is_empty(), "{err:?}");
+}
+
+#[test]
+fn nick_flag_goes_first_and_bye_ends_the_session() {
+    let (_hub, addr) = hub();
+    let (code, out, _) = piped(&["client", "--nick", "zed", &addr], "/list\n/quit\n/list\n");
+    assert_eq!(code, Some(0));
+    assert_eq!(out, ["WELCOME guest-1", "OK nick zed", "LIST zed", "BYE"]);
+}
+
+#[test]
+fn pretty_renders_server_lines_for_people() {
+    let (_hub, addr) = hub();
+    let (code, out, _) = piped(
+        &["client", "--pretty", &addr],
+        "/nick ann\n/dm ann hi me\n/sub pickup\n/bogus\n",
+    );
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        out,
+        [
+            "* connected; you are guest-1",
+            "* you are now ann",
+            "[dm] <ann> hi me",
+            "* dm sent to ann",
+            "* subscribed to pickup",
+            "! /bogus is not a command; try /help (unknown-command)",
+        ]
+    );
+}
+
+#[test]
+fn lines_from_others_are_printed_while_input_is_still_open() {
+    let (_hub, addr) = hub();
+    let mut client = tcphub(&["client", "--nick", "ann", &addr]);
+    line_containing(&client.stdout, "OK nick ann");
+    let mut bob = Peer::connect(&addr);
+    bob.call("/nick bob", "OK nick bob");
+    bob.send("hello ann");
+    assert_eq!(line_containing(&client.stdout, "JOIN"), "JOIN guest-2");
+    assert_eq!(line_containing(&client.stdout, "NICK"), "NICK guest-2 bob");
+    assert_eq!(line_containing(&client.stdout, "MSG"), "MSG bob hello ann");
+    // Typed (not piped all at once): a line sent while the session runs.
+    client.type_line("hi bob");
+    assert_eq!(bob.line(), "MSG ann hi bob");
+    client.close_stdin();
+    assert_eq!(client.wait().code(), Some(0));
+}
+
+#[test]
+fn the_hub_going_away_ends_the_client() {
+    let (hub, addr) = hub();
+    let mut client = tcphub(&["client", &addr]);
+    line_containing(&client.stdout, "WELCOME");
+    hub.shutdown();
+    // Stdin is still open: it is the hub closing that ends the session.
+    let status = client.wait();
+    assert_eq!(status.code(), Some(0));
+    let err = client.all_stderr();
+    assert!(
+        err.iter()
+            .any(|l| l.contains("the hub closed the connection")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_refused_connection_is_one_line_and_exit_code_1() {
+    let addr = dead_addr();
+    let (code, out, err) = piped(&["client", &addr], "");
+    assert_eq!(code, Some(1));
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert!(err[0].contains("connection refused"), "{err:?}");
+}
+
+#[test]
+fn a_full_hub_is_a_refusal_too() {
+    let hub = Hub::start(Config {
+        max_clients: 1,
+        ..Config::ephemeral()
+    })
+    .expect("start hub");
+    let addr = hub.local_addr().to_string();
+    let _first = Peer::connect(&addr);
+    let (code, out, err) = piped(&["client", &addr], "");
+    assert_eq!(code, Some(1));
+    assert!(out[0].starts_with("ERR server-full"), "{out:?}");
+    assert!(err[0].contains("refused"), "{err:?}");
+}
+
+#[test]
+fn a_bad_nick_is_refused_before_connecting() {
+    let addr = dead_addr();
+    let (code, _, err) = piped(&["client", "--nick", "a b", &addr], "");
+    assert_eq!(code, Some(1));
+    assert!(err[0].contains("--nick"), "{err:?}");
+}
