@@ -50,15 +50,10 @@ impl Admission {
         self.open.load(Ordering::SeqCst)
     }
 
-    /// A fresh guest number (used only when `guest-<id>` was already taken).
+    /// A fresh guest number, for a client whose `guest-<id>` is already in
+    /// use (someone renamed to it): the contract says skip names in use.
     pub fn fresh_guest_number(&self) -> u64 {
         self.next_guest.fetch_add(1, Ordering::SeqCst)
-    }
-
-    /// Someone renamed to `guest-<n>`: make sure no future guest gets `n`.
-    pub fn skip_guest_number(&self, n: u64) {
-        self.next_guest
-            .fetch_max(n.saturating_add(1), Ordering::SeqCst);
     }
 }
 
@@ -78,11 +73,10 @@ mod tests {
     }
 
     #[test]
-    fn skipping_moves_the_counter_forward_only() {
+    fn fresh_numbers_continue_the_count() {
         let a = Admission::new(10);
-        a.skip_guest_number(5);
-        assert_eq!(a.try_admit(), Some(6));
-        a.skip_guest_number(2);
-        assert_eq!(a.try_admit(), Some(7));
+        assert_eq!(a.try_admit(), Some(1));
+        assert_eq!(a.fresh_guest_number(), 2);
+        assert_eq!(a.try_admit(), Some(3));
     }
 }

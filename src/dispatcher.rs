@@ -159,6 +159,11 @@ impl Dispatcher {
     /// for the others, so this loops until nothing is pending.
     fn flush(&mut self) {
         loop {
+            // Free the slots of clients that left *before* telling the
+            // others: whoever sees `LEAVE` can count on the room it made.
+            for _ in self.router.closing() {
+                self.admission.release();
+            }
             let mut failed = Vec::new();
             for &id in self.router.dirty() {
                 let Some(socket) = self.sockets.get_mut(&id) else {
@@ -201,7 +206,6 @@ impl Dispatcher {
         if let Some(socket) = self.sockets.remove(&id) {
             debug!("closing {id}");
             let _ = socket.shutdown(Shutdown::Both);
-            self.admission.release();
         }
     }
 }

@@ -95,8 +95,8 @@ impl Router {
     /// Returns the nick it was given.
     pub fn connect(&mut self, id: ClientId) -> &str {
         let mut nick = format!("guest-{id}");
-        // Only if someone renamed to `guest-<id>` while this connection was
-        // being accepted: take the next free number instead.
+        // Only if someone renamed to `guest-<id>` before this client came:
+        // skip it and take the next number (the thread keeps `client-<id>`).
         while self.nicks.contains_key(&nick) {
             nick = format!("guest-{}", self.admission.fresh_guest_number());
         }
@@ -255,6 +255,12 @@ impl Router {
 
     // ---- the batch ----------------------------------------------------
 
+    /// Clients that quit or hung up in this batch: they are gone from the
+    /// routing state, and their sockets close once their last lines are out.
+    pub fn closing(&self) -> &[ClientId] {
+        &self.closing
+    }
+
     /// Clients with lines waiting, in the order they first got one.
     pub fn dirty(&self) -> &[ClientId] {
         &self.dirty
@@ -377,9 +383,6 @@ impl Router {
             );
             return;
         }
-        if let Some(n) = guest_number(new) {
-            self.admission.skip_guest_number(n);
-        }
         self.nicks.remove(old);
         self.nicks.insert(new.to_string(), id);
         if let Some(client) = self.clients.get_mut(&id) {
@@ -416,13 +419,6 @@ fn queue(client: &mut Client, id: ClientId, dirty: &mut Vec<ClientId>, line: Ran
             client.pending.push(line);
         }
     }
-}
-
-/// `Some(n)` if `nick` is exactly `guest-<n>` as the hub would write it.
-fn guest_number(nick: &str) -> Option<u64> {
-    let digits = nick.strip_prefix("guest-")?;
-    let n: u64 = digits.parse().ok()?;
-    (n.to_string() == digits).then_some(n)
 }
 
 #[cfg(test)]
@@ -539,11 +535,13 @@ mod tests {
         hub.flush();
         let b = hub.connect();
         assert_eq!(hub.lines(b), v(&["WELCOME guest-3"]));
-        // not the canonical spelling: does not reserve anything
-        hub.say(a, "/nick guest-04");
+        // numbers not in use are not skipped
+        hub.say(a, "/nick guest-5");
         hub.flush();
         let c = hub.connect();
         assert_eq!(hub.lines(c), v(&["WELCOME guest-4"]));
+        let d = hub.connect();
+        assert_eq!(hub.lines(d), v(&["WELCOME guest-6"]));
     }
 
     #[test]
