@@ -32,7 +32,7 @@ use log::{debug, info, warn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
 use tcphub::admission::Admission;
@@ -286,18 +286,13 @@ async fn write_loop(
     let mut pending: Vec<u8> = Vec::new();
     while let Some(first) = outbox.recv().await {
         let mut bytes = first;
-        loop {
-            match outbox.try_recv() {
-                Ok(more) => {
-                    if pending.is_empty() {
-                        std::mem::swap(&mut pending, &mut bytes);
-                    }
-                    pending.extend_from_slice(&more);
-                    if pending.len() >= MAX_WRITE {
-                        break;
-                    }
-                }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+        while let Ok(more) = outbox.try_recv() {
+            if pending.is_empty() {
+                std::mem::swap(&mut pending, &mut bytes);
+            }
+            pending.extend_from_slice(&more);
+            if pending.len() >= MAX_WRITE {
+                break;
             }
         }
         let out = if pending.is_empty() { &bytes } else { &pending };
