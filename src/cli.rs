@@ -30,6 +30,12 @@ pub enum Command {
     /// Logs go to stderr; RUST_LOG=debug shows every blocking call, routing
     /// decision and write, with the name of the thread doing it.
     Serve(ServeArgs),
+    /// Measure a protocol v1 server (this hub, or any other with --addr):
+    /// fan-out throughput and latency, or many idle connections.
+    ///
+    /// Prints a short report (or one JSON object with --json); exits 1 if
+    /// anything was lost, reordered or timed out, 2 if it could not start.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Flags of `tcphub serve`.
@@ -69,9 +75,12 @@ impl ServeArgs {
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    init_logging();
     match cli.command {
-        Command::Serve(args) => serve(&args),
+        Command::Serve(args) => {
+            init_logging();
+            serve(&args)
+        }
+        Command::Bench(args) => crate::bench::run(&args),
     }
 }
 

@@ -12,10 +12,12 @@
 //!
 //! [`server`] starts and stops all of it; [`admission`] holds the two numbers
 //! the acceptor and dispatcher share; [`cli`] is the command line.
+//! [`bench`] is `tcphub bench`, a load generator for any protocol v1 server.
 //! [`protocol`], [`framing`] and [`routing`] do no IO at all.
 
 pub mod acceptor;
 pub mod admission;
+pub mod bench;
 pub mod cli;
 pub mod dispatcher;
 pub mod error;
