@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use super::recv::{Conn, End, Shared, Swept, Tally, stage, sweep};
+use super::recv::{Conn, End, Pace, Shared, Swept, Tally, stage, sweep};
 use super::report::{ConnsReport, duration};
 use super::target::{Target, check_fd_limit, connect, proc_status};
 use super::{BenchError, ConnsArgs, Progress};
@@ -22,7 +22,7 @@ use super::{BenchError, ConnsArgs, Progress};
 /// Connections per reader thread before another one is started.
 const CONNS_PER_READER: usize = 2500;
 /// At most this many reader threads (the machine has few cores).
-const MAX_READERS: usize = 4;
+const MAX_READERS: usize = 2;
 
 /// Runs the idle-connections bench and reports; errors only when it
 /// cannot start.
@@ -66,7 +66,7 @@ fn measure(
         let shared = shared.clone();
         match thread::Builder::new()
             .name(format!("bench-rx-{i}"))
-            .spawn(move || sweep(rx, shared, false))
+            .spawn(move || sweep(rx, shared, Pace::Lazy))
         {
             Ok(handle) => {
                 feeds.push(tx);
@@ -76,11 +76,24 @@ fn measure(
         }
     }
 
-    // Connect as fast as we can; readers take each connection at once.
+    // Connect as fast as the server welcomes; readers take each connection
+    // at once.
     let start_ns = shared.now_ns();
+    let in_flight = args.in_flight as usize;
     for i in 0..count {
         if feeds.is_empty() {
             break;
+        }
+        // A connect completes in the kernel before the server accepts it.
+        // Past the server's listen backlog the kernel drops the SYN, and the
+        // client retries only after a second: keep fewer than that waiting.
+        while report.opened
+            >= shared.welcomed.load(Ordering::Relaxed)
+                + shared.ended.load(Ordering::Relaxed)
+                + in_flight
+            && Instant::now() < deadline
+        {
+            thread::sleep(Duration::from_micros(100));
         }
         let Some(left) = deadline.checked_duration_since(Instant::now()) else {
             report.failure = Some("timed out while connecting".into());

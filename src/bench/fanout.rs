@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::recv::{Conn, End, Expect, Shared, Swept, Tally, stage, sweep};
+use super::recv::{Conn, End, Expect, Pace, Shared, Swept, Tally, stage, sweep};
 use super::report::{FanoutReport, duration, si};
 use super::stats::Histogram;
 use super::target::{Target, check_fd_limit, connect};
@@ -98,7 +98,7 @@ fn measure(
     let mut spawn_failure = None;
     for i in 0..readers {
         let (tx, rx) = crossbeam_channel::unbounded();
-        match spawn_sweeper(format!("bench-rx-{i}"), rx, &shared, false) {
+        match spawn_sweeper(format!("bench-rx-{i}"), rx, &shared, Pace::Eager) {
             Ok(handle) => {
                 feeds.push(tx);
                 sweepers.push(handle);
@@ -305,12 +305,12 @@ fn spawn_sweeper(
     name: String,
     incoming: Receiver<Conn>,
     shared: &Arc<Shared>,
-    blocking: bool,
+    pace: Pace,
 ) -> Result<JoinHandle<Swept>, String> {
     let shared = shared.clone();
     thread::Builder::new()
         .name(name)
-        .spawn(move || sweep(incoming, shared, blocking))
+        .spawn(move || sweep(incoming, shared, pace))
         .map_err(|e| format!("cannot start a reader thread: {e}"))
 }
 
@@ -336,7 +336,7 @@ fn connect_publisher(
     let (tx, rx) = crossbeam_channel::bounded(1);
     let _ = tx.send(Conn::new(reader, Tally::counting(expect)));
     drop(tx);
-    let handle = spawn_sweeper(format!("bench-pub-rx-{p}"), rx, shared, true)?;
+    let handle = spawn_sweeper(format!("bench-pub-rx-{p}"), rx, shared, Pace::Blocking)?;
     Ok((stream, handle))
 }
 

@@ -103,6 +103,11 @@ pub struct ConnsArgs {
     /// Give up (and fail) if not all are welcomed within this many seconds.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub timeout_s: u64,
+    /// Most connections opened but not yet welcomed. Keep it under the
+    /// server's listen backlog (128 for Rust's std): past it the kernel
+    /// drops connects, and each dropped one costs a 1 s retry.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub in_flight: u64,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,

