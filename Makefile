@@ -27,3 +27,13 @@ fmt: ## format the code
 
 lint: ## clippy, warnings as errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: bench compare
+
+bench: ## quick fan-out bench of the threaded hub (1 x 100, 64-byte lines)
+	$(CARGO) build --release
+	$(NOFILE); ./target/release/tcphub bench fanout --publishers 1 --subscribers 100 --messages 10000
+
+compare: ## threaded hub vs async and Node twins: docs/benchmarks.md and .svg (~5 min)
+	$(CARGO) build --release --bins --examples
+	$(NOFILE); ./target/release/examples/compare

@@ -23,6 +23,8 @@ use super::{BenchError, ConnsArgs, Progress};
 const CONNS_PER_READER: usize = 2500;
 /// At most this many reader threads (the machine has few cores).
 const MAX_READERS: usize = 2;
+/// Waiting for `WELCOME`s ends early when none has come for this long.
+const STALL: Duration = Duration::from_secs(10);
 
 /// Runs the idle-connections bench and reports; errors only when it
 /// cannot start.
@@ -126,8 +128,11 @@ fn measure(
     }
     drop(feeds);
 
-    // Wait for every WELCOME (or refusal, or close).
+    // Wait for every WELCOME (or refusal, or close); give up early if
+    // nothing moves for a while (a server out of file descriptors never
+    // accepts the last few).
     let opened = report.opened;
+    let mut last_progress = (0, Instant::now());
     loop {
         let welcomed = shared.welcomed.load(Ordering::Relaxed);
         let ended = shared.ended.load(Ordering::Relaxed);
@@ -138,6 +143,15 @@ fn measure(
             report.failure.get_or_insert(format!(
                 "timed out after {} s with {welcomed} of {count} welcomed",
                 args.timeout_s
+            ));
+            break;
+        }
+        if welcomed + ended != last_progress.0 {
+            last_progress = (welcomed + ended, Instant::now());
+        } else if last_progress.1.elapsed() >= STALL {
+            report.failure.get_or_insert(format!(
+                "stalled: no WELCOME for {} s with {welcomed} of {count} welcomed",
+                STALL.as_secs()
             ));
             break;
         }

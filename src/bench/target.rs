@@ -131,10 +131,8 @@ const STARTUP: Duration = Duration::from_secs(20);
 /// Starts `command` (a server taking the serve flags) and reads the address
 /// from its `listening on <addr>` line.
 pub fn spawn_server(mut command: Command) -> Result<(Child, SocketAddr), BenchError> {
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    // stderr is left as the caller set it (inherited by default).
+    command.stdin(Stdio::null()).stdout(Stdio::piped());
     let shown = format!("{command:?}");
     let mut child = command
         .spawn()
