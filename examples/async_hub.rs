@@ -87,6 +87,8 @@ const FIRST_READ_BUFFER: usize = 512;
 const MAX_READ_BUFFER: usize = 64 * 1024;
 /// A writer coalesces queued batches into one write up to this size.
 const MAX_WRITE: usize = 256 * 1024;
+/// A writer keeps its coalescing buffer between writes up to this size.
+const KEEP_WRITE_BUFFER: usize = 4 * 1024;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -309,6 +311,11 @@ async fn write_loop(
             return;
         }
         pending.clear();
+        // Do not sit on a big buffer: with 10,000 mostly idle clients,
+        // what one burst needed would otherwise stay allocated per client.
+        if pending.capacity() > KEEP_WRITE_BUFFER {
+            pending = Vec::new();
+        }
     }
     // The router is done with this client: everything is written, close.
     let _ = tokio::time::timeout(timeout, socket.shutdown()).await;
