@@ -756,14 +756,14 @@ fn draw_chart(
         .fold(f64::INFINITY, f64::min)
         .max(1.0)
         / 2.0;
-    let hi = values.iter().copied().fold(1.0, f64::max) * 3.0;
+    let hi = values.iter().copied().fold(1.0, f64::max) * 8.0;
     let mut chart = ChartBuilder::on(&top)
         .caption(
             "Fan-out deliveries per second (median, log scale; higher is better)",
             ("sans-serif", 18),
         )
         .margin(12)
-        .x_label_area_size(30)
+        .x_label_area_size(45)
         .y_label_area_size(80)
         .build_cartesian_2d(-0.5f64..throughput.len() as f64 - 0.5, (lo..hi).log_scale())
         .map_err(|e| e.to_string())?;
@@ -811,7 +811,7 @@ fn draw_chart(
             ("sans-serif", 18),
         )
         .margin(12)
-        .x_label_area_size(30)
+        .x_label_area_size(45)
         .y_label_area_size(80)
         .build_cartesian_2d(-0.5f64..fanouts.len() as f64 - 0.5, (lo..hi).log_scale())
         .map_err(|e| e.to_string())?;
