@@ -37,3 +37,13 @@ demo: ## the hub + logger, driver and vendor agents together (~12 s, stops by it
 simulate: ## run every built-in scenario against an in-process hub
 	$(CARGO) build --quiet
 	target/debug/tcphub simulate $$(target/debug/tcphub simulate --list | cut -d' ' -f1)
+
+.PHONY: bench compare
+
+bench: ## quick fan-out bench of the threaded hub (1 x 100, 64-byte lines)
+	$(CARGO) build --release
+	$(NOFILE); ./target/release/tcphub bench fanout --publishers 1 --subscribers 100 --messages 10000
+
+compare: ## threaded hub vs async and Node twins: docs/benchmarks.md and .svg (~5 min)
+	$(CARGO) build --release --bins --examples
+	$(NOFILE); ./target/release/examples/compare

@@ -44,6 +44,12 @@ pub enum Command {
     /// SCENARIO is a built-in name (see --list) or a file path. Without
     /// --addr, a hub is started in this process on a free port.
     Simulate(SimulateArgs),
+    /// Measure a protocol v1 server (this hub, or any other with --addr):
+    /// fan-out throughput and latency, or many idle connections.
+    ///
+    /// Prints a short report (or one JSON object with --json); exits 1 if
+    /// anything was lost, reordered or timed out, 2 if it could not start.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Flags of `tcphub serve`.
@@ -83,12 +89,24 @@ impl ServeArgs {
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    init_logging();
     match cli.command {
-        Command::Serve(args) => serve(&args),
-        Command::Client(args) => client(&args),
-        Command::Agent(args) => agent(&args),
-        Command::Simulate(args) => simulate(&args),
+        Command::Serve(args) => {
+            init_logging();
+            serve(&args)
+        }
+        Command::Client(args) => {
+            init_logging();
+            client(&args)
+        }
+        Command::Agent(args) => {
+            init_logging();
+            agent(&args)
+        }
+        Command::Simulate(args) => {
+            init_logging();
+            simulate(&args)
+        }
+        Command::Bench(args) => crate::bench::run(&args),
     }
 }
 

@@ -12,6 +12,7 @@
 //!
 //! [`server`] starts and stops all of it; [`admission`] holds the two numbers
 //! the acceptor and dispatcher share; [`cli`] is the command line.
+//! [`bench`] is `tcphub bench`, a load generator for any protocol v1 server.
 //! [`protocol`], [`framing`] and [`routing`] do no IO at all.
 //!
 //! The other side of the wire, the programs that talk *to* a hub:
@@ -23,6 +24,7 @@
 pub mod acceptor;
 pub mod admission;
 pub mod agent;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod connection;

@@ -235,3 +235,186 @@ impl Peer {
         &self.writer
     }
 }
+
+// ---- the twins: servers in child processes ----------------------------------
+
+/// A server running as a child process (the async and Node twins). Dropping
+/// it kills the process.
+pub struct ChildServer {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Server for ChildServer {
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How long a twin may take to print its `listening on` line.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `command` with the serve flags for `limits` on a free loopback
+/// port, and waits for its `listening on <addr>` line.
+pub fn spawn_server(mut command: std::process::Command, limits: Limits) -> Box<dyn Server> {
+    use std::process::Stdio;
+    command
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .args(["--max-clients", &limits.max_clients.to_string()])
+        .args(["--max-line", &limits.max_line.to_string()])
+        .args(["--write-timeout-ms", &limits.write_timeout_ms.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let shown = format!("{command:?}");
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("twin-stdout".into())
+        .spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let first = lines.next();
+            let _ = tx.send(first);
+            // Keep the pipe drained so the child never blocks on stdout.
+            for _ in lines {}
+        })
+        .expect("spawn the stdout reader");
+    let line = match rx.recv_timeout(STARTUP_TIMEOUT) {
+        Ok(Some(Ok(line))) => line,
+        other => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{shown} did not print `listening on <addr>`: {other:?}");
+        }
+    };
+    let addr = line
+        .strip_prefix("listening on ")
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{shown}: unexpected first line {line:?}"));
+    Box::new(ChildServer { child, addr })
+}
+
+/// The directory of this build's profile (`target/debug`, say): test
+/// binaries live in its `deps/`, examples in its `examples/`.
+fn profile_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("path of the test binary");
+    let deps = exe.parent().expect("test binary is in deps/");
+    deps.parent()
+        .expect("deps/ is in the profile dir")
+        .to_path_buf()
+}
+
+/// Path of the async twin's binary, building it first if it is missing or
+/// older than its sources (as when only `cargo test --test conformance`
+/// ran). Built once per test process; concurrent tests wait for it.
+pub fn async_twin_binary() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
+        std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(build_async_twin)
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn build_async_twin() -> Result<std::path::PathBuf, String> {
+    let profile_dir = profile_dir();
+    let binary = profile_dir
+        .join("examples")
+        .join(format!("async_hub{}", std::env::consts::EXE_SUFFIX));
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let newest_source = ["examples/async_hub.rs", "src", "Cargo.toml"]
+        .iter()
+        .filter_map(|p| newest_mtime(&root.join(p)))
+        .max();
+    let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
+    if let (Some(built), Some(source)) = (built, newest_source)
+        && built >= source
+    {
+        return Ok(binary);
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build
+        .current_dir(root)
+        .args(["build", "--example", "async_hub"])
+        .stdin(std::process::Stdio::null());
+    match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => {}
+        Some("release") => {
+            build.arg("--release");
+        }
+        Some(other) => {
+            build.args(["--profile", other]);
+        }
+    }
+    // The profile dir's parent is the target dir, wherever it is.
+    if let Some(target_dir) = profile_dir.parent() {
+        build.arg("--target-dir").arg(target_dir);
+    }
+    let output = build
+        .output()
+        .map_err(|e| format!("cannot run cargo to build the async twin: {e}"))?;
+    if !output.status.success() || !binary.exists() {
+        return Err(format!(
+            "`cargo build --example async_hub` failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(binary)
+}
+
+/// Latest modification time of a file, or of any file under a directory.
+fn newest_mtime(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| newest_mtime(&entry.path()))
+        .max()
+}
+
+/// Starts the async twin (`examples/async_hub.rs`) as a child process.
+pub fn start_async(limits: Limits) -> Box<dyn Server> {
+    spawn_server(std::process::Command::new(async_twin_binary()), limits)
+}
+
+/// Why the Node twin cannot run here (`node` missing), if it cannot.
+pub fn node_missing() -> Option<String> {
+    static CHECKED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    CHECKED
+        .get_or_init(|| {
+            match std::process::Command::new("node")
+                .arg("--version")
+                .stdin(std::process::Stdio::null())
+                .output()
+            {
+                Ok(out) if out.status.success() => None,
+                Ok(out) => Some(format!("`node --version` failed ({})", out.status)),
+                Err(e) => Some(format!("`node` is not available: {e}")),
+            }
+        })
+        .clone()
+}
+
+/// Starts the Node twin (`examples/node_hub.js`) as a child process.
+pub fn start_node(limits: Limits) -> Box<dyn Server> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/node_hub.js");
+    let mut command = std::process::Command::new("node");
+    command.arg(script);
+    spawn_server(command, limits)
+}
