@@ -32,7 +32,7 @@ lint: ## clippy, warnings as errors
 
 demo: ## the hub + logger, driver and vendor agents together (~12 s, stops by itself)
 	$(CARGO) build --quiet
-	bash scripts/demo.sh
+	bash examples/demo.sh
 
 simulate: ## run every built-in scenario against an in-process hub
 	$(CARGO) build --quiet
