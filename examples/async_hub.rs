@@ -37,8 +37,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use tcphub::admission::Admission;
 use tcphub::cli::ServeArgs;
-use tcphub::framing::{Frame, LineFramer};
-use tcphub::protocol::{Command, ErrorCode, Parsed, Refusal, Reply, parse_line};
+use tcphub::framing::LineFramer;
+use tcphub::protocol::{Command, ErrorCode, Parsed, Refusal, Reply, parse_frame};
 use tcphub::routing::{ClientId, Router};
 
 /// The async twin of `tcphub serve`; it takes exactly the same flags.
@@ -226,21 +226,10 @@ async fn read_loop(
             _ = &mut stop => return,
         };
         let flow = framer.feed(&buffer[..n], |frame| {
-            let event = match frame {
-                Frame::TooLong => Event::Refused {
-                    id,
-                    refusal: Refusal::new(
-                        ErrorCode::LineTooLong,
-                        format!(
-                            "lines are at most {max_line} bytes; the rest of this one is dropped"
-                        ),
-                    ),
-                },
-                Frame::Line(line) => match parse_line(line) {
-                    Parsed::Empty => return ControlFlow::Continue(()),
-                    Parsed::Command(command) => Event::Command { id, command },
-                    Parsed::Refused(refusal) => Event::Refused { id, refusal },
-                },
+            let event = match parse_frame(frame, max_line) {
+                Parsed::Empty => return ControlFlow::Continue(()),
+                Parsed::Command(command) => Event::Command { id, command },
+                Parsed::Refused(refusal) => Event::Refused { id, refusal },
             };
             let quit = matches!(
                 event,

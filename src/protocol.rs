@@ -124,6 +124,18 @@ pub fn parse_line(line: &[u8]) -> Parsed {
     }
 }
 
+/// What a reader makes of one frame from the [`crate::framing::LineFramer`]:
+/// a too-long line becomes `ERR line-too-long`, anything else is parsed.
+pub fn parse_frame(frame: crate::framing::Frame<'_>, max_line: usize) -> Parsed {
+    match frame {
+        crate::framing::Frame::TooLong => Parsed::Refused(Refusal::new(
+            ErrorCode::LineTooLong,
+            format!("lines are at most {max_line} bytes; the rest of this one is dropped"),
+        )),
+        crate::framing::Frame::Line(line) => parse_line(line),
+    }
+}
+
 /// Parses a non-empty UTF-8 line into a command.
 ///
 /// The first space separates the command word from its argument; inside the

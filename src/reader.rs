@@ -16,8 +16,8 @@ use crossbeam_channel::Sender;
 use log::debug;
 
 use crate::dispatcher::Event;
-use crate::framing::{Frame, LineFramer};
-use crate::protocol::{Command, ErrorCode, Parsed, Refusal, parse_line};
+use crate::framing::LineFramer;
+use crate::protocol::{Command, Parsed, parse_frame};
 use crate::routing::ClientId;
 
 /// First size of the read buffer. Idle clients never need more, and with
@@ -47,21 +47,10 @@ pub fn run(id: ClientId, socket: Arc<TcpStream>, events: Sender<Event>, max_line
         debug!("read() returned {n} bytes");
 
         let flow = framer.feed(&buffer[..n], |frame| {
-            let event = match frame {
-                Frame::TooLong => Event::Refused {
-                    id,
-                    refusal: Refusal::new(
-                        ErrorCode::LineTooLong,
-                        format!(
-                            "lines are at most {max_line} bytes; the rest of this one is dropped"
-                        ),
-                    ),
-                },
-                Frame::Line(line) => match parse_line(line) {
-                    Parsed::Empty => return ControlFlow::Continue(()),
-                    Parsed::Command(command) => Event::Command { id, command },
-                    Parsed::Refused(refusal) => Event::Refused { id, refusal },
-                },
+            let event = match parse_frame(frame, max_line) {
+                Parsed::Empty => return ControlFlow::Continue(()),
+                Parsed::Command(command) => Event::Command { id, command },
+                Parsed::Refused(refusal) => Event::Refused { id, refusal },
             };
             let quit = matches!(
                 event,
