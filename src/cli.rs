@@ -130,7 +130,13 @@ fn serve(args: &ServeArgs) -> ExitCode {
 /// Logs to stderr, each line with the name of the thread that wrote it, so
 /// `RUST_LOG=debug` reads as a story of who blocked where. Defaults to `info`.
 pub fn init_logging() {
-    let env = env_logger::Env::default().default_filter_or("info");
+    init_logging_at("info");
+}
+
+/// [`init_logging`] with another default level (RUST_LOG still wins): the
+/// bench uses `warn`, so an in-process hub does not log every connection.
+pub fn init_logging_at(default_level: &str) {
+    let env = env_logger::Env::default().default_filter_or(default_level);
     let _ = env_logger::Builder::from_env(env)
         .format(|buf, record| {
             let thread = std::thread::current();

@@ -162,7 +162,7 @@ impl std::error::Error for BenchError {}
 /// Runs `tcphub bench ...`; the exit code is 0 for a clean run, 1 for a run
 /// that lost, reordered or timed out, 2 for one that could not start.
 pub fn run(args: &BenchArgs) -> ExitCode {
-    init_logging();
+    crate::cli::init_logging_at("warn");
     let outcome = match &args.kind {
         BenchKind::Fanout(a) => fanout::run(a).map(|r| {
             let text = if a.json { r.to_json() } else { r.to_text() };
@@ -192,12 +192,6 @@ pub fn run(args: &BenchArgs) -> ExitCode {
     }
 }
 
-/// Logging for a bench: warnings only unless RUST_LOG says otherwise, so an
-/// in-process hub does not log every one of a thousand connections.
-fn init_logging() {
-    let env = env_logger::Env::default().default_filter_or("warn");
-    let _ = env_logger::Builder::from_env(env).try_init();
-}
 
 /// The progress line on stderr: rewritten in place on a terminal, one line
 /// a second otherwise (logs stay readable).
