@@ -548,50 +548,18 @@ pub fn slow_consumer_is_cut_off(start_server: Start) {
     assert!(sleeper.try_recv().map(|l| l.is_none()).unwrap_or(true));
 }
 
-/// Instantiates the whole suite for one server launcher.
+/// Instantiates the whole suite for one server launcher. With `skip_if`,
+/// each test first asks that function whether the server can run here (the
+/// Node twin needs `node`) and, if not, prints the reason and returns.
 #[macro_export]
 macro_rules! conformance {
     ($name:ident, $start:path) => {
-        mod $name {
-            use super::*;
-            conformance!(@tests $start;
-                welcome_join_and_nothing_else,
-                guest_numbers_count_up_and_skip_names_in_use,
-                quit_says_bye_closes_and_others_see_leave,
-                end_of_stream_and_reset_give_leave,
-                half_close_answers_everything_then_closes,
-                server_full_refuses_without_join_or_leave,
-                chat_reaches_everyone_else_verbatim,
-                nick_rules,
-                list_is_sorted_and_includes_the_asker,
-                direct_messages,
-                publish_and_subscribe,
-                topic_rules,
-                ping_help_and_command_errors,
-                line_endings_empty_lines_and_splits,
-                over_long_lines_are_refused_and_the_connection_stays,
-                invalid_utf8_is_refused_and_the_connection_stays,
-                garbage_from_one_client_does_not_disturb_another,
-                no_loss_and_order,
-                slow_consumer_is_cut_off,
-            );
-        }
+        conformance!($name, $start, skip_if = runs_everywhere);
     };
-    // The same suite, skipped with a printed reason when `$missing()` says
-    // the server cannot run here (the Node twin without `node`).
     ($name:ident, $start:path, skip_if = $missing:path) => {
         mod $name {
             use super::*;
-            fn start_or_skip(limits: Limits) -> Option<Box<dyn Server>> {
-                match $missing() {
-                    Some(reason) => {
-                        eprintln!("skipped: {reason}");
-                        None
-                    }
-                    None => Some($start(limits)),
-                }
-            }
-            conformance!(@skippable start_or_skip;
+            conformance!(@tests $start, $missing;
                 welcome_join_and_nothing_else,
                 guest_numbers_count_up_and_skip_names_in_use,
                 quit_says_bye_closes_and_others_see_leave,
@@ -614,25 +582,23 @@ macro_rules! conformance {
             );
         }
     };
-    (@skippable $start:ident; $($test:ident),* $(,)?) => {
+    (@tests $start:path, $missing:path; $($test:ident),* $(,)?) => {
         $(
             #[test]
             fn $test() {
-                if $start(Limits::default()).is_none() {
+                if let Some(reason) = $missing() {
+                    eprintln!("skipped: {reason}");
                     return;
                 }
-                super::$test(|limits| $start(limits).expect("checked above"));
-            }
-        )*
-    };
-    (@tests $start:path; $($test:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $test() {
                 super::$test($start);
             }
         )*
     };
+}
+
+/// For servers that need nothing beyond this crate.
+fn runs_everywhere() -> Option<String> {
+    None
 }
 
 conformance!(threaded, common::start_threaded);

@@ -192,7 +192,6 @@ pub fn run(args: &BenchArgs) -> ExitCode {
     }
 }
 
-
 /// The progress line on stderr: rewritten in place on a terminal, one line
 /// a second otherwise (logs stay readable).
 #[derive(Debug)]
