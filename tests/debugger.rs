@@ -214,7 +214,13 @@ fn the_gdb_walkthrough_shows_the_threads_and_hits_every_breakpoint() {
         .current_dir(root())
         .args(["-batch", "-nx", "-x"])
         .arg(Path::new("docs/gdb/session.gdb"))
-        .args(["--args", env!("CARGO_BIN_EXE_tcphub"), "serve", "--port", "0"])
+        .args([
+            "--args",
+            env!("CARGO_BIN_EXE_tcphub"),
+            "serve",
+            "--port",
+            "0",
+        ])
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

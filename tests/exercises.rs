@@ -63,10 +63,9 @@ fn the_lesson_has_its_exercise_scenarios() {
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     assert!(names.len() >= 3, "expected 3 exercises, found {names:?}");
-    let lesson = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/lesson.md"),
-    )
-    .expect("docs/lesson.md");
+    let lesson =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/lesson.md"))
+            .expect("docs/lesson.md");
     for name in &names {
         assert!(
             lesson.contains(name.as_str()),
