@@ -47,3 +47,17 @@ bench: ## quick fan-out bench of the threaded hub (1 x 100, 64-byte lines)
 compare: ## threaded hub vs async and Node twins: docs/benchmarks.md and .svg (~5 min)
 	$(CARGO) build --release --bins --examples
 	$(NOFILE); ./target/release/examples/compare
+
+.PHONY: debug trace
+
+GDB ?= rust-gdb
+PORT ?= 3000
+STRACE_SYSCALLS := accept4,recvfrom,writev,futex
+
+debug: ## the hub (PORT=3000) under rust-gdb with the breakpoints of docs/debugging.md
+	$(CARGO) build --quiet
+	$(GDB) -q -x docs/gdb/walkthrough.gdb --args target/debug/tcphub serve --port $(PORT)
+
+trace: ## the hub (PORT=3000) under strace -f, thread names shown: docs/blocking-io.md
+	$(CARGO) build --quiet
+	strace -f -Y -tt -e trace=$(STRACE_SYSCALLS) -e signal=none target/debug/tcphub serve --port $(PORT)

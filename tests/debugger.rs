@@ -1,0 +1,355 @@
+//! docs/debugging.md, run for real: `gdb -batch -x docs/gdb/session.gdb` on
+//! the debug binary while this test plays the two `nc` users of the
+//! walkthrough over loopback. It checks what the document shows: the named
+//! threads each parked in its syscall, the three breakpoints hit by the
+//! threads the document says, and the `/pub` arriving at the subscriber.
+//!
+//! Skipped, with the reason printed, where no gdb can run (CI has one).
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Bound on each wait; gdb loading a 25 MB debug binary on a busy machine
+/// takes a few seconds, so this is generous.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `rust-gdb` (gdb with Rust pretty printers) if it works, else `gdb`.
+fn find_gdb() -> Result<String, String> {
+    for candidate in ["rust-gdb", "gdb"] {
+        let ok = Command::new(candidate)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ok {
+            return Ok(candidate.to_string());
+        }
+    }
+    Err("neither rust-gdb nor gdb runs here".to_string())
+}
+
+/// gdb and the hub it started: both killed when the test ends, however.
+struct Session {
+    gdb: Child,
+    hub_pid: Option<u32>,
+    transcript: Arc<Mutex<String>>,
+    lines: Receiver<String>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // The traced hub outlives a killed gdb (it is only detached), so it
+        // is killed by its pid first.
+        if let Some(pid) = self.hub_pid {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = self.gdb.kill();
+        let _ = self.gdb.wait();
+    }
+}
+
+impl Session {
+    fn transcript(&self) -> String {
+        self.transcript.lock().unwrap().clone()
+    }
+
+    /// Waits for a line of gdb's output (or the hub's, which shares it)
+    /// containing `needle`; returns it.
+    fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "no line with {needle:?} within {PATIENCE:?}; gdb said:\n{}",
+                    self.transcript()
+                ),
+                Err(RecvTimeoutError::Disconnected) => panic!(
+                    "gdb ended before a line with {needle:?}; gdb said:\n{}",
+                    self.transcript()
+                ),
+            }
+        }
+    }
+}
+
+fn pipe_lines(
+    pipe: impl Read + Send + 'static,
+    tx: mpsc::Sender<String>,
+    transcript: Arc<Mutex<String>>,
+) {
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            {
+                let mut t = transcript.lock().unwrap();
+                t.push_str(&line);
+                t.push('\n');
+            }
+            let _ = tx.send(line);
+        }
+    });
+}
+
+/// The pid of the process gdb started (the child whose parent is gdb).
+fn child_of(parent: u32) -> Option<u32> {
+    for entry in fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        if after.split_whitespace().nth(1) == Some(&parent.to_string()) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// Thread name -> state letter (`S` = sleeping in the kernel) of a process.
+fn threads_of(pid: u32) -> Vec<(String, char)> {
+    let mut threads = Vec::new();
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return threads;
+    };
+    for task in tasks.flatten() {
+        let comm = fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let stat = fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .unwrap_or('?');
+        threads.push((comm.trim().to_string(), state));
+    }
+    threads
+}
+
+struct Peer {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Peer {
+    fn connect(addr: &str) -> Peer {
+        let stream = TcpStream::connect(addr).expect("connect to the hub under gdb");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Peer { stream, reader }
+    }
+
+    fn send(&mut self, line: &str) {
+        self.stream
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("send a line");
+    }
+
+    fn expect(&mut self, want: &str) {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("read a line");
+        assert_eq!(line.trim_end(), want);
+    }
+}
+
+/// The line `break src/reader.rs:<n>` of the walkthrough must still point at
+/// the reader's `events.send(event)`: the line numbers of src/ move, and the
+/// document must move with them.
+#[test]
+fn the_documented_reader_breakpoint_is_the_send_into_the_channel() {
+    let gdb = fs::read_to_string(root().join("docs/gdb/walkthrough.gdb")).unwrap();
+    let line: usize = gdb
+        .lines()
+        .find_map(|l| l.strip_prefix("break src/reader.rs:"))
+        .expect("walkthrough.gdb breaks on a line of src/reader.rs")
+        .trim()
+        .parse()
+        .expect("a line number");
+    let reader = fs::read_to_string(root().join("src/reader.rs")).unwrap();
+    let source = reader.lines().nth(line - 1).unwrap_or("");
+    assert!(
+        source.contains("events.send(event)"),
+        "src/reader.rs:{line} is now {source:?}: update docs/gdb/walkthrough.gdb and docs/debugging.md"
+    );
+    let doc = fs::read_to_string(root().join("docs/debugging.md")).unwrap();
+    assert!(
+        doc.contains(&format!("src/reader.rs:{line}")),
+        "docs/debugging.md does not mention src/reader.rs:{line}"
+    );
+}
+
+#[test]
+fn the_gdb_walkthrough_shows_the_threads_and_hits_every_breakpoint() {
+    if !cfg!(target_os = "linux") {
+        eprintln!("skipped: the walkthrough is written for Linux (/proc, accept4, futex)");
+        return;
+    }
+    let gdb = match find_gdb() {
+        Ok(gdb) => gdb,
+        Err(why) => {
+            eprintln!("skipped: {why}; install gdb to run docs/debugging.md as a test");
+            return;
+        }
+    };
+    let mut child = Command::new(&gdb)
+        .current_dir(root())
+        .args(["-batch", "-nx", "-x"])
+        .arg(Path::new("docs/gdb/session.gdb"))
+        .args([
+            "--args",
+            env!("CARGO_BIN_EXE_tcphub"),
+            "serve",
+            "--port",
+            "0",
+        ])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start gdb");
+    let transcript = Arc::new(Mutex::new(String::new()));
+    let (tx, lines) = mpsc::channel();
+    pipe_lines(child.stdout.take().unwrap(), tx.clone(), transcript.clone());
+    pipe_lines(child.stderr.take().unwrap(), tx, transcript.clone());
+    let mut session = Session {
+        gdb: child,
+        hub_pid: None,
+        transcript,
+        lines,
+    };
+
+    let listening = session.wait_for("listening on ");
+    let addr = listening
+        .split("listening on ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_string();
+    session.hub_pid = child_of(session.gdb.id());
+    let hub = session.hub_pid.expect("find the hub process gdb started");
+
+    // The walkthrough's two terminals: a subscriber, then a publisher.
+    let mut sub = Peer::connect(&addr);
+    sub.expect("WELCOME guest-1");
+    let mut publisher = Peer::connect(&addr);
+    publisher.expect("WELCOME guest-2");
+    sub.expect("JOIN guest-2");
+    sub.send("/sub pickup");
+    sub.expect("OK sub pickup");
+
+    // Wait until every thread is asleep in the kernel, as a student pressing
+    // Ctrl-C after a moment would find them; then press "Ctrl-C".
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let threads = threads_of(hub);
+        let names: Vec<&str> = threads.iter().map(|(n, _)| n.as_str()).collect();
+        let all_named = ["acceptor", "dispatcher", "client-1", "client-2"]
+            .iter()
+            .all(|n| names.contains(n));
+        if all_named && threads.iter().all(|(_, state)| *state == 'S') {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hub's threads never all slept: {threads:?}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let interrupted = Command::new("kill")
+        .args(["-INT", &hub.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(interrupted.success());
+    session.wait_for("received signal SIGINT");
+
+    // Typed while the hub is stopped: the bytes wait in the kernel, and the
+    // reader finds them as soon as gdb continues.
+    publisher.send("/pub pickup A-1");
+    sub.expect("EVENT pickup guest-2 A-1");
+
+    let deadline = Instant::now() + PATIENCE;
+    while session.gdb.try_wait().expect("poll gdb").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "gdb did not finish the session:\n{}",
+            session.transcript()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    // Let the pipe readers drain the last lines.
+    thread::sleep(Duration::from_millis(200));
+    let out = session.transcript();
+    println!("{out}");
+
+    let has_line = |parts: &[&str]| out.lines().any(|l| parts.iter().all(|p| l.contains(p)));
+    for (thread, syscall) in [
+        ("\"acceptor\"", "accept4"),
+        ("\"dispatcher\"", "syscall ()"),
+        ("\"client-1\"", "recv"),
+        ("\"client-2\"", "recv"),
+    ] {
+        assert!(
+            has_line(&["Thread ", thread, syscall]),
+            "info threads should show {thread} parked in {syscall}:\n{out}"
+        );
+    }
+    assert!(
+        out.contains("futex_wait") && out.contains("crossbeam_channel"),
+        "the dispatcher's backtrace should show crossbeam's recv parked on a futex:\n{out}"
+    );
+    assert!(
+        has_line(&["\"client-2\" hit Breakpoint 1", "src/reader.rs:"]),
+        "the publisher's thread should stop where it sends into the channel:\n{out}"
+    );
+    assert!(
+        has_line(&["Event::Command", "Pub", "pickup", "A-1"]),
+        "`print event` should show the parsed /pub:\n{out}"
+    );
+    assert!(
+        has_line(&[
+            "\"dispatcher\" hit Breakpoint 2",
+            "tcphub::routing::Router::handle"
+        ]),
+        "the dispatcher should stop where it routes:\n{out}"
+    );
+    assert!(
+        has_line(&["Dispatcher::apply", "src/dispatcher.rs"]),
+        "Router::handle should be called from Dispatcher::apply:\n{out}"
+    );
+    assert!(
+        has_line(&[
+            "\"dispatcher\" hit Breakpoint 3",
+            "tcphub::dispatcher::write_all_within"
+        ]),
+        "the dispatcher should stop where it writes:\n{out}"
+    );
+    assert!(
+        has_line(&["\"dispatcher\" hit Temporary breakpoint 4", "writev (fd="]),
+        "the dispatcher should reach the writev syscall:\n{out}"
+    );
+    // "EVENT pickup guest-2 A-1\n" is 25 bytes: one writev, all of them.
+    assert!(
+        has_line(&["Value returned is", "= 25"]),
+        "writev should return the 25 bytes of the EVENT line:\n{out}"
+    );
+}
