@@ -59,9 +59,7 @@ pub fn run(id: ClientId, socket: Arc<TcpStream>, events: Sender<Event>, max_line
                     ..
                 }
             );
-            // Blocks if the channel is full: the dispatcher is behind, so
-            // this client waits, stops reading, and TCP slows its sender.
-            if events.send(event).is_err() || quit {
+            if !hand_over(&events, event) || quit {
                 // The hub is shutting down, or the client said /quit: lines
                 // after /quit in the same read are ignored, as the contract says.
                 return ControlFlow::Break(());
@@ -78,5 +76,17 @@ pub fn run(id: ClientId, socket: Arc<TcpStream>, events: Sender<Event>, max_line
     };
     debug!("reader done: {why}");
     // Ignored if the hub is already gone.
-    let _ = events.send(Event::Closed { id, why });
+    hand_over(&events, Event::Closed { id, why });
+}
+
+/// The moment a line leaves its client thread: one parsed event into the
+/// hub's channel. Returns false if the dispatcher is gone (shutting down).
+///
+/// Blocks while the channel is full: the dispatcher is behind, so this
+/// client waits, stops reading its socket, and TCP slows its sender down.
+/// A function of its own so a debugger can stop exactly here:
+/// `break tcphub::reader::hand_over` (docs/debugging.md).
+#[inline(never)]
+pub fn hand_over(events: &Sender<Event>, event: Event) -> bool {
+    events.send(event).is_ok()
 }

@@ -171,30 +171,35 @@ impl Peer {
     }
 }
 
-/// The line `break src/reader.rs:<n>` of the walkthrough must still point at
-/// the reader's `events.send(event)`: the line numbers of src/ move, and the
-/// document must move with them.
+/// Every breakpoint of the walkthrough names a function that exists in
+/// src/ and that docs/debugging.md explains.
 #[test]
-fn the_documented_reader_breakpoint_is_the_send_into_the_channel() {
+fn the_documented_breakpoints_name_real_functions() {
     let gdb = fs::read_to_string(root().join("docs/gdb/walkthrough.gdb")).unwrap();
-    let line: usize = gdb
-        .lines()
-        .find_map(|l| l.strip_prefix("break src/reader.rs:"))
-        .expect("walkthrough.gdb breaks on a line of src/reader.rs")
-        .trim()
-        .parse()
-        .expect("a line number");
-    let reader = fs::read_to_string(root().join("src/reader.rs")).unwrap();
-    let source = reader.lines().nth(line - 1).unwrap_or("");
-    assert!(
-        source.contains("events.send(event)"),
-        "src/reader.rs:{line} is now {source:?}: update docs/gdb/walkthrough.gdb and docs/debugging.md"
-    );
     let doc = fs::read_to_string(root().join("docs/debugging.md")).unwrap();
-    assert!(
-        doc.contains(&format!("src/reader.rs:{line}")),
-        "docs/debugging.md does not mention src/reader.rs:{line}"
-    );
+    let breaks: Vec<&str> = gdb
+        .lines()
+        .filter_map(|l| l.strip_prefix("break "))
+        .map(str::trim)
+        .collect();
+    assert_eq!(breaks.len(), 3, "{breaks:?}");
+    for symbol in breaks {
+        let (path, name) = symbol.rsplit_once("::").expect("a path::function");
+        let module = path
+            .trim_start_matches("tcphub::")
+            .split("::")
+            .next()
+            .unwrap();
+        let source = fs::read_to_string(root().join(format!("src/{module}.rs"))).unwrap();
+        assert!(
+            source.contains(&format!("fn {name}(")),
+            "src/{module}.rs has no fn {name}: update docs/gdb/walkthrough.gdb"
+        );
+        assert!(
+            doc.contains(symbol),
+            "docs/debugging.md does not mention {symbol}"
+        );
+    }
 }
 
 #[test]
@@ -318,7 +323,7 @@ fn the_gdb_walkthrough_shows_the_threads_and_hits_every_breakpoint() {
         "the dispatcher's backtrace should show crossbeam's recv parked on a futex:\n{out}"
     );
     assert!(
-        has_line(&["\"client-2\" hit Breakpoint 1", "src/reader.rs:"]),
+        has_line(&["\"client-2\" hit Breakpoint 1", "tcphub::reader::hand_over"]),
         "the publisher's thread should stop where it sends into the channel:\n{out}"
     );
     assert!(

@@ -14,7 +14,7 @@ enable 1 2 3
 continue
 # Breakpoint 1: the client thread hands the parsed /pub to the channel.
 print event
-backtrace 3
+backtrace 4
 continue
 # Breakpoint 2: the dispatcher routes it.
 print *command

@@ -5,8 +5,7 @@
 #
 # The three breakpoints start disabled, so connecting and subscribing with nc
 # does not stop the hub; `enable` them once you have looked at `info threads`.
-# tests/debugger.rs runs this same file in `gdb -batch` and checks that the line
-# number below is still the `events.send(event)` line of src/reader.rs.
+# tests/debugger.rs runs this same file in `gdb -batch`.
 
 set pagination off
 set confirm off
@@ -15,7 +14,7 @@ set print thread-events off
 handle SIGPIPE nostop noprint pass
 
 # 1. a client thread hands a parsed command to the channel (src/reader.rs)
-break src/reader.rs:75
+break tcphub::reader::hand_over
 # 2. the dispatcher decides who gets it (src/routing.rs)
 break tcphub::routing::Router::handle
 # 3. the dispatcher writes one recipient's lines with writev (src/dispatcher.rs)
