@@ -185,16 +185,41 @@ impl Router {
 
     /// One parsed command from client `id`.
     pub fn handle(&mut self, id: ClientId, command: &Command) {
-        let Some(me) = self.nick(id).map(str::to_owned) else {
+        let Some(sender) = self.clients.get(&id).filter(|c| c.open) else {
             // It already quit or hung up; what it sent after that is ignored.
             return;
         };
+        // The two commands that fan out (chat and publish) format their line
+        // straight from the sender's nick, with no copy of it: they are the
+        // dispatcher's hot path. The others take a copy, for readability.
         match command {
             Command::Chat(text) => {
-                let line = self.line(Reply::Msg { from: &me, text });
+                let from = sender.nick.as_str();
+                let line = encode_into(&mut self.shared, false, Reply::Msg { from, text });
                 let n = self.deliver_to_all_but(id, line);
-                debug!("route: MSG from {me} to {n} clients");
+                debug!("route: MSG from {} to {n} clients", self.clients[&id].nick);
+                return;
             }
+            Command::Pub { topic, payload } => {
+                let from = sender.nick.as_str();
+                let event = Reply::Event {
+                    topic,
+                    from,
+                    payload,
+                };
+                let line = encode_into(&mut self.shared, false, event);
+                let n = self.publish(id, topic, line);
+                debug!(
+                    "route: EVENT {topic} from {} to {n} subscribers",
+                    self.clients[&id].nick
+                );
+                return;
+            }
+            _ => {}
+        }
+        let me = sender.nick.clone();
+        match command {
+            Command::Chat(_) | Command::Pub { .. } => {}
             Command::Nick(new) => self.rename(id, &me, new),
             Command::List => {
                 let mut nicks: Vec<&str> = self.nicks.keys().map(String::as_str).collect();
@@ -250,15 +275,6 @@ impl Router {
                         detail: topic,
                     },
                 );
-            }
-            Command::Pub { topic, payload } => {
-                let line = self.line(Reply::Event {
-                    topic,
-                    from: &me,
-                    payload,
-                });
-                let n = self.publish(id, topic, line);
-                debug!("route: EVENT {topic} from {me} to {n} subscribers");
             }
             Command::Ping => self.reply(id, Reply::Pong),
             Command::Quit => {
