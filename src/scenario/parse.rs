@@ -19,7 +19,7 @@ use super::{Action, Actor, ParseError, Pattern, Scenario, Settings, Step};
 use crate::duration;
 
 /// Longest actor or signal name.
-pub const MAX_NAME: usize = 32;
+pub const MAX_NAME: usize = crate::protocol::MAX_NICK;
 /// Most lines one `flood` may send.
 pub const MAX_FLOOD_LINES: usize = 1_000_000;
 /// Most bytes one `flood` may send in all: bounds a typo's memory and time.
@@ -243,20 +243,11 @@ impl Parser<'_> {
     }
 }
 
-/// Actor and signal names: 1 to 32 of `A-Z a-z 0-9 _ -` (like nicks).
+/// Actor and signal names follow the nick rules (1 to 32 of
+/// `A-Z a-z 0-9 _ -`), so an actor can `/nick` itself by its own name.
 fn check_name(what: &str, name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} name {name:?} must be 1 to {MAX_NAME} of A-Z a-z 0-9 _ -"
-        ))
-    }
+    crate::protocol::check_nick(name)
+        .map_err(|_| format!("{what} name {name:?} must be 1 to {MAX_NAME} of A-Z a-z 0-9 _ -"))
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {
