@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use tcphub::bench::target::spawn_server;
 
@@ -741,60 +742,68 @@ fn draw_chart(
         .copied()
         .filter(|(_, s)| s.key != "latency")
         .collect();
-    let values: Vec<f64> = throughput
-        .iter()
-        .flat_map(|&(i, _)| {
-            servers
-                .iter()
-                .map(move |&s| med(results, i, s, |r| r.deliveries_per_s))
-        })
-        .filter(|v| v.is_finite() && *v > 0.0)
-        .collect();
-    let lo = values
-        .iter()
-        .copied()
-        .fold(f64::INFINITY, f64::min)
-        .max(1.0)
-        / 2.0;
-    let hi = values.iter().copied().fold(1.0, f64::max) * 8.0;
-    let mut chart = ChartBuilder::on(&top)
-        .caption(
-            "Fan-out deliveries per second (median, log scale; higher is better)",
-            ("sans-serif", 18),
-        )
-        .margin(12)
-        .x_label_area_size(45)
-        .y_label_area_size(80)
-        .build_cartesian_2d(-0.5f64..throughput.len() as f64 - 0.5, (lo..hi).log_scale())
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(throughput.len())
-        .x_label_formatter(&|x| scenario_label(&throughput, *x))
-        .x_desc("64-byte lines; publishers x subscribers")
-        .y_desc("deliveries/s")
-        .y_label_formatter(&|v| rate(*v))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    bars(&mut chart, &throughput, servers, results, lo, |r| {
-        r.deliveries_per_s
-    })?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-
+    panel(
+        &top,
+        Panel {
+            caption: "Fan-out deliveries per second (median, log scale; higher is better)",
+            x_desc: "64-byte lines; publishers x subscribers",
+            y_desc: "deliveries/s",
+            value: |r| r.deliveries_per_s,
+            format: rate,
+            headroom: 8.0,
+            legend: SeriesLabelPosition::UpperRight,
+        },
+        &throughput,
+        servers,
+        results,
+    )?;
     // Panel 2: p99 latency, log scale, every fan-out scenario.
-    let values: Vec<f64> = fanouts
+    panel(
+        &bottom,
+        Panel {
+            caption: "p99 latency (median, log scale; lower is better)",
+            x_desc: "unlimited rate (queueing) except 1,000 lines/s x 100",
+            y_desc: "p99 latency",
+            value: |r| r.p99_us,
+            format: us,
+            headroom: 10.0,
+            legend: SeriesLabelPosition::UpperLeft,
+        },
+        &fanouts,
+        servers,
+        results,
+    )?;
+    root.present().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// What differs between the chart's two panels.
+struct Panel {
+    caption: &'static str,
+    x_desc: &'static str,
+    y_desc: &'static str,
+    value: fn(&Run) -> f64,
+    format: fn(f64) -> String,
+    /// How far above the largest bar the log axis reaches (room for the legend).
+    headroom: f64,
+    legend: SeriesLabelPosition,
+}
+
+/// One panel: grouped bars of `panel.value` per scenario and server, on a
+/// log scale.
+fn panel(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    panel: Panel,
+    scenarios: &[(usize, &Scenario)],
+    servers: &[Server],
+    results: &BTreeMap<(usize, Server), Vec<Run>>,
+) -> Result<(), String> {
+    let values: Vec<f64> = scenarios
         .iter()
         .flat_map(|&(i, _)| {
             servers
                 .iter()
-                .map(move |&s| med(results, i, s, |r| r.p99_us))
+                .map(move |&s| med(results, i, s, panel.value))
         })
         .filter(|v| v.is_finite() && *v > 0.0)
         .collect();
@@ -804,36 +813,32 @@ fn draw_chart(
         .fold(f64::INFINITY, f64::min)
         .max(1.0)
         / 2.0;
-    let hi = values.iter().copied().fold(1.0, f64::max) * 10.0;
-    let mut chart = ChartBuilder::on(&bottom)
-        .caption(
-            "p99 latency (median, log scale; lower is better)",
-            ("sans-serif", 18),
-        )
+    let hi = values.iter().copied().fold(1.0, f64::max) * panel.headroom;
+    let mut chart = ChartBuilder::on(area)
+        .caption(panel.caption, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(80)
-        .build_cartesian_2d(-0.5f64..fanouts.len() as f64 - 0.5, (lo..hi).log_scale())
+        .build_cartesian_2d(-0.5f64..scenarios.len() as f64 - 0.5, (lo..hi).log_scale())
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(fanouts.len())
-        .x_label_formatter(&|x| scenario_label(&fanouts, *x))
-        .x_desc("unlimited rate (queueing) except 1,000 lines/s x 100")
-        .y_desc("p99 latency")
-        .y_label_formatter(&|v| us(*v))
+        .x_labels(scenarios.len())
+        .x_label_formatter(&|x| scenario_label(scenarios, *x))
+        .x_desc(panel.x_desc)
+        .y_desc(panel.y_desc)
+        .y_label_formatter(&|v| (panel.format)(*v))
         .draw()
         .map_err(|e| e.to_string())?;
-    bars(&mut chart, &fanouts, servers, results, lo, |r| r.p99_us)?;
+    bars(&mut chart, scenarios, servers, results, lo, panel.value)?;
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(panel.legend)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
         .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())?;
     Ok(())
 }
 
