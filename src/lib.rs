@@ -32,6 +32,7 @@ pub mod dispatcher;
 pub mod duration;
 pub mod error;
 pub mod framing;
+pub mod json;
 pub mod pretty;
 pub mod protocol;
 pub mod reader;

@@ -11,6 +11,7 @@
 //! - [`json_field`]: reads one string field back out of such an object, so
 //!   the vendor can recognise the `orderId` in a `delivered` event.
 
+use crate::json;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A tiny pseudo-random generator (xorshift64*, by George Marsaglia and
@@ -145,32 +146,12 @@ impl Order {
     pub fn to_json(&self) -> String {
         format!(
             "{{\"store\":{},\"orderId\":{},\"customer\":{},\"address\":{}}}",
-            json_string(&self.store),
-            json_string(&self.order_id),
-            json_string(&self.customer),
-            json_string(&self.address)
+            json::string(&self.store),
+            json::string(&self.order_id),
+            json::string(&self.customer),
+            json::string(&self.address)
         )
     }
-}
-
-/// A JSON string literal, quotes included, with the characters JSON requires
-/// escaped.
-pub fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// The value of string field `name` in a flat JSON object, like
@@ -181,7 +162,7 @@ pub fn json_string(text: &str) -> String {
 /// back what [`Order::to_json`] wrote, and returns `None` (never panics) on
 /// anything else a peer might publish.
 pub fn json_field(json: &str, name: &str) -> Option<String> {
-    let key = json_string(name);
+    let key = json::string(name);
     let mut search = json;
     loop {
         let at = search.find(&key)?;

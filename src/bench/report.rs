@@ -352,13 +352,13 @@ impl Json {
         if self.0.len() > 1 {
             self.0.push(',');
         }
-        push_json_string(&mut self.0, key);
+        crate::json::push_string(&mut self.0, key);
         self.0.push(':');
     }
 
     fn str(&mut self, key: &str, value: &str) {
         self.key(key);
-        push_json_string(&mut self.0, value);
+        crate::json::push_string(&mut self.0, value);
     }
 
     fn num(&mut self, key: &str, value: f64) {
@@ -388,25 +388,6 @@ impl Json {
         self.0.push('}');
         self.0
     }
-}
-
-/// Appends `s` as a JSON string literal, escaped.
-pub fn push_json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 fn per_second(count: u64, over: Duration) -> f64 {
