@@ -165,14 +165,20 @@ impl Dispatcher {
                 self.admission.release();
             }
             let mut failed = Vec::new();
+            // One list of slices, refilled for each recipient: no allocation
+            // per recipient once it has grown to the longest list.
+            let mut chunks: Vec<IoSlice<'_>> = Vec::new();
             for &id in self.router.dirty() {
                 let Some(socket) = self.sockets.get(&id) else {
                     continue;
                 };
-                let mut chunks: Vec<IoSlice<'_>> =
-                    self.router.pending_for(id).map(IoSlice::new).collect();
-                let bytes: usize = chunks.iter().map(|c| c.len()).sum();
-                debug!("writing {bytes} bytes to {id} ({} chunks)", chunks.len());
+                chunks.clear();
+                chunks.extend(self.router.pending_for(id).map(IoSlice::new));
+                debug!(
+                    "writing {} bytes to {id} ({} chunks)",
+                    chunks.iter().map(|c| c.len()).sum::<usize>(),
+                    chunks.len()
+                );
                 if let Err(e) = write_all_within(socket, &mut chunks, self.write_timeout) {
                     failed.push((id, e));
                 }
