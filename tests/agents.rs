@@ -1,11 +1,13 @@
 //! `tcphub agent ...`, run as the built binary against an in-process hub,
 //! with the test playing the other roles through a hand-driven socket.
 
+mod common;
 mod procs;
 
 use std::time::Instant;
 
-use procs::{Peer, dead_addr, line_containing, tcphub};
+use common::Peer;
+use procs::{dead_addr, line_containing, tcphub};
 use tcphub::agent::order::json_field;
 use tcphub::{Config, Hub};
 
@@ -21,7 +23,7 @@ const ORDER: &str =
 #[test]
 fn driver_turns_a_pickup_into_in_transit_then_delivered() {
     let (_hub, addr) = hub();
-    let mut test = Peer::connect(&addr);
+    let mut test = Peer::join(addr.parse().unwrap(), "test").0;
     test.call("/nick vendor", "OK nick vendor");
     test.call("/sub in-transit", "OK sub in-transit");
     test.call("/sub delivered", "OK sub delivered");
@@ -34,13 +36,13 @@ fn driver_turns_a_pickup_into_in_transit_then_delivered() {
     let sent = Instant::now();
     test.send(&format!("/pub pickup {ORDER}"));
     // JOIN/NICK of the driver arrived before; skip to the events.
-    let mut line = test.line();
+    let mut line = test.recv();
     while !line.starts_with("EVENT") {
-        line = test.line();
+        line = test.recv();
     }
     assert_eq!(line, format!("EVENT in-transit driver {ORDER}"));
     let in_transit = sent.elapsed();
-    assert_eq!(test.line(), format!("EVENT delivered driver {ORDER}"));
+    assert_eq!(test.recv(), format!("EVENT delivered driver {ORDER}"));
     let delivered = sent.elapsed();
     // It waited: 50 ms before in-transit, 150 ms more before delivered.
     // Lower bounds measured from our send only: a reply cannot arrive before
@@ -56,7 +58,7 @@ fn driver_turns_a_pickup_into_in_transit_then_delivered() {
 #[test]
 fn vendor_with_count_publishes_orders_and_stops_once_they_are_delivered() {
     let (_hub, addr) = hub();
-    let mut test = Peer::connect(&addr);
+    let mut test = Peer::join(addr.parse().unwrap(), "test").0;
     test.call("/nick driver", "OK nick driver");
     test.call("/sub pickup", "OK sub pickup");
 
@@ -74,7 +76,7 @@ fn vendor_with_count_publishes_orders_and_stops_once_they_are_delivered() {
     ]);
     let mut ids = Vec::new();
     while ids.len() < 2 {
-        let line = test.line();
+        let line = test.recv();
         let Some(payload) = line.strip_prefix("EVENT pickup vendor ") else {
             continue; // JOIN and NICK of the vendor
         };
@@ -122,7 +124,7 @@ fn logger_prints_every_event_with_a_timestamp() {
     let (_hub, addr) = hub();
     let logger = tcphub(&["agent", "logger", "--addr", &addr]);
     line_containing(&logger.stderr, "OK sub *");
-    let mut test = Peer::connect(&addr);
+    let mut test = Peer::join(addr.parse().unwrap(), "test").0;
     test.call("/nick tester", "OK nick tester");
     test.send("/pub pickup {\"a\":1}");
     test.send("not an event, not logged");
@@ -183,13 +185,13 @@ fn the_nick_defaults_to_the_role_and_can_be_changed() {
     let _a = tcphub(&["agent", "logger", "--addr", &addr]);
     let b = tcphub(&["agent", "logger", "--addr", &addr, "--nick", "audit"]);
     line_containing(&b.stderr, "OK sub *");
-    let mut test = Peer::connect(&addr);
+    let mut test = Peer::join(addr.parse().unwrap(), "test").0;
     // Wait until both renames went through, then check the names.
     for _ in 0..100 {
         test.send("/list");
-        let mut list = test.line();
+        let mut list = test.recv();
         while !list.starts_with("LIST") {
-            list = test.line(); // JOIN or NICK of an agent arriving
+            list = test.recv(); // JOIN or NICK of an agent arriving
         }
         if list.contains("audit") && list.contains("logger") {
             return;

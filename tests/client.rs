@@ -1,8 +1,10 @@
 //! `tcphub client`, run as the built binary against an in-process hub.
 
+mod common;
 mod procs;
 
-use procs::{Peer, dead_addr, line_containing, tcphub};
+use common::Peer;
+use procs::{dead_addr, line_containing, tcphub};
 use tcphub::{Config, Hub};
 
 fn hub() -> (Hub, String) {
@@ -69,7 +71,7 @@ fn lines_from_others_are_printed_while_input_is_still_open() {
     let (_hub, addr) = hub();
     let mut client = tcphub(&["client", "--nick", "ann", &addr]);
     line_containing(&client.stdout, "OK nick ann");
-    let mut bob = Peer::connect(&addr);
+    let mut bob = Peer::join(addr.parse().unwrap(), "test").0;
     bob.call("/nick bob", "OK nick bob");
     bob.send("hello ann");
     assert_eq!(line_containing(&client.stdout, "JOIN"), "JOIN guest-2");
@@ -77,7 +79,7 @@ fn lines_from_others_are_printed_while_input_is_still_open() {
     assert_eq!(line_containing(&client.stdout, "MSG"), "MSG bob hello ann");
     // Typed (not piped all at once): a line sent while the session runs.
     client.type_line("hi bob");
-    assert_eq!(bob.line(), "MSG ann hi bob");
+    assert_eq!(bob.recv(), "MSG ann hi bob");
     client.close_stdin();
     assert_eq!(client.wait().code(), Some(0));
 }
@@ -117,7 +119,7 @@ fn a_full_hub_is_a_refusal_too() {
     })
     .expect("start hub");
     let addr = hub.local_addr().to_string();
-    let _first = Peer::connect(&addr);
+    let _first = Peer::join(addr.parse().unwrap(), "test").0;
     let (code, out, err) = piped(&["client", &addr], "");
     assert_eq!(code, Some(1));
     assert!(out[0].starts_with("ERR server-full"), "{out:?}");

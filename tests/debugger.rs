@@ -6,15 +6,18 @@
 //!
 //! Skipped, with the reason printed, where no gdb can run (CI has one).
 
+mod common;
+
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use common::Peer;
 
 /// Bound on each wait; gdb loading a 25 MB debug binary on a busy machine
 /// takes a few seconds, so this is generous.
@@ -145,32 +148,6 @@ fn threads_of(pid: u32) -> Vec<(String, char)> {
     threads
 }
 
-struct Peer {
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
-}
-
-impl Peer {
-    fn connect(addr: &str) -> Peer {
-        let stream = TcpStream::connect(addr).expect("connect to the hub under gdb");
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        let reader = BufReader::new(stream.try_clone().unwrap());
-        Peer { stream, reader }
-    }
-
-    fn send(&mut self, line: &str) {
-        self.stream
-            .write_all(format!("{line}\n").as_bytes())
-            .expect("send a line");
-    }
-
-    fn expect(&mut self, want: &str) {
-        let mut line = String::new();
-        self.reader.read_line(&mut line).expect("read a line");
-        assert_eq!(line.trim_end(), want);
-    }
-}
-
 /// Every breakpoint of the walkthrough names a function that exists in
 /// src/ and that docs/debugging.md explains.
 #[test]
@@ -254,9 +231,9 @@ fn the_gdb_walkthrough_shows_the_threads_and_hits_every_breakpoint() {
     let hub = session.hub_pid.expect("find the hub process gdb started");
 
     // The walkthrough's two terminals: a subscriber, then a publisher.
-    let mut sub = Peer::connect(&addr);
+    let mut sub = Peer::connect(addr.parse().unwrap(), "test");
     sub.expect("WELCOME guest-1");
-    let mut publisher = Peer::connect(&addr);
+    let mut publisher = Peer::connect(addr.parse().unwrap(), "test");
     publisher.expect("WELCOME guest-2");
     sub.expect("JOIN guest-2");
     sub.send("/sub pickup");

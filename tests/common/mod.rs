@@ -153,6 +153,12 @@ impl Peer {
         assert_eq!(got, expected, "{}: unexpected line", self.name);
     }
 
+    /// Sends `line` and asserts the very next line is `reply`.
+    pub fn call(&mut self, line: &str, reply: &str) {
+        self.send(line);
+        self.expect(reply);
+    }
+
     /// Asserts the next line starts with `prefix`; returns it.
     pub fn expect_prefix(&mut self, prefix: &str) -> String {
         let got = self.recv();

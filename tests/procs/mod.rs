@@ -1,11 +1,10 @@
-//! Helpers shared by the integration tests: the built binary as a child
+//! Helpers for the tests that run the built binary as a child
 //! process (killed when the test ends, however it ends), and a raw test
 //! socket that speaks the protocol by hand. Everything waits with a bound.
 
 #![allow(dead_code)] // each test file uses a different part of this
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -128,43 +127,6 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A hand-driven connection to the hub, for the test's side of a story.
-pub struct Peer {
-    socket: TcpStream,
-    reader: BufReader<TcpStream>,
-}
-
-impl Peer {
-    pub fn connect(addr: &str) -> Peer {
-        let socket = TcpStream::connect(addr).expect("connect to the hub");
-        socket.set_read_timeout(Some(PATIENCE)).expect("timeout");
-        let reader = BufReader::new(socket.try_clone().expect("clone"));
-        let mut peer = Peer { socket, reader };
-        assert!(peer.line().starts_with("WELCOME "));
-        peer
-    }
-
-    pub fn send(&mut self, line: &str) {
-        self.socket
-            .write_all(format!("{line}\n").as_bytes())
-            .expect("send");
-    }
-
-    /// The next line from the hub (panics after [`PATIENCE`]).
-    pub fn line(&mut self) -> String {
-        let mut line = String::new();
-        let n = self.reader.read_line(&mut line).expect("read a line");
-        assert!(n > 0, "the hub closed the connection");
-        line.trim_end_matches('\n').to_string()
-    }
-
-    /// Sends `line` and checks the very next line is `reply`.
-    pub fn call(&mut self, line: &str, reply: &str) {
-        self.send(line);
-        assert_eq!(self.line(), reply, "reply to {line}");
     }
 }
 
