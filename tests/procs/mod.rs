@@ -1,6 +1,6 @@
-//! Helpers for the tests that run the built binary as a child
-//! process (killed when the test ends, however it ends), and a raw test
-//! socket that speaks the protocol by hand. Everything waits with a bound.
+//! Helpers for the tests that run the built binary as a child process
+//! (killed when the test ends, however it ends). The socket helper is
+//! `common::Peer`. Everything waits with a bound.
 
 #![allow(dead_code)] // each test file uses a different part of this
 
