@@ -35,11 +35,11 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
-use tcphub::admission::Admission;
 use tcphub::cli::ServeArgs;
-use tcphub::framing::LineFramer;
-use tcphub::protocol::{Command, ErrorCode, Parsed, Refusal, Reply, parse_frame};
-use tcphub::routing::{ClientId, Router};
+use tcphub::proto::admission::Admission;
+use tcphub::proto::client_line::{Command, ErrorCode, Parsed, Refusal, Reply, parse_frame};
+use tcphub::proto::framing::LineFramer;
+use tcphub::proto::router::{ClientId, Router};
 
 /// The async twin of `tcphub serve`; it takes exactly the same flags.
 #[derive(Debug, Parser)]

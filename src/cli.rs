@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::server::{Config, Hub};
+use crate::hub::{Config, Hub};
 
 /// tcphub: a TCP event hub built to be taught with.
 ///
@@ -158,7 +158,7 @@ pub fn init_logging_at(default_level: &str) {
 #[derive(Debug, Args)]
 pub struct ClientArgs {
     /// The hub's address, host:port.
-    #[arg(default_value = crate::connection::DEFAULT_ADDR)]
+    #[arg(default_value = crate::client::hub_connection::DEFAULT_ADDR)]
     pub addr: String,
     /// Send `/nick NAME` before anything else.
     #[arg(long, value_name = "NAME")]
@@ -191,7 +191,7 @@ pub enum AgentRole {
 #[derive(Debug, Args)]
 pub struct AgentCommon {
     /// The hub's address, host:port.
-    #[arg(long, default_value = crate::connection::DEFAULT_ADDR)]
+    #[arg(long, default_value = crate::client::hub_connection::DEFAULT_ADDR)]
     pub addr: String,
     /// Nick to take on the hub (default: the role's name).
     #[arg(long, value_name = "NAME")]
@@ -210,7 +210,7 @@ pub struct VendorArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub count: Option<u32>,
     /// With --count: how long to wait for deliveries after the last order.
-    #[arg(long, default_value = "10s", value_parser = crate::duration::parse)]
+    #[arg(long, default_value = "10s", value_parser = crate::support::duration::parse)]
     pub wait: Duration,
     /// Seed for the made-up orders (same seed, same orders).
     #[arg(long)]
@@ -250,7 +250,7 @@ pub struct SimulateArgs {
 
 /// An interval of 0 would publish in a busy loop: refuse it.
 fn parse_interval(text: &str) -> Result<Duration, String> {
-    match crate::duration::parse(text)? {
+    match crate::support::duration::parse(text)? {
         d if d.is_zero() => Err("the interval must be longer than 0ms".into()),
         d => Ok(d),
     }

@@ -162,11 +162,14 @@ fn the_documented_breakpoints_name_real_functions() {
     assert_eq!(breaks.len(), 3, "{breaks:?}");
     for symbol in breaks {
         let (path, name) = symbol.rsplit_once("::").expect("a path::function");
-        let module = path
+        // `tcphub::hub::reader` -> src/hub/reader.rs; a type (`Router`)
+        // ends the module path.
+        let module: Vec<&str> = path
             .trim_start_matches("tcphub::")
             .split("::")
-            .next()
-            .unwrap();
+            .take_while(|s| s.starts_with(|c: char| c.is_ascii_lowercase()))
+            .collect();
+        let module = module.join("/");
         let source = fs::read_to_string(root().join(format!("src/{module}.rs"))).unwrap();
         assert!(
             source.contains(&format!("fn {name}(")),
@@ -300,7 +303,10 @@ fn the_gdb_walkthrough_shows_the_threads_and_hits_every_breakpoint() {
         "the dispatcher's backtrace should show crossbeam's recv parked on a futex:\n{out}"
     );
     assert!(
-        has_line(&["\"client-2\" hit Breakpoint 1", "tcphub::reader::hand_over"]),
+        has_line(&[
+            "\"client-2\" hit Breakpoint 1",
+            "tcphub::hub::reader::hand_over"
+        ]),
         "the publisher's thread should stop where it sends into the channel:\n{out}"
     );
     assert!(
@@ -310,18 +316,18 @@ fn the_gdb_walkthrough_shows_the_threads_and_hits_every_breakpoint() {
     assert!(
         has_line(&[
             "\"dispatcher\" hit Breakpoint 2",
-            "tcphub::routing::Router::handle"
+            "tcphub::proto::router::Router::handle"
         ]),
         "the dispatcher should stop where it routes:\n{out}"
     );
     assert!(
-        has_line(&["Dispatcher::apply", "src/dispatcher.rs"]),
+        has_line(&["Dispatcher::apply", "src/hub/dispatcher.rs"]),
         "Router::handle should be called from Dispatcher::apply:\n{out}"
     );
     assert!(
         has_line(&[
             "\"dispatcher\" hit Breakpoint 3",
-            "tcphub::dispatcher::write_all_within"
+            "tcphub::hub::dispatcher::write_all_within"
         ]),
         "the dispatcher should stop where it writes:\n{out}"
     );

@@ -14,11 +14,11 @@ set print thread-events off
 handle SIGPIPE nostop noprint pass
 
 # 1. a client thread hands a parsed command to the channel (src/reader.rs)
-break tcphub::reader::hand_over
+break tcphub::hub::reader::hand_over
 # 2. the dispatcher decides who gets it (src/routing.rs)
-break tcphub::routing::Router::handle
+break tcphub::proto::router::Router::handle
 # 3. the dispatcher writes one recipient's lines with writev (src/dispatcher.rs)
-break tcphub::dispatcher::write_all_within
+break tcphub::hub::dispatcher::write_all_within
 disable 1 2 3
 
 echo \ntcphub walkthrough: 3 breakpoints set, disabled.\n

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::order;
 use super::{Action, Behaviour, Now, scaled};
-use crate::protocol::ServerLine;
+use crate::proto::client_line::ServerLine;
 
 /// Driving from the hub to the store, at speed 1.
 pub const TO_STORE: Duration = Duration::from_secs(1);

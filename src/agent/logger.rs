@@ -7,7 +7,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Action, Behaviour, Now};
-use crate::protocol::ServerLine;
+use crate::proto::client_line::ServerLine;
 
 /// The logger has no timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -38,8 +38,8 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{debug, info, warn};
 
-use crate::connection::{self, ConnectError, LineReader, Received};
-use crate::protocol::ServerLine;
+use crate::client::hub_connection::{self, ConnectError, LineReader, Received};
+use crate::proto::client_line::ServerLine;
 
 /// The moment something happened, as both clocks: `instant` to schedule
 /// timers (it never jumps), `wall` to print a time of day (the logger).
@@ -125,7 +125,7 @@ impl fmt::Display for AgentError {
             AgentError::Undelivered { missing, waited } => write!(
                 f,
                 "gave up after waiting {} for {} undelivered order(s): {}",
-                crate::duration::show(*waited),
+                crate::support::duration::show(*waited),
                 missing.len(),
                 missing.join(", ")
             ),
@@ -168,7 +168,7 @@ pub fn run<B: Behaviour>(
     out: &mut dyn Write,
 ) -> Result<(), AgentError> {
     let role = behaviour.role();
-    let socket = connection::connect(addr)?;
+    let socket = hub_connection::connect(addr)?;
     info!("{role}: connected to {addr}");
     let reading = socket
         .try_clone()

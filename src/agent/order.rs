@@ -11,7 +11,7 @@
 //! - [`json_field`]: reads one string field back out of such an object, so
 //!   the vendor can recognise the `orderId` in a `delivered` event.
 
-use crate::json;
+use crate::support::json;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A tiny pseudo-random generator (xorshift64*, by George Marsaglia and

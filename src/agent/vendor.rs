@@ -12,7 +12,7 @@ use log::debug;
 
 use super::order::{self, Order, Rng};
 use super::{Action, AgentError, Behaviour, Now};
-use crate::protocol::ServerLine;
+use crate::proto::client_line::ServerLine;
 
 /// The vendor's settings (its `tcphub agent vendor` flags).
 #[derive(Debug, Clone)]
@@ -88,7 +88,7 @@ impl Behaviour for Vendor {
         out.push(Action::Say(format!(
             "{} is open: an order every {}, {how_many}",
             self.store,
-            crate::duration::show(self.options.interval)
+            crate::support::duration::show(self.options.interval)
         )));
         out.push(Action::At(
             now.instant + self.options.interval,

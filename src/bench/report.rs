@@ -352,13 +352,13 @@ impl Json {
         if self.0.len() > 1 {
             self.0.push(',');
         }
-        crate::json::push_string(&mut self.0, key);
+        crate::support::json::push_string(&mut self.0, key);
         self.0.push(':');
     }
 
     fn str(&mut self, key: &str, value: &str) {
         self.key(key);
-        crate::json::push_string(&mut self.0, value);
+        crate::support::json::push_string(&mut self.0, value);
     }
 
     fn num(&mut self, key: &str, value: f64) {

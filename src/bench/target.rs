@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use super::BenchError;
-use crate::server::{Config, Hub};
+use crate::hub::{Config, Hub};
 
 /// The server under test. Dropping it stops a server the bench started.
 pub enum Target {

@@ -16,10 +16,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::{Action, Actor, ParseError, Pattern, Scenario, Settings, Step};
-use crate::duration;
+use crate::support::duration;
 
 /// Longest actor or signal name.
-pub const MAX_NAME: usize = crate::protocol::MAX_NICK;
+pub const MAX_NAME: usize = crate::proto::client_line::MAX_NICK;
 /// Most lines one `flood` may send.
 pub const MAX_FLOOD_LINES: usize = 1_000_000;
 /// Most bytes one `flood` may send in all: bounds a typo's memory and time.
@@ -246,7 +246,7 @@ impl Parser<'_> {
 /// Actor and signal names follow the nick rules (1 to 32 of
 /// `A-Z a-z 0-9 _ -`), so an actor can `/nick` itself by its own name.
 fn check_name(what: &str, name: &str) -> Result<(), String> {
-    crate::protocol::check_nick(name)
+    crate::proto::client_line::check_nick(name)
         .map_err(|_| format!("{what} name {name:?} must be 1 to {MAX_NAME} of A-Z a-z 0-9 _ -"))
 }
 

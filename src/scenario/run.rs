@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 use log::debug;
 
 use super::{Action, Actor, Pattern, Scenario, ScenarioError, Step};
-use crate::connection::{self, LineReader, Received};
-use crate::duration;
-use crate::server::{Config, Hub};
+use crate::client::hub_connection::{self, LineReader, Received};
+use crate::hub::{Config, Hub};
+use crate::support::duration;
 
 /// Where the actors connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -495,7 +495,7 @@ impl<'a> ActorRun<'a> {
 
     fn connect(&mut self) -> Result<(), Unmet> {
         let socket =
-            connection::connect(self.addr).map_err(|e| unmet("a connection", e.to_string()))?;
+            hub_connection::connect(self.addr).map_err(|e| unmet("a connection", e.to_string()))?;
         let setup = || -> std::io::Result<(TcpStream, TcpStream)> {
             socket.set_write_timeout(Some(self.timeout))?;
             Ok((socket.try_clone()?, socket.try_clone()?))

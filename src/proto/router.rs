@@ -24,8 +24,8 @@ use std::sync::Arc;
 
 use log::debug;
 
-use crate::admission::Admission;
-use crate::protocol::{Command, ErrorCode, HELP, Refusal, Reply};
+use crate::proto::admission::Admission;
+use crate::proto::client_line::{Command, ErrorCode, HELP, Refusal, Reply};
 
 /// A connection's id, given by the acceptor; also the number in its first
 /// nick (`guest-<id>`) and in its thread's name (`client-<id>`).
@@ -489,7 +489,7 @@ fn queue(client: &mut Client, id: ClientId, dirty: &mut Vec<ClientId>, line: Spa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Parsed, parse_line};
+    use crate::proto::client_line::{Parsed, parse_line};
     use std::collections::BTreeMap;
 
     struct Hub {

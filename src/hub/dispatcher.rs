@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, TryRecvError};
 use log::{debug, info, warn};
 
-use crate::admission::Admission;
-use crate::protocol::{Command, ErrorCode, Refusal, Reply};
-use crate::routing::{ClientId, Router};
+use crate::proto::admission::Admission;
+use crate::proto::client_line::{Command, ErrorCode, Refusal, Reply};
+use crate::proto::router::{ClientId, Router};
 
 /// Everything that reaches the dispatcher comes as one of these, through one
 /// channel, so it sees a single ordered story of the hub.
@@ -45,7 +45,7 @@ pub enum Event {
     Refused { id: ClientId, refusal: Refusal },
     /// From a reader: its connection ended (end of stream, reset, ...).
     Closed { id: ClientId, why: String },
-    /// From [`crate::server::Hub::shutdown`]: close everything and return.
+    /// From [`crate::hub::Hub::shutdown`]: close everything and return.
     Shutdown,
 }
 

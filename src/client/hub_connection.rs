@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use log::debug;
 
-use crate::framing::{Frame, LineFramer};
+use crate::proto::framing::{Frame, LineFramer};
 
 /// The address every client uses when none is given: where `make run` and
 /// `tcphub serve` listen by default.

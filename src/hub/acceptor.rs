@@ -16,16 +16,16 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use log::{debug, error, warn};
 
-use crate::admission::Admission;
-use crate::dispatcher::Event;
-use crate::reader;
+use crate::hub::dispatcher::Event;
+use crate::hub::reader;
+use crate::proto::admission::Admission;
 
 /// Stack size of each client thread. A reader needs little stack, and only
 /// the pages it touches cost memory; a small stack keeps 10,000 threads
 /// within a few tens of megabytes of address space per thousand clients.
 pub const CLIENT_STACK_SIZE: usize = 128 * 1024;
 
-/// What the accept loop needs; built by [`crate::server::Hub::start`].
+/// What the accept loop needs; built by [`crate::hub::Hub::start`].
 pub struct Acceptor {
     pub listener: TcpListener,
     pub events: Sender<Event>,

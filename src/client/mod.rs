@@ -22,6 +22,9 @@
 //!   is what makes `printf '/nick ann\n/list\n' | tcphub client` print the
 //!   `LIST` instead of exiting before it arrives.
 
+pub mod hub_connection;
+pub mod pretty;
+
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -31,9 +34,8 @@ use std::thread;
 
 use log::debug;
 
-use crate::connection::{self, ConnectError, LineReader, Received};
-use crate::pretty;
-use crate::protocol::{self, ServerLine};
+use crate::proto::client_line::{self, ServerLine};
+use hub_connection::{ConnectError, LineReader, Received};
 
 /// What `tcphub client` was asked to do.
 #[derive(Debug, Clone)]
@@ -102,9 +104,9 @@ where
     O: Write + Send + 'static,
 {
     if let Some(nick) = &options.nick {
-        protocol::check_nick(nick).map_err(|r| ClientError::BadNick(r.text))?;
+        client_line::check_nick(nick).map_err(|r| ClientError::BadNick(r.text))?;
     }
-    let mut socket = connection::connect(&options.addr).map_err(ClientError::Connect)?;
+    let mut socket = hub_connection::connect(&options.addr).map_err(ClientError::Connect)?;
     debug!("connected to {}", options.addr);
     if let Some(nick) = &options.nick {
         socket

@@ -4,6 +4,17 @@
 //! `dispatcher` and `acceptor` threads; the acceptor starts one `client-<id>`
 //! thread per connection. [`Hub::shutdown`] undoes all of it and joins every
 //! thread, so tests can start and stop hubs freely without leaking any.
+//!
+//! The files of this folder are the threads: [`acceptor`] (the `acceptor`
+//! thread), [`reader`] (each `client-<id>` thread) and [`dispatcher`] (the
+//! `dispatcher` thread). What they compute comes from [`crate::proto`].
+
+pub mod acceptor;
+pub mod dispatcher;
+pub mod error;
+pub mod reader;
+
+pub use error::HubError;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
@@ -14,10 +25,9 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use log::{debug, warn};
 
-use crate::acceptor::Acceptor;
-use crate::admission::Admission;
-use crate::dispatcher::{Dispatcher, Event};
-use crate::error::HubError;
+use crate::hub::acceptor::Acceptor;
+use crate::hub::dispatcher::{Dispatcher, Event};
+use crate::proto::admission::Admission;
 
 /// How a hub is set up; every field is a `tcphub serve` flag.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@
 //! understood with [`ServerLine::parse`] (the one place that knows the server
 //! line format), then worded here. No IO: a string in, a string out.
 
-use crate::protocol::ServerLine;
+use crate::proto::client_line::ServerLine;
 
 /// Renders one server line (without its `\n`) for a person to read.
 ///

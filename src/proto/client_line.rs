@@ -107,7 +107,7 @@ pub enum Parsed {
 }
 
 /// Parses one line exactly as received, without its `\n` (a `\r` before it
-/// is already gone; see [`crate::framing`]). Never panics, whatever the bytes.
+/// is already gone; see [`crate::proto::framing`]). Never panics, whatever the bytes.
 pub fn parse_line(line: &[u8]) -> Parsed {
     if line.is_empty() {
         return Parsed::Empty;
@@ -124,15 +124,15 @@ pub fn parse_line(line: &[u8]) -> Parsed {
     }
 }
 
-/// What a reader makes of one frame from the [`crate::framing::LineFramer`]:
+/// What a reader makes of one frame from the [`crate::proto::framing::LineFramer`]:
 /// a too-long line becomes `ERR line-too-long`, anything else is parsed.
-pub fn parse_frame(frame: crate::framing::Frame<'_>, max_line: usize) -> Parsed {
+pub fn parse_frame(frame: crate::proto::framing::Frame<'_>, max_line: usize) -> Parsed {
     match frame {
-        crate::framing::Frame::TooLong => Parsed::Refused(Refusal::new(
+        crate::proto::framing::Frame::TooLong => Parsed::Refused(Refusal::new(
             ErrorCode::LineTooLong,
             format!("lines are at most {max_line} bytes; the rest of this one is dropped"),
         )),
-        crate::framing::Frame::Line(line) => parse_line(line),
+        crate::proto::framing::Frame::Line(line) => parse_line(line),
     }
 }
 

@@ -15,10 +15,10 @@ use std::sync::Arc;
 use crossbeam_channel::Sender;
 use log::debug;
 
-use crate::dispatcher::Event;
-use crate::framing::LineFramer;
-use crate::protocol::{Command, Parsed, parse_frame};
-use crate::routing::ClientId;
+use crate::hub::dispatcher::Event;
+use crate::proto::client_line::{Command, Parsed, parse_frame};
+use crate::proto::framing::LineFramer;
+use crate::proto::router::ClientId;
 
 /// First size of the read buffer. Idle clients never need more, and with
 /// thousands of them every byte per client counts.
@@ -85,7 +85,7 @@ pub fn run(id: ClientId, socket: Arc<TcpStream>, events: Sender<Event>, max_line
 /// Blocks while the channel is full: the dispatcher is behind, so this
 /// client waits, stops reading its socket, and TCP slows its sender down.
 /// A function of its own so a debugger can stop exactly here:
-/// `break tcphub::reader::hand_over` (docs/debugging.md).
+/// `break tcphub::hub::reader::hand_over` (docs/debugging.md).
 #[inline(never)]
 pub fn hand_over(events: &Sender<Event>, event: Event) -> bool {
     events.send(event).is_ok()

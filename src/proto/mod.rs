@@ -1,0 +1,13 @@
+//! The IO-free core: no sockets, no threads, no clocks.
+//!
+//! Everything in this folder is plain data and functions, so every rule of
+//! the protocol is a unit test without a single connection, and the threaded
+//! hub (`src/hub/`) and the async twin (`examples/async_hub.rs`) run the very
+//! same code. The servers only move bytes between sockets and this core.
+//! `tests/sans_io.rs` fails if a file here ever uses `std::net`,
+//! `std::thread`, `Instant` or `SystemTime`.
+
+pub mod admission;
+pub mod client_line;
+pub mod framing;
+pub mod router;
