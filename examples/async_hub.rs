@@ -1,8 +1,10 @@
 //! The async twin: protocol v1 on tokio, for comparing IO models.
 //!
 //! Same flags as `tcphub serve`, same `listening on <addr>` line, and the
-//! same sans-IO code: [`LineFramer`] and [`parse_line`] cut and parse lines,
-//! and one [`Router`] decides who gets what. Only the IO model differs:
+//! same IO-free core (`src/proto/`): [`LineFramer`] cuts and parses lines,
+//! one [`Router`] decides who gets what, batches them with the same bounds
+//! and flushes them in the same order, through this file's [`Outlet`]. What
+//! is left here is only what differs, the IO model:
 //!
 //! - the `acceptor` task admits connections and starts two tasks for each;
 //! - a reader task per client frames and parses what it reads, and sends the
@@ -21,14 +23,14 @@
 //! Run it with `cargo run --release --example async_hub -- --port 0`.
 
 use std::collections::HashMap;
+use std::io::IoSlice;
 use std::net::SocketAddr;
-use std::ops::ControlFlow;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use log::{debug, info, warn};
+use log::{debug, info};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -37,9 +39,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use tcphub::cli::ServeArgs;
 use tcphub::proto::admission::Admission;
-use tcphub::proto::client_line::{Command, ErrorCode, Parsed, Refusal, Reply, parse_frame};
-use tcphub::proto::framing::LineFramer;
-use tcphub::proto::router::{ClientId, Router};
+use tcphub::proto::framing::{Inbound, LineFramer};
+use tcphub::proto::router::{ClientId, Outlet, Router};
+use tcphub::proto::server_line::server_full_line;
 
 /// The async twin of `tcphub serve`; it takes exactly the same flags.
 #[derive(Debug, Parser)]
@@ -63,28 +65,17 @@ enum Event {
         /// the reader task (and so releases the read half of the socket).
         stop_reader: oneshot::Sender<()>,
     },
-    /// From a reader: one parsed command.
-    Command { id: ClientId, command: Command },
-    /// From a reader: a line it refused.
-    Refused { id: ClientId, refusal: Refusal },
+    /// From a reader: one line, parsed.
+    Line { id: ClientId, line: Inbound },
     /// From a reader (end of stream, error) or a writer (timeout, error).
     Closed { id: ClientId, why: String },
 }
 
-/// Bounds of one routing batch, as in the threaded dispatcher.
-const MAX_BATCH_EVENTS: usize = 4096;
-const MAX_BATCH_BYTES: usize = 256 * 1024;
-/// Capacity of the hub's one event channel, as in the threaded hub.
-const EVENT_CHANNEL: usize = 64 * 1024;
 /// Capacity of each client's writer channel, in batches (one message holds
 /// everything one routing batch had for that client).
 const OUTBOX_BATCHES: usize = 64;
 /// How often the router retries clients whose writer channel was full.
 const RETRY_EVERY: Duration = Duration::from_millis(2);
-/// The reader's buffer starts small (idle clients stay cheap) and doubles
-/// when a read fills it, like the threaded reader's.
-const FIRST_READ_BUFFER: usize = 512;
-const MAX_READ_BUFFER: usize = 64 * 1024;
 /// A writer coalesces queued batches into one write up to this size.
 const MAX_WRITE: usize = 256 * 1024;
 /// A writer keeps its coalescing buffer between writes up to this size.
@@ -114,23 +105,24 @@ async fn main() -> ExitCode {
     };
     println!("listening on {addr}");
 
-    let admission = Arc::new(Admission::new(args.max_clients as usize));
-    let write_timeout = Duration::from_millis(args.write_timeout_ms);
-    let (events, inbox) = mpsc::channel(EVENT_CHANNEL);
+    let config = args.config();
+    let admission = Arc::new(Admission::new(config.max_clients));
+    let (events, inbox) = mpsc::channel(config.channel_capacity);
     let routing = Routing {
         router: Router::new(admission.clone()),
-        outboxes: HashMap::new(),
-        stuck: Vec::new(),
-        admission: admission.clone(),
-        write_timeout,
+        outboxes: Outboxes {
+            open: HashMap::new(),
+            stuck: Vec::new(),
+            write_timeout: config.write_timeout,
+        },
     };
     let router = tokio::spawn(routing.run(inbox));
     accept_loop(
         listener,
         events,
         admission,
-        args.max_line as usize,
-        write_timeout,
+        config.max_line,
+        config.write_timeout,
     )
     .await;
     let _ = router.await;
@@ -150,7 +142,7 @@ async fn accept_loop(
             Ok(pair) => pair,
             Err(e) => {
                 // Typically EMFILE: back off instead of spinning.
-                warn!("accept failed: {e}");
+                log::warn!("accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -161,7 +153,7 @@ async fn accept_loop(
         };
         // Lines are short and already batched: send them at once.
         if let Err(e) = socket.set_nodelay(true) {
-            warn!("dropping {peer}: cannot set up its socket: {e}");
+            log::warn!("dropping {peer}: cannot set up its socket: {e}");
             admission.release();
             continue;
         }
@@ -177,35 +169,25 @@ async fn accept_loop(
         if events.send(connected).await.is_err() {
             return;
         }
-        tokio::spawn(write_loop(
-            id,
-            write_half,
-            outbox_rx,
-            events.clone(),
-            write_timeout,
-        ));
+        let closed = events.clone();
+        tokio::spawn(write_loop(id, write_half, outbox_rx, closed, write_timeout));
         tokio::spawn(read_loop(id, read_half, events.clone(), max_line, stop_rx));
     }
 }
 
 /// `ERR server-full`, then close; nobody else hears of this connection.
 async fn refuse_full(mut socket: tokio::net::TcpStream, peer: SocketAddr, timeout: Duration) {
-    warn!("{peer} refused: server full");
-    let mut line = Vec::new();
-    Reply::Err {
-        code: ErrorCode::ServerFull,
-        text: "the hub is at its --max-clients limit; try again later",
-    }
-    .encode(&mut line);
+    log::warn!("{peer} refused: server full");
     let _ = tokio::time::timeout(timeout, async {
-        socket.write_all(&line).await?;
+        socket.write_all(&server_full_line()).await?;
         socket.shutdown().await
     })
     .await;
 }
 
-/// One client's reader: frame, parse, send on. Ends at end of stream, on an
-/// error, after `/quit`, or when the router drops `stop`.
+/// One client's reader: read into the framer, send on every line it
+/// parsed. Ends at end of stream, on an error, after `/quit`, or when the
+/// router drops `stop`.
 async fn read_loop(
     id: ClientId,
     mut socket: OwnedReadHalf,
@@ -214,50 +196,23 @@ async fn read_loop(
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut framer = LineFramer::new(max_line);
-    let mut buffer = vec![0u8; FIRST_READ_BUFFER];
-    let mut parsed = Vec::new();
     let why = loop {
         let n = tokio::select! {
-            read = socket.read(&mut buffer) => match read {
+            read = socket.read(framer.spare()) => match read {
                 Ok(0) => break "end of stream".to_string(),
                 Ok(n) => n,
                 Err(e) => break format!("read error: {e}"),
             },
             _ = &mut stop => return,
         };
-        let flow = framer.feed(&buffer[..n], |frame| {
-            let event = match parse_frame(frame, max_line) {
-                Parsed::Empty => return ControlFlow::Continue(()),
-                Parsed::Command(command) => Event::Command { id, command },
-                Parsed::Refused(refusal) => Event::Refused { id, refusal },
-            };
-            let quit = matches!(
-                event,
-                Event::Command {
-                    command: Command::Quit,
-                    ..
-                }
-            );
-            parsed.push(event);
-            // Lines after /quit in the same read are ignored.
-            if quit {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        });
-        for event in parsed.drain(..) {
+        framer.filled(n);
+        while let Some(line) = framer.next_inbound() {
+            let quit = line.is_quit();
             // Waits while the channel is full: this client stops being read,
-            // and TCP slows its sender down.
-            if events.send(event).await.is_err() {
+            // and TCP slows its sender down. Lines after /quit are ignored.
+            if events.send(Event::Line { id, line }).await.is_err() || quit {
                 return;
             }
-        }
-        if flow.is_break() {
-            return;
-        }
-        if n == buffer.len() && buffer.len() < MAX_READ_BUFFER {
-            buffer.resize(buffer.len() * 2, 0);
         }
     };
     debug!("reader {id} done: {why}");
@@ -363,20 +318,95 @@ impl Outbox {
     }
 }
 
+/// Every client's outbox: the twin's [`Outlet`]. Nobody waits on a slow
+/// client here; a client whose outbox stays full is reported as overdue.
+struct Outboxes {
+    open: HashMap<ClientId, Outbox>,
+    /// Clients with a non-empty overflow.
+    stuck: Vec<ClientId>,
+    write_timeout: Duration,
+}
+
+impl Outboxes {
+    /// Older lines first: retry what is parked before a batch adds more.
+    fn retry_stuck(&mut self) {
+        let open = &mut self.open;
+        self.stuck
+            .retain(|id| open.get_mut(id).is_some_and(|outbox| outbox.retry()));
+    }
+}
+
+impl Outlet for Outboxes {
+    fn deliver(&mut self, id: ClientId, chunks: &mut [IoSlice<'_>]) -> Result<(), String> {
+        let Some(outbox) = self.open.get_mut(&id) else {
+            return Ok(());
+        };
+        let bytes = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        let was_stuck = !outbox.overflow.is_empty();
+        if outbox.push(bytes) && !was_stuck {
+            self.stuck.push(id);
+        }
+        Ok(())
+    }
+
+    /// The router is done with a client. Its writer ends once it has written
+    /// what is queued (its channel is dropped here), and its reader ends now.
+    /// Lines still parked in the overflow (`BYE`, say) go out first.
+    fn close(&mut self, id: ClientId) {
+        let Some(outbox) = self.open.remove(&id) else {
+            return;
+        };
+        self.stuck.retain(|&s| s != id);
+        if outbox.overflow.is_empty() {
+            return;
+        }
+        let timeout = self.write_timeout;
+        tokio::spawn(async move {
+            let Outbox {
+                tx,
+                overflow,
+                _stop_reader,
+                ..
+            } = outbox;
+            let _ = tokio::time::timeout(timeout, tx.send(overflow)).await;
+        });
+    }
+
+    /// Clients whose outbox has stayed full for the whole write timeout.
+    fn overdue(&mut self) -> Vec<(ClientId, String)> {
+        let now = Instant::now();
+        let timeout = self.write_timeout;
+        let why = format!(
+            "not reading: its lines stayed queued past {} ms",
+            timeout.as_millis()
+        );
+        let mut cut = Vec::new();
+        for &id in &self.stuck {
+            if let Some(outbox) = self.open.get_mut(&id)
+                && outbox
+                    .full_since
+                    .is_some_and(|since| now.duration_since(since) >= timeout)
+            {
+                outbox.overflow = Vec::new();
+                outbox.full_since = None;
+                cut.push((id, why.clone()));
+            }
+        }
+        self.stuck.retain(|id| !cut.iter().any(|(c, _)| c == id));
+        cut
+    }
+}
+
 /// The routing task's state: the sans-IO router and every client's outbox.
 struct Routing {
     router: Router,
-    outboxes: HashMap<ClientId, Outbox>,
-    /// Clients with a non-empty overflow.
-    stuck: Vec<ClientId>,
-    admission: Arc<Admission>,
-    write_timeout: Duration,
+    outboxes: Outboxes,
 }
 
 impl Routing {
     async fn run(mut self, mut inbox: mpsc::Receiver<Event>) {
         loop {
-            let first = if self.stuck.is_empty() {
+            let first = if self.outboxes.stuck.is_empty() {
                 match inbox.recv().await {
                     Some(event) => Some(event),
                     None => break,
@@ -393,17 +423,16 @@ impl Routing {
             if let Some(event) = first {
                 self.apply(event);
                 let mut taken = 1;
-                while taken < MAX_BATCH_EVENTS && self.router.batch_len() < MAX_BATCH_BYTES {
-                    match inbox.try_recv() {
-                        Ok(event) => {
-                            self.apply(event);
-                            taken += 1;
-                        }
-                        Err(_) => break,
-                    }
+                // Whatever else is queued, up to the batch bounds both
+                // servers share.
+                while self.router.batch_has_room(taken) {
+                    let Ok(event) = inbox.try_recv() else { break };
+                    self.apply(event);
+                    taken += 1;
                 }
             }
-            self.flush();
+            self.outboxes.retry_stuck();
+            self.router.flush(&mut self.outboxes);
         }
     }
 
@@ -415,116 +444,18 @@ impl Routing {
                 outbox,
                 stop_reader,
             } => {
-                self.outboxes.insert(
-                    id,
-                    Outbox {
-                        tx: outbox,
-                        overflow: Vec::new(),
-                        full_since: None,
-                        _stop_reader: stop_reader,
-                    },
-                );
+                let outbox = Outbox {
+                    tx: outbox,
+                    overflow: Vec::new(),
+                    full_since: None,
+                    _stop_reader: stop_reader,
+                };
+                self.outboxes.open.insert(id, outbox);
                 let nick = self.router.connect(id);
                 info!("{peer} connected as {nick}");
             }
-            Event::Command { id, command } => self.router.handle(id, &command),
-            Event::Refused { id, refusal } => self.router.refuse(id, &refusal),
-            Event::Closed { id, why } => {
-                if let Some(nick) = self.router.nick(id) {
-                    info!("{nick} ({id}) disconnected: {why}");
-                }
-                self.router.disconnect(id, &why);
-            }
+            Event::Line { id, line } => self.router.on_line(id, &line),
+            Event::Closed { id, why } => self.router.disconnect(id, &why),
         }
-    }
-
-    /// Hands every recipient its share of the batch. Clients cut off for
-    /// being stuck past the write timeout queue `LEAVE` for the others, so
-    /// this loops until nothing is pending.
-    fn flush(&mut self) {
-        loop {
-            // Free the slots of clients that left before telling the others.
-            for _ in self.router.closing() {
-                self.admission.release();
-            }
-            // Older lines first: retry what is parked before adding more.
-            let mut still_stuck = Vec::new();
-            for id in std::mem::take(&mut self.stuck) {
-                if let Some(outbox) = self.outboxes.get_mut(&id)
-                    && outbox.retry()
-                {
-                    still_stuck.push(id);
-                }
-            }
-            self.stuck = still_stuck;
-            for &id in self.router.dirty() {
-                let Some(outbox) = self.outboxes.get_mut(&id) else {
-                    continue;
-                };
-                let mut bytes = Vec::new();
-                for chunk in self.router.pending_for(id) {
-                    bytes.extend_from_slice(chunk);
-                }
-                let was_stuck = !outbox.overflow.is_empty();
-                if outbox.push(bytes) && !was_stuck {
-                    self.stuck.push(id);
-                }
-            }
-            for id in self.router.finish_batch() {
-                if let Some(outbox) = self.outboxes.remove(&id) {
-                    self.close(outbox);
-                }
-            }
-            let now = Instant::now();
-            let timeout = self.write_timeout;
-            let cut: Vec<ClientId> = self
-                .stuck
-                .iter()
-                .copied()
-                .filter(|id| {
-                    self.outboxes
-                        .get(id)
-                        .and_then(|o| o.full_since)
-                        .is_some_and(|since| now.duration_since(since) >= timeout)
-                })
-                .collect();
-            if cut.is_empty() {
-                return;
-            }
-            let why = format!(
-                "not reading: its lines stayed queued past {} ms",
-                timeout.as_millis()
-            );
-            for id in cut {
-                if let Some(nick) = self.router.nick(id) {
-                    warn!("cutting off {nick} ({id}): {why}");
-                }
-                if let Some(outbox) = self.outboxes.get_mut(&id) {
-                    outbox.overflow = Vec::new();
-                    outbox.full_since = None;
-                }
-                self.router.disconnect(id, &why);
-            }
-        }
-    }
-
-    /// The router is done with a client. Its writer ends once it has written
-    /// what is queued (its channel is dropped here), and its reader ends now.
-    /// Lines still parked in the overflow (`BYE`, say) go out first.
-    fn close(&mut self, outbox: Outbox) {
-        self.stuck.retain(|id| self.outboxes.contains_key(id));
-        if outbox.overflow.is_empty() {
-            return;
-        }
-        let timeout = self.write_timeout;
-        tokio::spawn(async move {
-            let Outbox {
-                tx,
-                overflow,
-                _stop_reader,
-                ..
-            } = outbox;
-            let _ = tokio::time::timeout(timeout, tx.send(overflow)).await;
-        });
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::hub::{Config, Hub};
+use crate::hub::{Config, DEFAULT_CHANNEL_CAPACITY, Hub};
 
 /// tcphub: a TCP event hub built to be taught with.
 ///
@@ -72,6 +72,11 @@ pub struct ServeArgs {
     /// stopped reading) before that client is disconnected.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub write_timeout_ms: u64,
+    /// Events the hub's one channel holds before client threads block
+    /// handing lines over. Set it to 1 in class to watch readers wait on
+    /// the dispatcher.
+    #[arg(long, default_value_t = DEFAULT_CHANNEL_CAPACITY as u64, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub channel_capacity: u64,
 }
 
 impl ServeArgs {
@@ -82,7 +87,7 @@ impl ServeArgs {
             max_clients: self.max_clients as usize,
             max_line: self.max_line as usize,
             write_timeout: Duration::from_millis(self.write_timeout_ms),
-            ..Config::default()
+            channel_capacity: self.channel_capacity as usize,
         }
     }
 }

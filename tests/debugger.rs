@@ -310,7 +310,7 @@ fn the_gdb_walkthrough_shows_the_threads_and_hits_every_breakpoint() {
         "the publisher's thread should stop where it sends into the channel:\n{out}"
     );
     assert!(
-        has_line(&["Event::Command", "Pub", "pickup", "A-1"]),
+        has_line(&["Event::Line", "Pub", "pickup", "A-1"]),
         "`print event` should show the parsed /pub:\n{out}"
     );
     assert!(

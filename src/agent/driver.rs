@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::order;
 use super::{Action, Behaviour, Now, scaled};
-use crate::proto::client_line::ServerLine;
+use crate::proto::server_line::ServerLine;
 
 /// Driving from the hub to the store, at speed 1.
 pub const TO_STORE: Duration = Duration::from_secs(1);
@@ -65,7 +65,7 @@ impl Behaviour for Driver {
         else {
             return;
         };
-        if topic != "pickup" {
+        if *topic != "pickup" {
             return;
         }
         out.push(Action::Say(format!(
@@ -74,7 +74,7 @@ impl Behaviour for Driver {
         )));
         out.push(Action::At(
             now.instant + scaled(TO_STORE, self.speed),
-            DriverTimer::InTransit(payload.clone()),
+            DriverTimer::InTransit(payload.to_string()),
         ));
     }
 
@@ -123,9 +123,9 @@ mod tests {
 
         out.clear();
         let pickup = ServerLine::Event {
-            topic: "pickup".into(),
-            from: "vendor".into(),
-            payload: payload.into(),
+            topic: "pickup",
+            from: "vendor",
+            payload,
         };
         d.on_line(&pickup, now(t0), &mut out);
         let t1 = t0 + Duration::from_secs(1);
@@ -153,10 +153,10 @@ mod tests {
         let t0 = Instant::now();
         let mut d = Driver::new(10.0);
         let mut out = Vec::new();
-        let event = |topic: &str| ServerLine::Event {
-            topic: topic.into(),
-            from: "x".into(),
-            payload: "junk".into(),
+        let event = |topic: &'static str| ServerLine::Event {
+            topic,
+            from: "x",
+            payload: "junk",
         };
         d.on_line(&event("delivered"), now(t0), &mut out);
         d.on_line(&ServerLine::Pong, now(t0), &mut out);

@@ -7,7 +7,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Action, Behaviour, Now};
-use crate::proto::client_line::ServerLine;
+use crate::proto::server_line::ServerLine;
 
 /// The logger has no timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,12 +80,12 @@ mod tests {
         assert_eq!(out, vec![Action::Send("/sub *".into())]);
         out.clear();
         let event = ServerLine::Event {
-            topic: "pickup".into(),
-            from: "vendor".into(),
-            payload: "{}".into(),
+            topic: "pickup",
+            from: "vendor",
+            payload: "{}",
         };
         logger.on_line(&event, now, &mut out);
-        logger.on_line(&ServerLine::Join { nick: "x".into() }, now, &mut out);
+        logger.on_line(&ServerLine::Join { nick: "x" }, now, &mut out);
         assert_eq!(
             out,
             vec![Action::Say("10:20:30.456 [pickup] vendor: {}".into())]

@@ -39,7 +39,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{debug, info, warn};
 
 use crate::client::hub_connection::{self, ConnectError, LineReader, Received};
-use crate::proto::client_line::ServerLine;
+use crate::proto::server_line::{ErrorCode, ServerLine};
 
 /// The moment something happened, as both clocks: `instant` to schedule
 /// timers (it never jumps), `wall` to print a time of day (the logger).
@@ -323,7 +323,7 @@ impl<T> Runner<'_, T> {
         match line {
             ServerLine::Welcome { nick } => debug!("the hub calls us {nick} for now"),
             ServerLine::Ok { command, detail } => info!("hub: OK {command} {detail}"),
-            ServerLine::Err { code, text } if code == "nick-taken" => warn!(
+            ServerLine::Err { code, text } if *code == ErrorCode::NickTaken => warn!(
                 "the nick {} is taken ({text}); carrying on with the guest nick",
                 self.nick
             ),

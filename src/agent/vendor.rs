@@ -12,7 +12,7 @@ use log::debug;
 
 use super::order::{self, Order, Rng};
 use super::{Action, AgentError, Behaviour, Now};
-use crate::proto::client_line::ServerLine;
+use crate::proto::server_line::ServerLine;
 
 /// The vendor's settings (its `tcphub agent vendor` flags).
 #[derive(Debug, Clone)]
@@ -100,7 +100,7 @@ impl Behaviour for Vendor {
         let ServerLine::Event { topic, payload, .. } = line else {
             return;
         };
-        if topic != "delivered" {
+        if *topic != "delivered" {
             return;
         }
         let Some(id) = order::json_field(payload, "orderId") else {
@@ -180,11 +180,11 @@ mod tests {
         })
     }
 
-    fn delivered(payload: &str) -> ServerLine {
+    fn delivered(payload: &str) -> ServerLine<'_> {
         ServerLine::Event {
-            topic: "delivered".into(),
-            from: "driver".into(),
-            payload: payload.into(),
+            topic: "delivered",
+            from: "driver",
+            payload,
         }
     }
 

@@ -16,12 +16,12 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use log::debug;
 
 use crate::proto::framing::{Frame, LineFramer};
+use crate::support::timeouts::is_timeout;
 
 /// The address every client uses when none is given: where `make run` and
 /// `tcphub serve` listen by default.
@@ -137,7 +137,6 @@ pub struct LineReader<R> {
     /// Lines already framed but not yet handed out: one `read()` often
     /// brings several.
     ready: VecDeque<Result<String, ()>>,
-    buffer: Vec<u8>,
     closed: bool,
 }
 
@@ -148,14 +147,8 @@ impl<R: Read> LineReader<R> {
             inner,
             framer: LineFramer::new(MAX_SERVER_LINE),
             ready: VecDeque::new(),
-            buffer: vec![0; 64 * 1024],
             closed: false,
         }
-    }
-
-    /// The stream underneath (to set a timeout on it, or to shut it down).
-    pub fn get_ref(&self) -> &R {
-        &self.inner
     }
 
     /// Blocks until a whole line arrives or the stream ends. Returns
@@ -176,7 +169,7 @@ impl<R: Read> LineReader<R> {
             }
             // The blocking call: parked in the kernel until bytes arrive,
             // the peer closes, or a read timeout expires.
-            let n = match self.inner.read(&mut self.buffer) {
+            let n = match self.inner.read(self.framer.spare()) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_timeout(&e) => return Ok(Received::TimedOut),
@@ -188,14 +181,13 @@ impl<R: Read> LineReader<R> {
                 self.closed = true;
                 continue;
             }
-            let ready = &mut self.ready;
-            let _ = self.framer.feed(&self.buffer[..n], |frame| {
-                ready.push_back(match frame {
+            self.framer.filled(n);
+            while let Some(frame) = self.framer.next_frame() {
+                self.ready.push_back(match frame {
                     Frame::Line(line) => Ok(String::from_utf8_lossy(line).into_owned()),
                     Frame::TooLong => Err(()),
                 });
-                ControlFlow::Continue(())
-            });
+            }
         }
     }
 }
@@ -225,15 +217,6 @@ impl LineReader<TcpStream> {
             }
         }
     }
-}
-
-/// True for the two ways a read or write timeout shows up (Unix gives
-/// `WouldBlock`, Windows `TimedOut`).
-pub fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
 }
 
 #[cfg(test)]

@@ -34,7 +34,8 @@ use std::thread;
 
 use log::debug;
 
-use crate::proto::client_line::{self, ServerLine};
+use crate::proto::client_line;
+use crate::proto::server_line::{ErrorCode, ServerLine};
 use hub_connection::{ConnectError, LineReader, Received};
 
 /// What `tcphub client` was asked to do.
@@ -198,8 +199,8 @@ fn copy_output(
         }
         match ServerLine::parse(&line) {
             Some(ServerLine::Bye) => return Ok(ClientEnd::Bye),
-            Some(ServerLine::Err { code, text }) if first && code == "server-full" => {
-                return Ok(ClientEnd::Refused(text));
+            Some(ServerLine::Err { code, text }) if first && code == ErrorCode::ServerFull => {
+                return Ok(ClientEnd::Refused(text.to_string()));
             }
             _ => {}
         }

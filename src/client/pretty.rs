@@ -6,7 +6,7 @@
 //! understood with [`ServerLine::parse`] (the one place that knows the server
 //! line format), then worded here. No IO: a string in, a string out.
 
-use crate::proto::client_line::ServerLine;
+use crate::proto::server_line::ServerLine;
 
 /// Renders one server line (without its `\n`) for a person to read.
 ///
@@ -32,7 +32,7 @@ pub fn render(line: &str) -> String {
         ServerLine::List { nicks } => {
             format!("* online ({}): {}", nicks.len(), nicks.join(", "))
         }
-        ServerLine::Ok { command, detail } => match command.as_str() {
+        ServerLine::Ok { command, detail } => match command {
             "nick" => format!("* you are now {detail}"),
             "sub" => format!("* subscribed to {detail}"),
             "unsub" => format!("* unsubscribed from {detail}"),

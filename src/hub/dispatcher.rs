@@ -19,12 +19,14 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, TryRecvError};
-use log::{debug, info, warn};
+use crossbeam_channel::Receiver;
+use log::{Level, debug, info, log_enabled, warn};
 
 use crate::proto::admission::Admission;
-use crate::proto::client_line::{Command, ErrorCode, Refusal, Reply};
-use crate::proto::router::{ClientId, Router};
+use crate::proto::framing::Inbound;
+use crate::proto::router::{ClientId, Outlet, Router};
+use crate::proto::server_line::server_full_line;
+use crate::support::timeouts::is_timeout;
 
 /// Everything that reaches the dispatcher comes as one of these, through one
 /// channel, so it sees a single ordered story of the hub.
@@ -39,28 +41,26 @@ pub enum Event {
     },
     /// From the acceptor: the hub is full; answer `ERR server-full` and close.
     Full { socket: TcpStream, peer: SocketAddr },
-    /// From a reader: one parsed command.
-    Command { id: ClientId, command: Command },
-    /// From a reader: a line it refused (too long, bad UTF-8, malformed).
-    Refused { id: ClientId, refusal: Refusal },
+    /// From a reader: one line, parsed (a command, or a refusal to answer).
+    Line { id: ClientId, line: Inbound },
     /// From a reader: its connection ended (end of stream, reset, ...).
     Closed { id: ClientId, why: String },
     /// From [`crate::hub::Hub::shutdown`]: close everything and return.
     Shutdown,
 }
 
-/// How much one batch may grow before it is flushed, even if more events are
-/// queued: bounds both the latency of the first line in a batch and memory.
-const MAX_BATCH_EVENTS: usize = 4096;
-const MAX_BATCH_BYTES: usize = 256 * 1024;
-
 /// The dispatcher's state: the router (who gets what) and the write halves
 /// of all sockets (how to reach them).
 pub struct Dispatcher {
     events: Receiver<Event>,
     router: Router,
-    sockets: HashMap<ClientId, Arc<TcpStream>>,
-    admission: Arc<Admission>,
+    sockets: Sockets,
+}
+
+/// Every admitted client's socket, as the dispatcher writes to it: the
+/// threaded hub's [`Outlet`].
+struct Sockets {
+    open: HashMap<ClientId, Arc<TcpStream>>,
     write_timeout: Duration,
 }
 
@@ -72,10 +72,11 @@ impl Dispatcher {
     ) -> Self {
         Dispatcher {
             events,
-            router: Router::new(admission.clone()),
-            sockets: HashMap::new(),
-            admission,
-            write_timeout,
+            router: Router::new(admission),
+            sockets: Sockets {
+                open: HashMap::new(),
+                write_timeout,
+            },
         }
     }
 
@@ -91,23 +92,24 @@ impl Dispatcher {
             let mut taken = 1;
             // Take whatever else is already queued, without waiting, so many
             // lines for the same socket leave in one write.
-            while !stop && taken < MAX_BATCH_EVENTS && self.router.batch_len() < MAX_BATCH_BYTES {
-                match self.events.try_recv() {
-                    Ok(event) => {
-                        stop = !self.apply(event);
-                        taken += 1;
-                    }
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                }
+            while !stop && self.router.batch_has_room(taken) {
+                let Ok(event) = self.events.try_recv() else {
+                    break;
+                };
+                stop = !self.apply(event);
+                taken += 1;
             }
             debug!("batch of {taken} events");
-            self.flush();
+            self.router.flush(&mut self.sockets);
             if stop {
                 break;
             }
         }
-        info!("shutting down: closing {} connections", self.sockets.len());
-        for (_, socket) in self.sockets.drain() {
+        info!(
+            "shutting down: closing {} connections",
+            self.sockets.open.len()
+        );
+        for (_, socket) in self.sockets.open.drain() {
             let _ = socket.shutdown(Shutdown::Both);
         }
     }
@@ -116,111 +118,68 @@ impl Dispatcher {
     fn apply(&mut self, event: Event) -> bool {
         match event {
             Event::Connected { id, socket, peer } => {
-                self.sockets.insert(id, socket);
+                self.sockets.open.insert(id, socket);
                 let nick = self.router.connect(id);
                 info!(
                     "{peer} connected as {nick} ({} clients)",
-                    self.sockets.len()
+                    self.sockets.open.len()
                 );
             }
-            Event::Full { mut socket, peer } => {
+            Event::Full { socket, peer } => {
                 warn!("{peer} refused: server full");
-                let mut line = Vec::new();
-                let text = "the hub is at its --max-clients limit; try again later";
-                Reply::Err {
-                    code: ErrorCode::ServerFull,
-                    text,
-                }
-                .encode(&mut line);
-                // A fresh socket's send buffer is empty, so this cannot block
-                // for long; the write timeout bounds it anyway.
-                let _ = socket.set_write_timeout(Some(self.write_timeout));
-                let _ = socket.write_all(&line);
-                let _ = socket.shutdown(Shutdown::Both);
+                self.sockets.refuse(socket);
             }
-            Event::Command { id, command } => {
-                debug!("{id}: {command:?}");
-                self.router.handle(id, &command);
+            Event::Line { id, line } => {
+                debug!("{id}: {line:?}");
+                self.router.on_line(id, &line);
             }
-            Event::Refused { id, refusal } => self.router.refuse(id, &refusal),
-            Event::Closed { id, why } => {
-                if let Some(nick) = self.router.nick(id) {
-                    info!("{nick} ({id}) disconnected: {why}");
-                }
-                self.router.disconnect(id, &why);
-            }
+            Event::Closed { id, why } => self.router.disconnect(id, &why),
             Event::Shutdown => return false,
         }
         true
     }
+}
 
-    /// Writes every pending line, one `writev` per recipient. A recipient
-    /// whose write fails or times out is disconnected, which queues `LEAVE`
-    /// for the others, so this loops until nothing is pending.
-    fn flush(&mut self) {
-        loop {
-            // Free the slots of clients that left *before* telling the
-            // others: whoever sees `LEAVE` can count on the room it made.
-            for _ in self.router.closing() {
-                self.admission.release();
-            }
-            let mut failed = Vec::new();
-            // One list of slices, refilled for each recipient: no allocation
-            // per recipient once it has grown to the longest list.
-            let mut chunks: Vec<IoSlice<'_>> = Vec::new();
-            for &id in self.router.dirty() {
-                let Some(socket) = self.sockets.get(&id) else {
-                    continue;
-                };
-                chunks.clear();
-                chunks.extend(self.router.pending_for(id).map(IoSlice::new));
-                debug!(
-                    "writing {} bytes to {id} ({} chunks)",
-                    chunks.iter().map(|c| c.len()).sum::<usize>(),
-                    chunks.len()
-                );
-                if let Err(e) = write_all_within(socket, &mut chunks, self.write_timeout) {
-                    failed.push((id, e));
-                }
-            }
-            for id in self.router.finish_batch() {
-                self.close(id);
-            }
-            if failed.is_empty() {
-                return;
-            }
-            for (id, e) in failed {
-                let why = if is_timeout(&e) {
-                    format!(
-                        "not reading: write blocked past {} ms",
-                        self.write_timeout.as_millis()
-                    )
-                } else {
-                    format!("write error: {e}")
-                };
-                if let Some(nick) = self.router.nick(id) {
-                    warn!("cutting off {nick} ({id}): {why}");
-                }
-                self.router.disconnect(id, &why);
-            }
+impl Outlet for Sockets {
+    /// One `writev` (or a few, if the kernel takes it in parts) per
+    /// recipient per batch, within the write timeout.
+    fn deliver(&mut self, id: ClientId, chunks: &mut [IoSlice<'_>]) -> Result<(), String> {
+        let Some(socket) = self.open.get(&id) else {
+            return Ok(());
+        };
+        if log_enabled!(Level::Debug) {
+            let bytes: usize = chunks.iter().map(|c| c.len()).sum();
+            debug!("writing {bytes} bytes to {id} ({} chunks)", chunks.len());
         }
+        write_all_within(socket, chunks, self.write_timeout).map_err(|e| {
+            if is_timeout(&e) {
+                let ms = self.write_timeout.as_millis();
+                format!("not reading: write blocked past {ms} ms")
+            } else {
+                format!("write error: {e}")
+            }
+        })
     }
 
     /// Closes a connection for good. Shutting it down also wakes its reader
     /// thread, whose blocking `read()` returns 0, so that thread ends too.
     fn close(&mut self, id: ClientId) {
-        if let Some(socket) = self.sockets.remove(&id) {
+        if let Some(socket) = self.open.remove(&id) {
             debug!("closing {id}");
             let _ = socket.shutdown(Shutdown::Both);
         }
     }
 }
 
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
+impl Sockets {
+    /// `ERR server-full` to a connection that was never admitted, then close.
+    fn refuse(&self, mut socket: TcpStream) {
+        // A fresh socket's send buffer is empty, so this cannot block for
+        // long; the write timeout bounds it anyway.
+        let _ = socket.set_write_timeout(Some(self.write_timeout));
+        let _ = socket.write_all(&server_full_line());
+        let _ = socket.shutdown(Shutdown::Both);
+    }
 }
 
 /// Writes all `chunks`, giving up once `timeout` has passed in total.

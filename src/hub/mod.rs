@@ -43,9 +43,15 @@ pub struct Config {
     /// How long a write may block before its client is cut off
     /// (`--write-timeout-ms`).
     pub write_timeout: Duration,
-    /// How many events may wait in the channel before readers block.
+    /// How many events may wait in the channel before readers block
+    /// (`--channel-capacity`).
     pub channel_capacity: usize,
 }
+
+/// Events the channel holds by default: 16 Ki. A burst of that many lines
+/// is absorbed without any reader waiting; past it, readers block in
+/// [`reader::hand_over`] until the dispatcher catches up.
+pub const DEFAULT_CHANNEL_CAPACITY: usize = 16 * 1024;
 
 impl Default for Config {
     fn default() -> Self {
@@ -55,7 +61,7 @@ impl Default for Config {
             max_clients: 1024,
             max_line: 4096,
             write_timeout: Duration::from_millis(2000),
-            channel_capacity: 16 * 1024,
+            channel_capacity: DEFAULT_CHANNEL_CAPACITY,
         }
     }
 }

@@ -1,13 +1,14 @@
-//! Protocol v1 as plain functions: client lines in, server lines out.
+//! The lines a client sends, understood: protocol v1's commands as plain
+//! functions.
 //!
-//! Nothing in this file touches a socket. A reader thread hands it one framed
-//! line (bytes, line ending already removed) and gets back a [`Command`] or a
-//! [`Refusal`]; the router hands it a [`Reply`] and gets back the exact bytes
-//! to put on the wire. Because it is sans-IO, every rule of the contract
+//! Nothing in this file touches a socket. A reader hands it one framed line
+//! (bytes, line ending already removed) and gets back a [`Command`] or a
+//! [`Refusal`]. Because it is sans-IO, every rule of the contract
 //! (`docs/protocol.md`) is unit-tested here without a single connection, and
-//! any other server (the async twin, say) can reuse it unchanged.
+//! both servers run it unchanged. The lines a server sends back are
+//! [`crate::proto::server_line`].
 
-use std::fmt;
+use crate::proto::server_line::ErrorCode;
 
 /// Longest nick the contract allows (`/nick`, 1 to 32 characters).
 pub const MAX_NICK: usize = 32;
@@ -38,43 +39,6 @@ pub enum Command {
     Quit,
     /// `/help`
     Help,
-}
-
-/// The error codes of the contract, one per way a line can be refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    LineTooLong,
-    BadUtf8,
-    UnknownCommand,
-    Usage,
-    BadNick,
-    NickTaken,
-    NoSuchNick,
-    BadTopic,
-    ServerFull,
-}
-
-impl ErrorCode {
-    /// The code as it appears on the wire, after `ERR `.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::LineTooLong => "line-too-long",
-            ErrorCode::BadUtf8 => "bad-utf8",
-            ErrorCode::UnknownCommand => "unknown-command",
-            ErrorCode::Usage => "usage",
-            ErrorCode::BadNick => "bad-nick",
-            ErrorCode::NickTaken => "nick-taken",
-            ErrorCode::NoSuchNick => "no-such-nick",
-            ErrorCode::BadTopic => "bad-topic",
-            ErrorCode::ServerFull => "server-full",
-        }
-    }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// A line the hub refuses, with the human text that follows the code in
@@ -121,18 +85,6 @@ pub fn parse_line(line: &[u8]) -> Parsed {
     match parse_command(text) {
         Ok(cmd) => Parsed::Command(cmd),
         Err(refusal) => Parsed::Refused(refusal),
-    }
-}
-
-/// What a reader makes of one frame from the [`crate::proto::framing::LineFramer`]:
-/// a too-long line becomes `ERR line-too-long`, anything else is parsed.
-pub fn parse_frame(frame: crate::proto::framing::Frame<'_>, max_line: usize) -> Parsed {
-    match frame {
-        crate::proto::framing::Frame::TooLong => Parsed::Refused(Refusal::new(
-            ErrorCode::LineTooLong,
-            format!("lines are at most {max_line} bytes; the rest of this one is dropped"),
-        )),
-        crate::proto::framing::Frame::Line(line) => parse_line(line),
     }
 }
 
@@ -272,234 +224,6 @@ pub const HELP: &[&str] = &[
     "/quit                   BYE, then the hub closes the connection",
     "/help                   this text",
 ];
-
-/// One server line. The router builds these; [`Reply::encode`] turns each
-/// into wire bytes exactly once, however many clients receive it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reply<'a> {
-    Welcome {
-        nick: &'a str,
-    },
-    Join {
-        nick: &'a str,
-    },
-    Leave {
-        nick: &'a str,
-    },
-    Msg {
-        from: &'a str,
-        text: &'a str,
-    },
-    Dm {
-        from: &'a str,
-        text: &'a str,
-    },
-    Event {
-        topic: &'a str,
-        from: &'a str,
-        payload: &'a str,
-    },
-    Nick {
-        old: &'a str,
-        new: &'a str,
-    },
-    /// `LIST` followed by the nicks, which must already be sorted.
-    List {
-        nicks: &'a [&'a str],
-    },
-    /// `OK <command> <detail>`, e.g. `OK sub pickup`.
-    Ok {
-        command: &'a str,
-        detail: &'a str,
-    },
-    Pong,
-    Bye,
-    Err {
-        code: ErrorCode,
-        text: &'a str,
-    },
-    Help {
-        text: &'a str,
-    },
-}
-
-impl Reply<'_> {
-    /// Appends the line, with its single `\n`, to `out`.
-    ///
-    /// Fields are joined by one space and the last field is written verbatim,
-    /// even when empty: `/pub t` (empty payload) gives `EVENT t bob ` with a
-    /// trailing space, so a client that splits on the first three spaces
-    /// always finds a payload field.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        let mut fields = |parts: &[&str]| {
-            for (i, part) in parts.iter().enumerate() {
-                if i > 0 {
-                    out.push(b' ');
-                }
-                out.extend_from_slice(part.as_bytes());
-            }
-        };
-        match *self {
-            Reply::Welcome { nick } => fields(&["WELCOME", nick]),
-            Reply::Join { nick } => fields(&["JOIN", nick]),
-            Reply::Leave { nick } => fields(&["LEAVE", nick]),
-            Reply::Msg { from, text } => fields(&["MSG", from, text]),
-            Reply::Dm { from, text } => fields(&["DM", from, text]),
-            Reply::Event {
-                topic,
-                from,
-                payload,
-            } => fields(&["EVENT", topic, from, payload]),
-            Reply::Nick { old, new } => fields(&["NICK", old, new]),
-            Reply::List { nicks } => {
-                out.extend_from_slice(b"LIST");
-                for nick in nicks {
-                    out.push(b' ');
-                    out.extend_from_slice(nick.as_bytes());
-                }
-            }
-            Reply::Ok { command, detail } => fields(&["OK", command, detail]),
-            Reply::Pong => fields(&["PONG"]),
-            Reply::Bye => fields(&["BYE"]),
-            Reply::Err { code, text } => fields(&["ERR", code.as_str(), text]),
-            Reply::Help { text } => fields(&["HELP", text]),
-        }
-        out.push(b'\n');
-    }
-
-    /// The line as a `String` (with its `\n`), for tests and logs.
-    pub fn to_line(&self) -> String {
-        let mut out = Vec::new();
-        self.encode(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
-    }
-}
-
-/// One line the server sent, split into its fields. Clients (the interactive
-/// client, the scenario runner, the load generator) use this to understand
-/// what the hub says; the hub itself never parses its own lines.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServerLine {
-    Welcome {
-        nick: String,
-    },
-    Join {
-        nick: String,
-    },
-    Leave {
-        nick: String,
-    },
-    Msg {
-        from: String,
-        text: String,
-    },
-    Dm {
-        from: String,
-        text: String,
-    },
-    Event {
-        topic: String,
-        from: String,
-        payload: String,
-    },
-    Nick {
-        old: String,
-        new: String,
-    },
-    List {
-        nicks: Vec<String>,
-    },
-    Ok {
-        command: String,
-        detail: String,
-    },
-    Pong,
-    Bye,
-    Err {
-        code: String,
-        text: String,
-    },
-    Help {
-        text: String,
-    },
-}
-
-impl ServerLine {
-    /// Parses a server line (without its `\n`). `None` for anything that is
-    /// not a protocol v1 server line.
-    pub fn parse(line: &str) -> Option<ServerLine> {
-        let (kind, rest) = match line.split_once(' ') {
-            Some((kind, rest)) => (kind, rest),
-            None => (line, ""),
-        };
-        let two = |rest: &str| -> Option<(String, String)> {
-            let (a, b) = rest.split_once(' ')?;
-            Some((a.to_string(), b.to_string()))
-        };
-        let word = |rest: &str| -> Option<String> {
-            (!rest.is_empty() && !rest.contains(' ')).then(|| rest.to_string())
-        };
-        Some(match kind {
-            "WELCOME" => ServerLine::Welcome { nick: word(rest)? },
-            "JOIN" => ServerLine::Join { nick: word(rest)? },
-            "LEAVE" => ServerLine::Leave { nick: word(rest)? },
-            "MSG" => {
-                let (from, text) = two(rest)?;
-                ServerLine::Msg { from, text }
-            }
-            "DM" => {
-                let (from, text) = two(rest)?;
-                ServerLine::Dm { from, text }
-            }
-            "EVENT" => {
-                let (topic, rest) = rest.split_once(' ')?;
-                let (from, payload) = two(rest)?;
-                ServerLine::Event {
-                    topic: topic.to_string(),
-                    from,
-                    payload,
-                }
-            }
-            "NICK" => {
-                let (old, new) = two(rest)?;
-                ServerLine::Nick { old, new }
-            }
-            "LIST" => ServerLine::List {
-                nicks: rest
-                    .split(' ')
-                    .filter(|n| !n.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-            },
-            "OK" => match rest.split_once(' ') {
-                Some((command, detail)) => ServerLine::Ok {
-                    command: command.to_string(),
-                    detail: detail.to_string(),
-                },
-                None => ServerLine::Ok {
-                    command: rest.to_string(),
-                    detail: String::new(),
-                },
-            },
-            "PONG" if rest.is_empty() => ServerLine::Pong,
-            "BYE" if rest.is_empty() => ServerLine::Bye,
-            "ERR" => match rest.split_once(' ') {
-                Some((code, text)) => ServerLine::Err {
-                    code: code.to_string(),
-                    text: text.to_string(),
-                },
-                None => ServerLine::Err {
-                    code: rest.to_string(),
-                    text: String::new(),
-                },
-            },
-            "HELP" => ServerLine::Help {
-                text: rest.to_string(),
-            },
-            _ => return None,
-        })
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -657,89 +381,6 @@ mod tests {
         assert_eq!(refused(b"/nick \xff"), ErrorCode::BadUtf8);
         // NUL is valid UTF-8: it is relayed like any other character.
         assert_eq!(cmd("a\0b"), Command::Chat("a\0b".into()));
-    }
-
-    #[test]
-    fn replies_encode_exactly() {
-        let cases: &[(Reply, &str)] = &[
-            (Reply::Welcome { nick: "guest-1" }, "WELCOME guest-1\n"),
-            (Reply::Join { nick: "a" }, "JOIN a\n"),
-            (Reply::Leave { nick: "a" }, "LEAVE a\n"),
-            (
-                Reply::Msg {
-                    from: "a",
-                    text: " hi ",
-                },
-                "MSG a  hi \n",
-            ),
-            (
-                Reply::Dm {
-                    from: "a",
-                    text: "x",
-                },
-                "DM a x\n",
-            ),
-            (
-                Reply::Event {
-                    topic: "t",
-                    from: "a",
-                    payload: "{}",
-                },
-                "EVENT t a {}\n",
-            ),
-            (
-                Reply::Event {
-                    topic: "t",
-                    from: "a",
-                    payload: "",
-                },
-                "EVENT t a \n",
-            ),
-            (Reply::Nick { old: "a", new: "b" }, "NICK a b\n"),
-            (Reply::List { nicks: &["a", "b"] }, "LIST a b\n"),
-            (
-                Reply::Ok {
-                    command: "sub",
-                    detail: "t",
-                },
-                "OK sub t\n",
-            ),
-            (Reply::Pong, "PONG\n"),
-            (Reply::Bye, "BYE\n"),
-            (
-                Reply::Err {
-                    code: ErrorCode::NickTaken,
-                    text: "bob is taken",
-                },
-                "ERR nick-taken bob is taken\n",
-            ),
-            (Reply::Help { text: "x" }, "HELP x\n"),
-        ];
-        for (reply, wire) in cases {
-            assert_eq!(&reply.to_line(), wire);
-            let parsed = ServerLine::parse(wire.trim_end_matches('\n'));
-            assert!(parsed.is_some(), "{wire:?} does not parse back");
-        }
-    }
-
-    #[test]
-    fn server_lines_parse() {
-        assert_eq!(
-            ServerLine::parse("EVENT pickup vendor {\"a\": 1}"),
-            Some(ServerLine::Event {
-                topic: "pickup".into(),
-                from: "vendor".into(),
-                payload: "{\"a\": 1}".into()
-            })
-        );
-        assert_eq!(
-            ServerLine::parse("LIST a b"),
-            Some(ServerLine::List {
-                nicks: vec!["a".into(), "b".into()]
-            })
-        );
-        assert_eq!(ServerLine::parse("NOPE x"), None);
-        assert_eq!(ServerLine::parse("WELCOME"), None);
     }
 
     #[test]

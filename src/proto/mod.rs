@@ -8,6 +8,8 @@
 //! `std::thread`, `Instant` or `SystemTime`.
 
 pub mod admission;
+pub mod batch;
 pub mod client_line;
 pub mod framing;
 pub mod router;
+pub mod server_line;

@@ -2,49 +2,64 @@
 //!
 //! The [`Router`] knows every connected client (its nick, its subscriptions)
 //! and decides, for each event, which lines go to which clients. It does not
-//! send them. It formats each line **once** into a batch buffer and records,
-//! per recipient, which byte spans of that buffer are theirs. The dispatcher
-//! then writes each recipient's spans with one `writev`, so 100 subscribers
-//! of one topic cost 100 syscalls per batch, not 100 per line, and not one
-//! copy of the line per subscriber.
-//!
-//! The batch has two buffers: `shared` for lines that go to many clients
-//! (`MSG`, `EVENT`, `JOIN`, `LEAVE`, `NICK`) and `direct` for answers to one
-//! client (`WELCOME`, `OK`, `ERR`, `DM`, ...). Keeping them apart keeps each
-//! client's share of the shared buffer in one piece: during a burst of
-//! connections, every `JOIN` lands next to the previous one instead of
-//! between the newcomers' `WELCOME`s, so an old client's hundred `JOIN`s are
-//! one span, not a hundred.
+//! send them: it formats each line once into a [`Batch`] and queues, per
+//! recipient, the span that is theirs. At the end of a batch,
+//! [`Router::flush`] hands each recipient's share to the server's
+//! [`Outlet`] (a `writev` on a socket, or a writer task's channel), in the one
+//! order both servers share.
 //!
 //! Because nothing here does IO, every routing rule is a unit test below, and
-//! the async twin reuses this file unchanged.
+//! the threaded hub and the async twin run this file unchanged.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::io::IoSlice;
 use std::sync::Arc;
 
-use log::debug;
+use log::{debug, info, warn};
 
 use crate::proto::admission::Admission;
-use crate::proto::client_line::{Command, ErrorCode, HELP, Refusal, Reply};
+use crate::proto::batch::{Batch, Pending, Span};
+use crate::proto::client_line::{Command, HELP, Refusal};
+use crate::proto::framing::Inbound;
+use crate::proto::server_line::{ErrorCode, ServerLine};
 
 /// A connection's id, given by the acceptor; also the number in its first
 /// nick (`guest-<id>`) and in its thread's name (`client-<id>`).
 pub type ClientId = u64;
 
-/// Everything the hub remembers about one connection.
+/// Everything the router remembers about one connection.
 #[derive(Debug)]
 struct Client {
     nick: String,
     subs: HashSet<String>,
     /// Spans of the batch waiting to be written to this client, in order.
-    pending: Vec<Span>,
+    pending: Pending,
     /// False once the client quit or hung up: it receives no new lines, but
     /// what is already pending for it is still written (`BYE`, or the answers
     /// to what a half-closed client sent).
     open: bool,
 }
 
-/// The routing state, owned by exactly one thread (the dispatcher).
+/// A server's half of a flush: how bytes reach a client. The threaded
+/// dispatcher writes them to the socket; the async twin hands them to the
+/// client's writer task.
+pub trait Outlet {
+    /// Hands `id` its whole share of the batch. `Err(why)` means the client
+    /// cannot take it (it stopped reading, its socket failed): the router
+    /// cuts it off, and the others see `LEAVE`.
+    fn deliver(&mut self, id: ClientId, chunks: &mut [IoSlice<'_>]) -> Result<(), String>;
+    /// The router is done with `id`: close its connection. Whatever
+    /// `deliver` was given for it has been handed over first.
+    fn close(&mut self, id: ClientId);
+    /// Clients to cut off that `deliver` could not report in time (the
+    /// twin's writer queues that stayed full). None by default.
+    fn overdue(&mut self) -> Vec<(ClientId, String)> {
+        Vec::new()
+    }
+}
+
+/// The routing state, owned by exactly one thread (the dispatcher) or task.
 #[derive(Debug)]
 pub struct Router {
     clients: HashMap<ClientId, Client>,
@@ -52,12 +67,8 @@ pub struct Router {
     /// topic (or `*`) -> subscribers, in subscription order.
     topics: HashMap<String, Vec<ClientId>>,
     admission: Arc<Admission>,
-    /// Lines for many clients produced since the last flush, each once.
-    shared: Vec<u8>,
-    /// Lines for one client produced since the last flush.
-    direct: Vec<u8>,
-    /// Clients with something in `pending`, in the order they got it.
-    dirty: Vec<ClientId>,
+    /// The lines of the current batch.
+    batch: Batch,
     /// Clients to disconnect once their pending lines are written.
     closing: Vec<ClientId>,
 }
@@ -69,20 +80,9 @@ impl Router {
             nicks: HashMap::new(),
             topics: HashMap::new(),
             admission,
-            shared: Vec::new(),
-            direct: Vec::new(),
-            dirty: Vec::new(),
+            batch: Batch::default(),
             closing: Vec::new(),
         }
-    }
-
-    /// Number of connected clients (those that have not quit or hung up).
-    pub fn len(&self) -> usize {
-        self.nicks.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.nicks.is_empty()
     }
 
     /// The nick of a connected client.
@@ -93,10 +93,10 @@ impl Router {
             .map(|c| c.nick.as_str())
     }
 
-    /// Bytes formatted in the current batch (the dispatcher flushes early
-    /// when this grows large).
-    pub fn batch_len(&self) -> usize {
-        self.shared.len() + self.direct.len()
+    /// True while the current batch may take another event (see
+    /// [`Batch::has_room`]); `taken` is how many it has taken so far.
+    pub fn batch_has_room(&self, taken: usize) -> bool {
+        self.batch.has_room(taken)
     }
 
     // ---- events -------------------------------------------------------
@@ -110,257 +110,282 @@ impl Router {
         while self.nicks.contains_key(&nick) {
             nick = format!("guest-{}", self.admission.fresh_guest_number());
         }
-        let join = self.line(Reply::Join { nick: &nick });
-        self.deliver_to_all_but(id, join);
-        debug!(
-            "route: {id} connects as {nick}; JOIN to {} others",
-            self.len()
-        );
-        self.nicks.insert(nick.clone(), id);
-        self.clients.insert(
-            id,
-            Client {
-                nick,
-                subs: HashSet::new(),
-                pending: Vec::new(),
-                open: true,
-            },
-        );
-        let client = &self.clients[&id];
-        let welcome = encode_into(
-            &mut self.direct,
-            true,
-            Reply::Welcome { nick: &client.nick },
-        );
-        queue(
-            client_mut(&mut self.clients, id),
-            id,
-            &mut self.dirty,
-            welcome,
-        );
-        &self.clients[&id].nick
+        let join = self.batch.to_many(ServerLine::Join { nick: &nick });
+        let others = self.deliver_to_all_but(id, join);
+        debug!("route: {id} connects as {nick}; JOIN to {others} others");
+        let welcome = self.batch.to_one(ServerLine::Welcome { nick: &nick });
+        let mut client = Client {
+            nick: nick.clone(),
+            subs: HashSet::new(),
+            pending: Pending::default(),
+            open: true,
+        };
+        self.batch.queue(id, &mut client.pending, welcome);
+        self.nicks.insert(nick, id);
+        &self.clients.entry(id).insert_entry(client).into_mut().nick
+    }
+
+    /// One line from client `id`'s reader: a command, or a refusal to answer.
+    pub fn on_line(&mut self, id: ClientId, line: &Inbound) {
+        match line {
+            Inbound::Command(command) => self.handle(id, command),
+            Inbound::Refused(refusal) => self.refuse(id, refusal),
+        }
     }
 
     /// The connection ended (end of stream, reset, write timeout): `LEAVE` to
     /// everyone else. Lines already pending for it are still flushed, then
-    /// the dispatcher closes it (see [`Router::finish_batch`]).
+    /// the server closes it (see [`Router::flush`]).
     pub fn disconnect(&mut self, id: ClientId, why: &str) {
-        let Some(client) = self.clients.get_mut(&id) else {
+        let Some(client) = self.clients.get_mut(&id).filter(|c| c.open) else {
             return;
         };
-        if !client.open {
-            return;
-        }
         client.open = false;
         let nick = std::mem::take(&mut client.nick);
         let subs = std::mem::take(&mut client.subs);
+        info!("{nick} ({id}) disconnected: {why}");
         self.nicks.remove(&nick);
         for topic in &subs {
             self.remove_subscriber(topic, id);
         }
         self.closing.push(id);
-        let leave = self.line(Reply::Leave { nick: &nick });
-        self.deliver_to_all_but(id, leave);
-        debug!(
-            "route: {nick} ({id}) leaves ({why}); LEAVE to {} others",
-            self.len()
-        );
+        let leave = self.batch.to_many(ServerLine::Leave { nick: &nick });
+        let others = self.deliver_to_all_but(id, leave);
+        debug!("route: {nick} ({id}) leaves; LEAVE to {others} others");
     }
 
     /// A line the reader refused (bad UTF-8, too long, malformed command):
     /// `ERR` back to the sender, nothing else.
     pub fn refuse(&mut self, id: ClientId, refusal: &Refusal) {
-        if self.nick(id).is_none() {
-            return;
+        if self.nick(id).is_some() {
+            debug!("route: ERR {} to {id}", refusal.code);
+            self.error(id, refusal.code, &refusal.text);
         }
-        debug!("route: ERR {} to {id}", refusal.code);
-        self.reply(
-            id,
-            Reply::Err {
-                code: refusal.code,
-                text: &refusal.text,
-            },
-        );
     }
 
-    /// One parsed command from client `id`.
+    /// One parsed command from client `id`: each has its own method below.
     pub fn handle(&mut self, id: ClientId, command: &Command) {
-        let Some(sender) = self.clients.get(&id).filter(|c| c.open) else {
+        match command {
+            // The two hot paths look their sender up once, themselves.
+            Command::Chat(text) => self.chat(id, text),
+            Command::Pub { topic, payload } => self.publish(id, topic, payload),
             // It already quit or hung up; what it sent after that is ignored.
-            return;
-        };
-        // The two commands that fan out (chat and publish) format their line
-        // straight from the sender's nick, with no copy of it: they are the
-        // dispatcher's hot path. The others take a copy, for readability.
-        match command {
-            Command::Chat(text) => {
-                let from = sender.nick.as_str();
-                let line = encode_into(&mut self.shared, false, Reply::Msg { from, text });
-                let n = self.deliver_to_all_but(id, line);
-                debug!("route: MSG from {} to {n} clients", self.clients[&id].nick);
-                return;
-            }
-            Command::Pub { topic, payload } => {
-                let from = sender.nick.as_str();
-                let event = Reply::Event {
-                    topic,
-                    from,
-                    payload,
-                };
-                let line = encode_into(&mut self.shared, false, event);
-                let n = self.publish(id, topic, line);
-                debug!(
-                    "route: EVENT {topic} from {} to {n} subscribers",
-                    self.clients[&id].nick
-                );
-                return;
-            }
-            _ => {}
-        }
-        let me = sender.nick.clone();
-        match command {
-            Command::Chat(_) | Command::Pub { .. } => {}
-            Command::Nick(new) => self.rename(id, &me, new),
-            Command::List => {
-                let mut nicks: Vec<&str> = self.nicks.keys().map(String::as_str).collect();
-                nicks.sort_unstable();
-                let line = encode_into(&mut self.direct, true, Reply::List { nicks: &nicks });
-                self.deliver(id, line);
-            }
-            Command::Dm { to, text } => match self.nicks.get(to.as_str()).copied() {
-                Some(target) => {
-                    let dm = encode_into(&mut self.direct, true, Reply::Dm { from: &me, text });
-                    self.deliver(target, dm);
-                    self.reply(
-                        id,
-                        Reply::Ok {
-                            command: "dm",
-                            detail: to,
-                        },
-                    );
-                    debug!("route: DM from {me} to {to}");
-                }
-                None => self.reply(
-                    id,
-                    Reply::Err {
-                        code: ErrorCode::NoSuchNick,
-                        text: &format!("nobody is called {to}"),
-                    },
-                ),
-            },
-            Command::Sub(topic) => {
-                let client = self.clients.get_mut(&id).expect("checked open above");
-                if client.subs.insert(topic.clone()) {
-                    self.topics.entry(topic.clone()).or_default().push(id);
-                }
-                debug!("route: {me} subscribes to {topic}");
-                self.reply(
-                    id,
-                    Reply::Ok {
-                        command: "sub",
-                        detail: topic,
-                    },
-                );
-            }
-            Command::Unsub(topic) => {
-                let client = self.clients.get_mut(&id).expect("checked open above");
-                if client.subs.remove(topic) {
-                    self.remove_subscriber(topic, id);
-                }
-                debug!("route: {me} unsubscribes from {topic}");
-                self.reply(
-                    id,
-                    Reply::Ok {
-                        command: "unsub",
-                        detail: topic,
-                    },
-                );
-            }
-            Command::Ping => self.reply(id, Reply::Pong),
+            _ if self.nick(id).is_none() => {}
+            Command::Nick(new) => self.rename(id, new),
+            Command::List => self.list(id),
+            Command::Dm { to, text } => self.dm(id, to, text),
+            Command::Sub(topic) => self.subscribe(id, topic),
+            Command::Unsub(topic) => self.unsubscribe(id, topic),
+            Command::Ping => self.reply(id, ServerLine::Pong),
             Command::Quit => {
-                self.reply(id, Reply::Bye);
+                self.reply(id, ServerLine::Bye);
                 self.disconnect(id, "quit");
             }
             Command::Help => {
                 for text in HELP {
-                    self.reply(id, Reply::Help { text });
+                    self.reply(id, ServerLine::Help { text });
                 }
             }
         }
     }
 
-    // ---- the batch ----------------------------------------------------
+    // ---- the end of a batch -------------------------------------------
 
-    /// Clients that quit or hung up in this batch: they are gone from the
-    /// routing state, and their sockets close once their last lines are out.
-    pub fn closing(&self) -> &[ClientId] {
-        &self.closing
-    }
-
-    /// Clients with lines waiting, in the order they first got one.
-    pub fn dirty(&self) -> &[ClientId] {
-        &self.dirty
-    }
-
-    /// The byte chunks waiting for `id`, in order; together they are whole
-    /// lines. Adjacent lines share one chunk.
-    pub fn pending_for(&self, id: ClientId) -> impl Iterator<Item = &[u8]> {
-        self.clients
-            .get(&id)
-            .into_iter()
-            .flat_map(|c| c.pending.iter())
-            .map(|span| {
-                let buffer = if span.direct {
-                    &self.direct
-                } else {
-                    &self.shared
-                };
-                &buffer[span.start..span.end]
-            })
-    }
-
-    /// Ends a batch once every pending chunk has been written (or failed):
-    /// forgets the batch, removes clients that quit or hung up, and returns
-    /// their ids so the dispatcher closes their sockets.
-    pub fn finish_batch(&mut self) -> Vec<ClientId> {
-        for id in self.dirty.drain(..) {
-            if let Some(client) = self.clients.get_mut(&id) {
-                client.pending.clear();
-                // A burst (many JOINs interleaved with WELCOMEs) can leave
-                // a long list behind; 10,000 idle clients must not keep it.
-                client.pending.shrink_to(4);
+    /// Hands every recipient its share of the batch through `out`, then
+    /// forgets the batch. A recipient that cannot take its share is cut off,
+    /// which queues `LEAVE` for the others, so this goes round until
+    /// nothing is pending.
+    pub fn flush(&mut self, out: &mut impl Outlet) {
+        loop {
+            // Free the slots of clients that left *before* telling the
+            // others: whoever sees `LEAVE` can count on the room it made.
+            for _ in &self.closing {
+                self.admission.release();
+            }
+            let mut failed = Vec::new();
+            // One list of slices, refilled for each recipient: no
+            // allocation per recipient once it has grown to the longest.
+            let mut slices = Vec::new();
+            for &id in self.batch.dirty() {
+                if let Some(client) = self.clients.get(&id) {
+                    self.batch.slices(&client.pending, &mut slices);
+                    if let Err(why) = out.deliver(id, &mut slices) {
+                        failed.push((id, why));
+                    }
+                }
+            }
+            drop(slices);
+            for id in self.batch.finish() {
+                if let Some(client) = self.clients.get_mut(&id) {
+                    client.pending.clear();
+                }
+            }
+            for id in std::mem::take(&mut self.closing) {
+                self.clients.remove(&id);
+                out.close(id);
+            }
+            failed.extend(out.overdue());
+            if failed.is_empty() {
+                return;
+            }
+            for (id, why) in failed {
+                if let Some(nick) = self.nick(id) {
+                    warn!("cutting off {nick} ({id}): {why}");
+                }
+                self.disconnect(id, &why);
             }
         }
-        // Keep the buffer's memory for the next batch, unless one huge batch
-        // made it big: idle hubs should not sit on megabytes.
-        for buffer in [&mut self.shared, &mut self.direct] {
-            buffer.clear();
-            buffer.shrink_to(1 << 20);
+    }
+
+    // ---- one method per command ---------------------------------------
+
+    /// Chat: `MSG` to every other client. Formatted straight from the
+    /// sender's nick, with no copy of it: this is the hot path.
+    fn chat(&mut self, id: ClientId, text: &str) {
+        let Some(sender) = self.clients.get(&id).filter(|c| c.open) else {
+            return;
+        };
+        let line = self.batch.to_many(ServerLine::Msg {
+            from: &sender.nick,
+            text,
+        });
+        let n = self.deliver_to_all_but(id, line);
+        debug!("route: MSG from {id} to {n} clients");
+    }
+
+    /// `/pub`: `EVENT` to subscribers of `topic` and of `*`, each once,
+    /// never the publisher. The other hot path.
+    fn publish(&mut self, id: ClientId, topic: &str, payload: &str) {
+        let Some(sender) = self.clients.get(&id).filter(|c| c.open) else {
+            return;
+        };
+        let line = self.batch.to_many(ServerLine::Event {
+            topic,
+            from: &sender.nick,
+            payload,
+        });
+        let named = self.topics.get(topic).map(Vec::as_slice).unwrap_or(&[]);
+        let star = self.topics.get("*").map(Vec::as_slice).unwrap_or(&[]);
+        let mut n = 0;
+        for &to in named {
+            if to != id
+                && let Some(client) = self.clients.get_mut(&to)
+            {
+                self.batch.queue(to, &mut client.pending, line);
+                n += 1;
+            }
         }
-        let closing = std::mem::take(&mut self.closing);
-        for id in &closing {
-            self.clients.remove(id);
+        // `*` subscribers who did not get it as subscribers of the topic.
+        for &to in star {
+            if to != id
+                && let Some(client) = self.clients.get_mut(&to)
+                && !client.subs.contains(topic)
+            {
+                self.batch.queue(to, &mut client.pending, line);
+                n += 1;
+            }
         }
-        closing
+        debug!("route: EVENT {topic} from {id} to {n} subscribers");
+    }
+
+    fn rename(&mut self, id: ClientId, new: &str) {
+        let old = self.nick(id).unwrap_or_default().to_string();
+        let ok = ServerLine::Ok {
+            command: "nick",
+            detail: new,
+        };
+        if old == new {
+            return self.reply(id, ok);
+        }
+        if self.nicks.contains_key(new) {
+            return self.error(
+                id,
+                ErrorCode::NickTaken,
+                &format!("{new} is already in use"),
+            );
+        }
+        self.nicks.remove(&old);
+        self.nicks.insert(new.to_string(), id);
+        if let Some(client) = self.clients.get_mut(&id) {
+            client.nick = new.to_string();
+        }
+        self.reply(id, ok);
+        let line = self.batch.to_many(ServerLine::Nick { old: &old, new });
+        self.deliver_to_all_but(id, line);
+        debug!("route: {old} is now {new}");
+    }
+
+    fn list(&mut self, id: ClientId) {
+        let mut nicks: Vec<&str> = self.nicks.keys().map(String::as_str).collect();
+        nicks.sort_unstable();
+        let line = self.batch.to_one(ServerLine::List {
+            nicks: Cow::Owned(nicks),
+        });
+        self.deliver(id, line);
+    }
+
+    fn dm(&mut self, id: ClientId, to: &str, text: &str) {
+        let Some(&target) = self.nicks.get(to) else {
+            return self.error(id, ErrorCode::NoSuchNick, &format!("nobody is called {to}"));
+        };
+        let from = self.clients.get(&id).map_or("", |c| c.nick.as_str());
+        let line = self.batch.to_one(ServerLine::Dm { from, text });
+        self.deliver(target, line);
+        self.reply(
+            id,
+            ServerLine::Ok {
+                command: "dm",
+                detail: to,
+            },
+        );
+        debug!("route: DM from {id} to {to}");
+    }
+
+    fn subscribe(&mut self, id: ClientId, topic: &str) {
+        if let Some(client) = self.clients.get_mut(&id)
+            && client.subs.insert(topic.to_string())
+        {
+            self.topics.entry(topic.to_string()).or_default().push(id);
+        }
+        debug!("route: {id} subscribes to {topic}");
+        let ok = ServerLine::Ok {
+            command: "sub",
+            detail: topic,
+        };
+        self.reply(id, ok);
+    }
+
+    fn unsubscribe(&mut self, id: ClientId, topic: &str) {
+        if let Some(client) = self.clients.get_mut(&id)
+            && client.subs.remove(topic)
+        {
+            self.remove_subscriber(topic, id);
+        }
+        debug!("route: {id} unsubscribes from {topic}");
+        let ok = ServerLine::Ok {
+            command: "unsub",
+            detail: topic,
+        };
+        self.reply(id, ok);
     }
 
     // ---- helpers ------------------------------------------------------
 
-    /// Formats a line for many recipients, once, into the shared buffer.
-    fn line(&mut self, reply: Reply<'_>) -> Span {
-        encode_into(&mut self.shared, false, reply)
+    /// Formats a line for one recipient and queues it.
+    fn reply(&mut self, id: ClientId, line: ServerLine<'_>) {
+        let line = self.batch.to_one(line);
+        self.deliver(id, line);
     }
 
-    /// Formats a line for one recipient and queues it.
-    fn reply(&mut self, id: ClientId, reply: Reply<'_>) {
-        let line = encode_into(&mut self.direct, true, reply);
-        self.deliver(id, line);
+    /// `ERR <code> <text>` to one recipient.
+    fn error(&mut self, id: ClientId, code: ErrorCode, text: &str) {
+        self.reply(id, ServerLine::Err { code, text });
     }
 
     /// Queues a line (already in the batch) for one client.
     fn deliver(&mut self, id: ClientId, line: Span) {
         if let Some(client) = self.clients.get_mut(&id) {
-            queue(client, id, &mut self.dirty, line);
+            self.batch.queue(id, &mut client.pending, line);
         }
     }
 
@@ -369,33 +394,7 @@ impl Router {
         let mut n = 0;
         for (&id, client) in self.clients.iter_mut() {
             if id != except && client.open {
-                queue(client, id, &mut self.dirty, line);
-                n += 1;
-            }
-        }
-        n
-    }
-
-    /// Queues an `EVENT` for subscribers of `topic` and of `*`, each once,
-    /// never the publisher. Returns how many.
-    fn publish(&mut self, from: ClientId, topic: &str, line: Span) -> usize {
-        let mut n = 0;
-        let named = self.topics.get(topic).map(Vec::as_slice).unwrap_or(&[]);
-        let star = self.topics.get("*").map(Vec::as_slice).unwrap_or(&[]);
-        for &id in named {
-            if id != from
-                && let Some(client) = self.clients.get_mut(&id)
-            {
-                queue(client, id, &mut self.dirty, line);
-                n += 1;
-            }
-        }
-        for &id in star {
-            if id != from
-                && let Some(client) = self.clients.get_mut(&id)
-                && !client.subs.contains(topic)
-            {
-                queue(client, id, &mut self.dirty, line);
+                self.batch.queue(id, &mut client.pending, line);
                 n += 1;
             }
         }
@@ -410,80 +409,6 @@ impl Router {
             }
         }
     }
-
-    fn rename(&mut self, id: ClientId, old: &str, new: &str) {
-        if old == new {
-            self.reply(
-                id,
-                Reply::Ok {
-                    command: "nick",
-                    detail: new,
-                },
-            );
-            return;
-        }
-        if self.nicks.contains_key(new) {
-            self.reply(
-                id,
-                Reply::Err {
-                    code: ErrorCode::NickTaken,
-                    text: &format!("{new} is already in use"),
-                },
-            );
-            return;
-        }
-        self.nicks.remove(old);
-        self.nicks.insert(new.to_string(), id);
-        if let Some(client) = self.clients.get_mut(&id) {
-            client.nick = new.to_string();
-        }
-        self.reply(
-            id,
-            Reply::Ok {
-                command: "nick",
-                detail: new,
-            },
-        );
-        let line = self.line(Reply::Nick { old, new });
-        self.deliver_to_all_but(id, line);
-        debug!("route: {old} is now {new}");
-    }
-}
-
-/// Where some bytes of the batch are: which buffer, which range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Span {
-    direct: bool,
-    start: usize,
-    end: usize,
-}
-
-/// Appends one encoded line to a batch buffer and returns where it is.
-fn encode_into(buffer: &mut Vec<u8>, direct: bool, reply: Reply<'_>) -> Span {
-    let start = buffer.len();
-    reply.encode(buffer);
-    Span {
-        direct,
-        start,
-        end: buffer.len(),
-    }
-}
-
-fn client_mut(clients: &mut HashMap<ClientId, Client>, id: ClientId) -> &mut Client {
-    clients.get_mut(&id).expect("client was just inserted")
-}
-
-/// Adds a span to a client's pending list, merging it with the previous
-/// span when they touch (the common case: one publisher, many readers).
-fn queue(client: &mut Client, id: ClientId, dirty: &mut Vec<ClientId>, line: Span) {
-    match client.pending.last_mut() {
-        Some(last) if last.direct == line.direct && last.end == line.start => last.end = line.end,
-        Some(_) => client.pending.push(line),
-        None => {
-            dirty.push(id);
-            client.pending.push(line);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -492,15 +417,35 @@ mod tests {
     use crate::proto::client_line::{Parsed, parse_line};
     use std::collections::BTreeMap;
 
-    struct Hub {
+    /// A router and the admission it shares, driven the way a server
+    /// drives them, with an [`Outlet`] that records what each client got.
+    struct Harness {
         router: Router,
         admission: Arc<Admission>,
     }
 
-    impl Hub {
+    /// Records every delivery as lines, and every close as `<closed>`.
+    #[derive(Default)]
+    struct Recorder(BTreeMap<ClientId, Vec<String>>);
+
+    impl Outlet for Recorder {
+        fn deliver(&mut self, id: ClientId, chunks: &mut [IoSlice<'_>]) -> Result<(), String> {
+            let bytes: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+            let text = String::from_utf8(bytes).unwrap();
+            let lines = self.0.entry(id).or_default();
+            lines.extend(text.lines().map(str::to_string));
+            Ok(())
+        }
+
+        fn close(&mut self, id: ClientId) {
+            self.0.entry(id).or_default().push("<closed>".into());
+        }
+    }
+
+    impl Harness {
         fn new() -> Self {
             let admission = Arc::new(Admission::new(100));
-            Hub {
+            Harness {
                 router: Router::new(admission.clone()),
                 admission,
             }
@@ -512,33 +457,62 @@ mod tests {
             id
         }
 
-        /// Feeds one client line through the real parser.
+        /// Feeds one client line through the real framer and parser.
         fn say(&mut self, id: ClientId, line: &str) {
             match parse_line(line.as_bytes()) {
                 Parsed::Empty => {}
-                Parsed::Command(c) => self.router.handle(id, &c),
-                Parsed::Refused(r) => self.router.refuse(id, &r),
+                Parsed::Command(c) => self.router.on_line(id, &Inbound::Command(c)),
+                Parsed::Refused(r) => self.router.on_line(id, &Inbound::Refused(r)),
             }
         }
 
         /// Everything written this batch, per client, as lines.
         fn flush(&mut self) -> BTreeMap<ClientId, Vec<String>> {
-            let mut out: BTreeMap<ClientId, Vec<String>> = BTreeMap::new();
-            for &id in self.router.dirty() {
-                let bytes: Vec<u8> = self.router.pending_for(id).flatten().copied().collect();
-                let text = String::from_utf8(bytes).unwrap();
-                out.insert(id, text.lines().map(str::to_string).collect());
-            }
-            for id in self.router.finish_batch() {
-                self.admission.release();
-                out.entry(id).or_default().push("<closed>".into());
-            }
-            out
+            let mut out = Recorder::default();
+            self.router.flush(&mut out);
+            out.0
         }
 
         fn lines(&mut self, id: ClientId) -> Vec<String> {
             self.flush().remove(&id).unwrap_or_default()
         }
+
+        /// How many slices (one `writev`'s iovecs) `id`'s share is in.
+        fn chunks(&self, id: ClientId) -> usize {
+            let mut slices = Vec::new();
+            let client = &self.router.clients[&id];
+            self.router.batch.slices(&client.pending, &mut slices);
+            slices.len()
+        }
+    }
+
+    /// An outlet whose one client never takes anything.
+    struct Stuck(ClientId, Recorder);
+
+    impl Outlet for Stuck {
+        fn deliver(&mut self, id: ClientId, chunks: &mut [IoSlice<'_>]) -> Result<(), String> {
+            if id == self.0 {
+                return Err("not reading".into());
+            }
+            self.1.deliver(id, chunks)
+        }
+
+        fn close(&mut self, id: ClientId) {
+            self.1.close(id)
+        }
+    }
+
+    #[test]
+    fn a_client_that_cannot_take_its_share_is_cut_off_and_others_see_leave() {
+        let mut hub = Harness::new();
+        let (a, b) = (hub.connect(), hub.connect());
+        hub.flush();
+        hub.say(a, "hello");
+        let mut out = Stuck(b, Recorder::default());
+        hub.router.flush(&mut out);
+        assert_eq!(out.1.0[&b], v(&["<closed>"]));
+        assert_eq!(out.1.0[&a], v(&["LEAVE guest-2"]));
+        assert_eq!(hub.admission.open(), 1, "its slot is free");
     }
 
     fn v(lines: &[&str]) -> Vec<String> {
@@ -547,7 +521,7 @@ mod tests {
 
     #[test]
     fn welcome_then_nothing_and_join_to_others() {
-        let mut hub = Hub::new();
+        let mut hub = Harness::new();
         let a = hub.connect();
         assert_eq!(hub.flush()[&a], v(&["WELCOME guest-1"]));
         let b = hub.connect();
@@ -558,7 +532,7 @@ mod tests {
 
     #[test]
     fn chat_goes_to_everyone_else_verbatim() {
-        let mut hub = Hub::new();
+        let mut hub = Harness::new();
         let (a, b, c) = (hub.connect(), hub.connect(), hub.connect());
         hub.flush();
         hub.say(a, "  hi there ");
@@ -570,7 +544,7 @@ mod tests {
 
     #[test]
     fn rename_rules() {
-        let mut hub = Hub::new();
+        let mut hub = Harness::new();
         let (a, b) = (hub.connect(), hub.connect());
         hub.flush();
         hub.say(a, "/nick alice");
@@ -594,7 +568,7 @@ mod tests {
 
     #[test]
     fn guest_numbers_skip_names_in_use() {
-        let mut hub = Hub::new();
+        let mut hub = Harness::new();
         let a = hub.connect();
         hub.say(a, "/nick guest-2");
         hub.flush();
@@ -611,7 +585,7 @@ mod tests {
 
     #[test]
     fn guest_collision_while_connecting_takes_a_fresh_number() {
-        let mut hub = Hub::new();
+        let mut hub = Harness::new();
         let a = hub.connect();
         // id 2 is admitted (its thread is starting) but not yet connected...
         let id = hub.admission.try_admit().unwrap();
@@ -625,7 +599,7 @@ mod tests {
 
     #[test]
     fn list_is_sorted_by_bytes_and_includes_the_asker() {
-        let mut hub = Hub::new();
+        let mut hub = Harness::new();
         let (a, b, c) = (hub.connect(), hub.connect(), hub.connect());
         hub.say(a, "/nick zed");
         hub.say(b, "/nick Zed");
@@ -637,7 +611,7 @@ mod tests {
 
     #[test]
     fn direct_messages() {
-        let mut hub = Hub::new();
+        let mut hub = Harness::new();
         let (a, b, c) = (hub.connect(), hub.connect(), hub.connect());
         hub.say(b, "/nick bob");
         hub.flush();
@@ -658,7 +632,7 @@ mod tests {
 
     #[test]
     fn pub_sub_with_star_delivers_once_and_never_to_the_publisher() {
-        let mut hub = Hub::new();
+        let mut hub = Harness::new();
         let (p, s1, s2, both, none) = (
             hub.connect(),
             hub.connect(),
@@ -701,7 +675,7 @@ mod tests {
 
     #[test]
     fn ping_help_and_errors() {
-        let mut hub = Hub::new();
+        let mut hub = Harness::new();
         let a = hub.connect();
         hub.flush();
         hub.say(a, "/ping");
@@ -720,7 +694,7 @@ mod tests {
 
     #[test]
     fn quit_says_bye_then_closes_and_others_see_leave() {
-        let mut hub = Hub::new();
+        let mut hub = Harness::new();
         let (a, b) = (hub.connect(), hub.connect());
         hub.flush();
         hub.say(a, "/quit");
@@ -729,13 +703,13 @@ mod tests {
         let out = hub.flush();
         assert_eq!(out[&a], v(&["BYE", "<closed>"]));
         assert_eq!(out[&b], v(&["LEAVE guest-1"]));
-        assert_eq!(hub.router.len(), 1);
+        assert_eq!(hub.router.nicks.len(), 1);
         assert_eq!(hub.admission.open(), 1);
     }
 
     #[test]
     fn half_close_answers_first_then_leaves() {
-        let mut hub = Hub::new();
+        let mut hub = Harness::new();
         let (a, b) = (hub.connect(), hub.connect());
         hub.flush();
         hub.say(a, "/ping");
@@ -751,7 +725,7 @@ mod tests {
 
     #[test]
     fn leaving_drops_subscriptions() {
-        let mut hub = Hub::new();
+        let mut hub = Harness::new();
         let (a, b) = (hub.connect(), hub.connect());
         hub.say(b, "/sub t");
         hub.router.disconnect(b, "reset");
@@ -763,7 +737,7 @@ mod tests {
 
     #[test]
     fn one_publisher_shares_one_chunk_per_reader() {
-        let mut hub = Hub::new();
+        let mut hub = Harness::new();
         let p = hub.connect();
         let readers: Vec<_> = (0..10).map(|_| hub.connect()).collect();
         hub.flush();
@@ -771,11 +745,7 @@ mod tests {
             hub.say(p, &format!("line {i}"));
         }
         for &r in &readers {
-            assert_eq!(
-                hub.router.pending_for(r).count(),
-                1,
-                "merged into one range"
-            );
+            assert_eq!(hub.chunks(r), 1, "merged into one range");
         }
         let out = hub.flush();
         for r in readers {
@@ -786,15 +756,15 @@ mod tests {
 
     #[test]
     fn a_burst_of_joins_is_one_chunk_for_each_old_client() {
-        let mut hub = Hub::new();
+        let mut hub = Harness::new();
         let old: Vec<_> = (0..5).map(|_| hub.connect()).collect();
         hub.flush();
         let new: Vec<_> = (0..50).map(|_| hub.connect()).collect();
         for &id in &old {
-            assert_eq!(hub.router.pending_for(id).count(), 1);
+            assert_eq!(hub.chunks(id), 1);
         }
         // a newcomer: its WELCOME, then the later JOINs in one piece
-        assert_eq!(hub.router.pending_for(new[0]).count(), 2);
+        assert_eq!(hub.chunks(new[0]), 2);
         let out = hub.flush();
         assert_eq!(out[&old[0]].len(), 50);
         assert_eq!(out[&new[0]][0], "WELCOME guest-6");
@@ -804,7 +774,7 @@ mod tests {
 
     #[test]
     fn everyone_sees_one_global_order() {
-        let mut hub = Hub::new();
+        let mut hub = Harness::new();
         let ids: Vec<_> = (0..4).map(|_| hub.connect()).collect();
         hub.flush();
         for round in 0..5 {

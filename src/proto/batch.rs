@@ -1,0 +1,208 @@
+//! One batch of outgoing lines: each line formatted once, and per recipient
+//! the byte spans that are theirs.
+//!
+//! The router formats a line **once** into the batch and records, per
+//! recipient, which span of the batch is theirs. The server then writes each
+//! recipient's spans with one `writev` (the threaded hub) or one copy into
+//! its writer channel (the async twin), so 100 subscribers of one topic cost
+//! 100 syscalls per batch, not 100 per line, and no copy of the line per
+//! subscriber.
+//!
+//! A batch has two buffers: lines for many clients ([`Batch::to_many`]:
+//! `MSG`, `EVENT`, `JOIN`, `LEAVE`, `NICK`) and answers to one client
+//! ([`Batch::to_one`]: `WELCOME`, `OK`, `ERR`, `DM`, ...). Keeping them apart
+//! keeps each client's share of the shared buffer in one piece: during a
+//! burst of connections, every `JOIN` lands next to the previous one instead
+//! of between the newcomers' `WELCOME`s, so an old client's hundred `JOIN`s
+//! are one span, not a hundred.
+
+use std::io::IoSlice;
+
+use crate::proto::router::ClientId;
+use crate::proto::server_line::ServerLine;
+
+/// How many events one batch may take before it is written, even if more
+/// are queued: bounds both the latency of the first line in a batch and
+/// memory. Both servers use these two bounds.
+pub const MAX_BATCH_EVENTS: usize = 4096;
+/// How many bytes of lines one batch may hold before it is written.
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// Which buffer a span is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Buffer {
+    Shared,
+    Direct,
+}
+
+/// Where one formatted line (or several adjacent ones) is in the batch.
+/// Made only by [`Batch::to_many`] and [`Batch::to_one`], so a span always
+/// points into the buffer it was formatted into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    buffer: Buffer,
+    start: usize,
+    end: usize,
+}
+
+/// The spans waiting for one recipient, in order. Each client's state holds
+/// one, so queueing a line costs no lookup.
+#[derive(Debug, Default)]
+pub struct Pending(Vec<Span>);
+
+impl Pending {
+    /// True if nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Forgets what was waiting, once it is written.
+    pub fn clear(&mut self) {
+        self.0.clear();
+        // A burst (many JOINs interleaved with WELCOMEs) can leave a long
+        // list behind; 10,000 idle clients must not keep it.
+        self.0.shrink_to(4);
+    }
+}
+
+/// The lines of one batch, and who has something waiting.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Lines for many clients produced since the last flush, each once.
+    shared: Vec<u8>,
+    /// Lines for one client produced since the last flush.
+    direct: Vec<u8>,
+    /// Recipients with something pending, in the order they first got it.
+    dirty: Vec<ClientId>,
+}
+
+impl Batch {
+    /// Formats a line that several clients will get; queue it for each with
+    /// [`Batch::queue`].
+    pub fn to_many(&mut self, line: ServerLine<'_>) -> Span {
+        encode(&mut self.shared, Buffer::Shared, line)
+    }
+
+    /// Formats a line for one client; queue it with [`Batch::queue`].
+    pub fn to_one(&mut self, line: ServerLine<'_>) -> Span {
+        encode(&mut self.direct, Buffer::Direct, line)
+    }
+
+    /// Adds a line to one recipient's pending spans, merging it with the
+    /// previous span when they touch (the common case: one publisher, many
+    /// readers, so a reader's share of a batch is one span).
+    pub fn queue(&mut self, id: ClientId, pending: &mut Pending, line: Span) {
+        match pending.0.last_mut() {
+            Some(last) if last.buffer == line.buffer && last.end == line.start => {
+                last.end = line.end
+            }
+            Some(_) => pending.0.push(line),
+            None => {
+                self.dirty.push(id);
+                pending.0.push(line);
+            }
+        }
+    }
+
+    /// Bytes formatted so far (a batch is written early when this grows
+    /// past [`MAX_BATCH_BYTES`]).
+    pub fn len(&self) -> usize {
+        self.shared.len() + self.direct.len()
+    }
+
+    /// True if no line has been formatted since the last flush.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True while a batch may take another event: fewer than
+    /// [`MAX_BATCH_EVENTS`] taken and fewer than [`MAX_BATCH_BYTES`] formatted.
+    pub fn has_room(&self, events_taken: usize) -> bool {
+        events_taken < MAX_BATCH_EVENTS && self.len() < MAX_BATCH_BYTES
+    }
+
+    /// Recipients with lines waiting, in the order they first got one.
+    pub fn dirty(&self) -> &[ClientId] {
+        &self.dirty
+    }
+
+    /// One recipient's share of the batch as slices for one `writev`, into
+    /// `out` (cleared first; reused so no allocation per recipient).
+    pub fn slices<'b>(&'b self, pending: &Pending, out: &mut Vec<IoSlice<'b>>) {
+        out.clear();
+        out.extend(pending.0.iter().map(|span| {
+            let buffer = match span.buffer {
+                Buffer::Shared => &self.shared,
+                Buffer::Direct => &self.direct,
+            };
+            IoSlice::new(&buffer[span.start..span.end])
+        }));
+    }
+
+    /// Forgets the batch once every share is written, and hands back the
+    /// recipients that had lines, so the caller empties their [`Pending`]
+    /// (it holds them; the batch does not).
+    pub fn finish(&mut self) -> std::vec::Drain<'_, ClientId> {
+        // Keep the buffers' memory for the next batch, unless one huge
+        // batch made them big: an idle hub should not sit on megabytes.
+        for buffer in [&mut self.shared, &mut self.direct] {
+            buffer.clear();
+            buffer.shrink_to(1 << 20);
+        }
+        self.dirty.drain(..)
+    }
+}
+
+/// Appends one encoded line to a buffer and returns where it is.
+fn encode(out: &mut Vec<u8>, buffer: Buffer, line: ServerLine<'_>) -> Span {
+    let start = out.len();
+    line.encode(out);
+    Span {
+        buffer,
+        start,
+        end: out.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn share(batch: &Batch, pending: &Pending) -> (usize, String) {
+        let mut slices = Vec::new();
+        batch.slices(pending, &mut slices);
+        let bytes: Vec<u8> = slices.iter().flat_map(|s| s.iter().copied()).collect();
+        (slices.len(), String::from_utf8(bytes).unwrap())
+    }
+
+    #[test]
+    fn adjacent_lines_merge_into_one_span_and_buffers_stay_apart() {
+        let mut batch = Batch::default();
+        let (mut a, mut b) = (Pending::default(), Pending::default());
+        for nick in ["x", "y"] {
+            let join = batch.to_many(ServerLine::Join { nick });
+            batch.queue(1, &mut a, join);
+            let welcome = batch.to_one(ServerLine::Welcome { nick });
+            batch.queue(2, &mut b, welcome);
+        }
+        assert_eq!(share(&batch, &a), (1, "JOIN x\nJOIN y\n".to_string()));
+        assert_eq!(share(&batch, &b), (1, "WELCOME x\nWELCOME y\n".to_string()));
+        assert_eq!(batch.dirty(), &[1, 2]);
+        let pong = batch.to_one(ServerLine::Pong);
+        batch.queue(1, &mut a, pong);
+        assert_eq!(share(&batch, &a), (2, "JOIN x\nJOIN y\nPONG\n".to_string()));
+        assert_eq!(batch.dirty(), &[1, 2], "a recipient is listed once");
+    }
+
+    #[test]
+    fn finish_forgets_everything() {
+        let mut batch = Batch::default();
+        let mut a = Pending::default();
+        let pong = batch.to_one(ServerLine::Pong);
+        batch.queue(7, &mut a, pong);
+        assert!(batch.has_room(0) && !batch.has_room(MAX_BATCH_EVENTS));
+        assert_eq!(batch.finish().collect::<Vec<_>>(), vec![7]);
+        a.clear();
+        assert!(a.is_empty() && batch.is_empty() && batch.dirty().is_empty());
+    }
+}
