@@ -19,11 +19,12 @@ use crate::hub::{Config, DEFAULT_CHANNEL_CAPACITY, Hub};
 #[command(name = "tcphub", version, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub program: Program,
 }
 
+/// Which of tcphub's programs to run: the subcommand.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub enum Program {
     /// Run the hub: accept clients and route their lines.
     ///
     /// Prints one line, `listening on <addr>`, to stdout once it is ready.
@@ -94,24 +95,24 @@ impl ServeArgs {
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    match cli.command {
-        Command::Serve(args) => {
+    match cli.program {
+        Program::Serve(args) => {
             init_logging();
             serve(&args)
         }
-        Command::Client(args) => {
+        Program::Client(args) => {
             init_logging();
             client(&args)
         }
-        Command::Agent(args) => {
+        Program::Agent(args) => {
             init_logging();
             agent(&args)
         }
-        Command::Simulate(args) => {
+        Program::Simulate(args) => {
             init_logging();
             simulate(&args)
         }
-        Command::Bench(args) => crate::bench::run(&args),
+        Program::Bench(args) => crate::bench::run(&args),
     }
 }
 
@@ -327,7 +328,7 @@ fn agent(args: &AgentArgs) -> ExitCode {
 }
 
 fn simulate(args: &SimulateArgs) -> ExitCode {
-    use crate::scenario::{self, run::Outcome, run::Target};
+    use crate::scenario::{self, run::HubToUse, run::Outcome};
     // writeln!, not println!: println! panics when stdout is a closed pipe
     // (`tcphub simulate caps | head`); a closed pipe is not worth a panic.
     let mut stdout = std::io::stdout();
@@ -347,8 +348,8 @@ fn simulate(args: &SimulateArgs) -> ExitCode {
         log::set_max_level(log::LevelFilter::Warn);
     }
     let target = match &args.addr {
-        Some(addr) => Target::Addr(addr.clone()),
-        None => Target::InProcess,
+        Some(addr) => HubToUse::Addr(addr.clone()),
+        None => HubToUse::InProcess,
     };
     let mut failed = 0;
     for (i, name) in args.scenarios.iter().enumerate() {

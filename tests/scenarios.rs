@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use procs::tcphub;
-use tcphub::scenario::run::{Outcome, Target, run};
+use tcphub::scenario::run::{HubToUse, Outcome, run};
 use tcphub::scenario::{self, builtin, parse::parse};
 use tcphub::{Config, Hub};
 
@@ -34,14 +34,14 @@ impl Captured {
 }
 
 /// Runs scenario text; returns the outcome and the timeline.
-fn run_text(text: &str, target: &Target) -> (Outcome, String) {
+fn run_text(text: &str, target: &HubToUse) -> (Outcome, String) {
     let scenario = parse("test.scenario", text).expect("the test scenario parses");
     let timeline = Captured::default();
     let report = run(&scenario, target, Box::new(timeline.clone())).expect("run starts");
     (report.outcome, timeline.text())
 }
 
-fn run_builtin(name: &str, target: &Target) -> (Outcome, String) {
+fn run_builtin(name: &str, target: &HubToUse) -> (Outcome, String) {
     let scenario = scenario::load(name).expect("built-in loads");
     let timeline = Captured::default();
     let report = run(&scenario, target, Box::new(timeline.clone())).expect("run starts");
@@ -63,7 +63,7 @@ fn entries(timeline: &str, actor: &str, mark: &str) -> Vec<String> {
 
 #[test]
 fn chat_passes_and_its_timeline_tells_the_story() {
-    let (outcome, timeline) = run_builtin("chat", &Target::InProcess);
+    let (outcome, timeline) = run_builtin("chat", &HubToUse::InProcess);
     assert!(
         matches!(outcome, Outcome::Passed { actors: 3, .. }),
         "{outcome:?}\n{timeline}"
@@ -85,7 +85,7 @@ fn chat_passes_and_its_timeline_tells_the_story() {
 
 #[test]
 fn caps_passes_with_every_order_delivered() {
-    let (outcome, timeline) = run_builtin("caps", &Target::InProcess);
+    let (outcome, timeline) = run_builtin("caps", &HubToUse::InProcess);
     assert!(
         matches!(outcome, Outcome::Passed { .. }),
         "{outcome:?}\n{timeline}"
@@ -106,7 +106,7 @@ fn caps_passes_with_every_order_delivered() {
 
 #[test]
 fn slow_consumer_is_cut_off_and_the_others_carry_on() {
-    let (outcome, timeline) = run_builtin("slow-consumer", &Target::InProcess);
+    let (outcome, timeline) = run_builtin("slow-consumer", &HubToUse::InProcess);
     assert!(
         matches!(outcome, Outcome::Passed { .. }),
         "{outcome:?}\n{timeline}"
@@ -129,7 +129,7 @@ fn slow_consumer_is_cut_off_and_the_others_carry_on() {
 #[test]
 fn a_scenario_runs_against_a_hub_given_by_address() {
     let hub = Hub::start(Config::ephemeral()).expect("hub");
-    let target = Target::Addr(hub.local_addr().to_string());
+    let target = HubToUse::Addr(hub.local_addr().to_string());
     let (outcome, timeline) = run_builtin("chat", &target);
     assert!(
         matches!(outcome, Outcome::Passed { .. }),
@@ -148,7 +148,7 @@ a: send /ping
 a: expect PING
 a: send never sent
 ";
-    let (outcome, timeline) = run_text(text, &Target::InProcess);
+    let (outcome, timeline) = run_text(text, &HubToUse::InProcess);
     let Outcome::Failed(failure) = outcome else {
         panic!("passed, but PONG is not PING:\n{timeline}");
     };
@@ -179,7 +179,7 @@ a: signal never
 b: await never
 ";
     let started = Instant::now();
-    let (outcome, timeline) = run_text(text, &Target::InProcess);
+    let (outcome, timeline) = run_text(text, &HubToUse::InProcess);
     let Outcome::Failed(failure) = outcome else {
         panic!("passed:\n{timeline}");
     };
@@ -210,7 +210,7 @@ b: expect-closed
 a: expect LEAVE *
 a: close
 ";
-    let (outcome, timeline) = run_text(text, &Target::InProcess);
+    let (outcome, timeline) = run_text(text, &HubToUse::InProcess);
     assert!(
         matches!(outcome, Outcome::Passed { .. }),
         "{outcome:?}\n{timeline}"
@@ -219,7 +219,7 @@ a: close
 
     // Without the ignore, the JOIN is an unmet expectation.
     let strict = text.replace("a: ignore JOIN *\n", "");
-    let (outcome, _) = run_text(&strict, &Target::InProcess);
+    let (outcome, _) = run_text(&strict, &HubToUse::InProcess);
     let Outcome::Failed(failure) = outcome else {
         panic!("passed without the ignore");
     };

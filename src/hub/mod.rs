@@ -89,44 +89,7 @@ pub struct Hub {
 impl Hub {
     /// Binds, starts the dispatcher and acceptor threads, and returns at once.
     pub fn start(config: Config) -> Result<Hub, HubError> {
-        let addrs: Vec<SocketAddr> = (config.host.as_str(), config.port)
-            .to_socket_addrs()
-            .map_err(|source| HubError::Resolve {
-                host: config.host.clone(),
-                port: config.port,
-                source,
-            })?
-            .collect();
-        let mut last_error = None;
-        let mut bound = None;
-        for addr in addrs {
-            match TcpListener::bind(addr) {
-                Ok(listener) => {
-                    bound = Some(listener);
-                    break;
-                }
-                Err(source) => last_error = Some(HubError::Bind { addr, source }),
-            }
-        }
-        let listener = match (bound, last_error) {
-            (Some(listener), _) => listener,
-            (None, Some(e)) => return Err(e),
-            (None, None) => {
-                return Err(HubError::Resolve {
-                    host: config.host.clone(),
-                    port: config.port,
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::NotFound,
-                        "no address found for this host",
-                    ),
-                });
-            }
-        };
-        widen_backlog(&listener);
-        let addr = listener.local_addr().map_err(|source| HubError::Bind {
-            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), config.port),
-            source,
-        })?;
+        let (listener, addr) = bind(&config.host, config.port)?;
 
         // The one channel: many senders (the acceptor, every reader), one
         // receiver (the dispatcher). Bounded, so a flood of input slows the
@@ -240,6 +203,38 @@ impl Drop for Hub {
     fn drop(&mut self) {
         self.shutdown_inner();
     }
+}
+
+/// Listens on `host:port`, trying every address the name resolves to, with
+/// the wide backlog below. Returns the listener and the address it got (the
+/// real port when `port` is 0).
+pub fn bind(host: &str, port: u16) -> Result<(TcpListener, SocketAddr), HubError> {
+    let resolve_error = |source| HubError::Resolve {
+        host: host.to_string(),
+        port,
+        source,
+    };
+    let addrs = (host, port).to_socket_addrs().map_err(resolve_error)?;
+    let mut last_error = None;
+    for addr in addrs {
+        match TcpListener::bind(addr) {
+            Ok(listener) => {
+                widen_backlog(&listener);
+                let bound = listener
+                    .local_addr()
+                    .map_err(|source| HubError::Bind { addr, source })?;
+                return Ok((listener, bound));
+            }
+            Err(source) => last_error = Some(HubError::Bind { addr, source }),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        let none = std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no address found for this host",
+        );
+        resolve_error(none)
+    }))
 }
 
 /// How many finished handshakes the kernel may queue for `accept()`.

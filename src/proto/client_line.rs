@@ -120,19 +120,7 @@ pub fn parse_command(line: &str) -> Result<Command, Refusal> {
             Ok(Command::Nick(arg.to_string()))
         }
         "list" => no_args(Command::List, "/list"),
-        "dm" => {
-            let Some((to, text)) = arg.split_once(' ') else {
-                return Err(Refusal::new(ErrorCode::Usage, "/dm <nick> <text>"));
-            };
-            if to.is_empty() || text.is_empty() {
-                return Err(Refusal::new(ErrorCode::Usage, "/dm <nick> <text>"));
-            }
-            check_nick(to)?;
-            Ok(Command::Dm {
-                to: to.to_string(),
-                text: text.to_string(),
-            })
-        }
+        "dm" => parse_dm(arg),
         "sub" | "unsub" => {
             if arg.is_empty() {
                 return Err(Refusal::new(ErrorCode::Usage, format!("/{word} <topic>")));
@@ -146,26 +134,7 @@ pub fn parse_command(line: &str) -> Result<Command, Refusal> {
                 Command::Unsub(arg.to_string())
             })
         }
-        "pub" => {
-            let (topic, payload) = match arg.split_once(' ') {
-                Some((topic, payload)) => (topic, payload),
-                None => (arg, ""),
-            };
-            if topic.is_empty() {
-                return Err(Refusal::new(ErrorCode::Usage, "/pub <topic> <payload>"));
-            }
-            if topic == "*" {
-                return Err(Refusal::new(
-                    ErrorCode::BadTopic,
-                    "* is for /sub only; publish on a named topic",
-                ));
-            }
-            check_topic(topic)?;
-            Ok(Command::Pub {
-                topic: topic.to_string(),
-                payload: payload.to_string(),
-            })
-        }
+        "pub" => parse_pub(arg),
         "ping" => no_args(Command::Ping, "/ping"),
         "quit" => no_args(Command::Quit, "/quit"),
         "help" => no_args(Command::Help, "/help"),
@@ -174,6 +143,39 @@ pub fn parse_command(line: &str) -> Result<Command, Refusal> {
             format!("/{word} is not a command; try /help"),
         )),
     }
+}
+
+/// `/dm <nick> <text>`: the first space after the nick starts the text.
+fn parse_dm(arg: &str) -> Result<Command, Refusal> {
+    let usage = || Refusal::new(ErrorCode::Usage, "/dm <nick> <text>");
+    let (to, text) = arg.split_once(' ').ok_or_else(usage)?;
+    if to.is_empty() || text.is_empty() {
+        return Err(usage());
+    }
+    check_nick(to)?;
+    Ok(Command::Dm {
+        to: to.to_string(),
+        text: text.to_string(),
+    })
+}
+
+/// `/pub <topic> <payload>`: the payload may be empty, the topic not `*`.
+fn parse_pub(arg: &str) -> Result<Command, Refusal> {
+    let (topic, payload) = arg.split_once(' ').unwrap_or((arg, ""));
+    if topic.is_empty() {
+        return Err(Refusal::new(ErrorCode::Usage, "/pub <topic> <payload>"));
+    }
+    if topic == "*" {
+        return Err(Refusal::new(
+            ErrorCode::BadTopic,
+            "* is for /sub only; publish on a named topic",
+        ));
+    }
+    check_topic(topic)?;
+    Ok(Command::Pub {
+        topic: topic.to_string(),
+        payload: payload.to_string(),
+    })
 }
 
 /// A nick is 1 to 32 of `A-Z a-z 0-9 _ -`.

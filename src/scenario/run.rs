@@ -25,14 +25,14 @@ use std::time::{Duration, Instant};
 
 use log::debug;
 
-use super::{Action, Actor, Pattern, Scenario, ScenarioError, Step};
+use super::{Action, Actor, Pattern, Scenario, ScenarioError, Settings, Step};
 use crate::client::hub_connection::{self, LineReader, Received};
 use crate::hub::{Config, Hub};
 use crate::support::duration;
 
 /// Where the actors connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub enum HubToUse {
     /// Start a hub in this process on a free port (with the scenario's
     /// `set` values), and stop it afterwards.
     InProcess,
@@ -115,7 +115,7 @@ pub struct Report {
 /// that runs and fails is `Ok` with [`Outcome::Failed`].
 pub fn run(
     scenario: &Scenario,
-    target: &Target,
+    target: &HubToUse,
     out: Box<dyn Write + Send>,
 ) -> Result<Report, ScenarioError> {
     let width = scenario
@@ -137,9 +137,31 @@ pub fn run(
         None => shared.header(&format!("scenario {}", scenario.source)),
     }
 
-    let settings = &scenario.settings;
-    let (hub, addr) = match target {
-        Target::InProcess => {
+    let (hub, addr) = start_hub(target, &scenario.settings, &shared)?;
+    let spawned = run_actors(scenario, &addr, &shared);
+    // Close every connection that is still open, then stop the hub.
+    shared.shutdown_sockets();
+    if let Some(hub) = hub {
+        hub.shutdown();
+    }
+    spawned.map_err(ScenarioError::Spawn)?;
+    let elapsed = shared.start.elapsed();
+    Ok(Report {
+        outcome: outcome(scenario, &shared),
+        elapsed,
+    })
+}
+
+/// The hub the actors talk to: one started here with the scenario's
+/// settings, or the one at the address given. Returns it (if it is ours to
+/// stop) and its address.
+fn start_hub(
+    target: &HubToUse,
+    settings: &Settings,
+    shared: &Shared,
+) -> Result<(Option<Hub>, String), ScenarioError> {
+    match target {
+        HubToUse::InProcess => {
             let mut config = Config::ephemeral();
             if let Some(t) = settings.write_timeout {
                 config.write_timeout = t;
@@ -156,24 +178,25 @@ pub fn run(
                 "hub {addr} (in-process, write timeout {})",
                 duration::show(config.write_timeout)
             ));
-            (Some(hub), addr)
+            Ok((Some(hub), addr))
         }
-        Target::Addr(addr) => {
+        HubToUse::Addr(addr) => {
             let note = if settings.configures_hub() {
                 " (the scenario's hub settings apply only to an in-process hub: ignored)"
             } else {
                 ""
             };
             shared.header(&format!("hub {addr}{note}"));
-            (None, addr.clone())
+            Ok((None, addr.clone()))
         }
-    };
+    }
+}
 
-    let spawned = thread::scope(|scope| {
+/// One thread per actor, named `actor-<name>`, all joined before returning.
+fn run_actors(scenario: &Scenario, addr: &str, shared: &Shared) -> std::io::Result<()> {
+    thread::scope(|scope| {
         let mut handles = Vec::new();
         for actor in &scenario.actors {
-            let shared = &shared;
-            let addr = addr.as_str();
             let handle = thread::Builder::new()
                 .name(format!("actor-{}", actor.name))
                 .spawn_scoped(scope, move || {
@@ -195,17 +218,13 @@ pub fn run(
             }
         }
         Ok(())
-    });
-    // Close every connection that is still open, then stop the hub.
-    shared.shutdown_sockets();
-    if let Some(hub) = hub {
-        hub.shutdown();
-    }
-    spawned.map_err(ScenarioError::Spawn)?;
+    })
+}
 
-    let elapsed = shared.start.elapsed();
+/// Passed, or the first failure an actor recorded.
+fn outcome(scenario: &Scenario, shared: &Shared) -> Outcome {
     let state = shared.lock();
-    let outcome = match &state.failure {
+    match &state.failure {
         Some(f) => Outcome::Failed(f.clone()),
         None if state.aborted => Outcome::Failed(Failure {
             source: scenario.source.clone(),
@@ -220,8 +239,7 @@ pub fn run(
             actors: scenario.actors.len(),
             steps: scenario.actors.iter().map(|a| a.steps.len()).sum(),
         },
-    };
-    Ok(Report { outcome, elapsed })
+    }
 }
 
 /// What all actor threads share.
