@@ -78,6 +78,12 @@ pub struct ServeArgs {
     /// the dispatcher.
     #[arg(long, default_value_t = DEFAULT_CHANNEL_CAPACITY as u64, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub channel_capacity: u64,
+    /// Serve the live view on HOST:PORT (or PORT, on 127.0.0.1): `GET /` is
+    /// a page of every thread, the channel and each client, `GET /stats`
+    /// the same as JSON (docs/live-view.md), `tcphub top` reads it.
+    /// Off by default.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub monitor: Option<String>,
 }
 
 impl ServeArgs {
@@ -89,6 +95,7 @@ impl ServeArgs {
             max_line: self.max_line as usize,
             write_timeout: Duration::from_millis(self.write_timeout_ms),
             channel_capacity: self.channel_capacity as usize,
+            monitor: self.monitor.clone(),
         }
     }
 }
@@ -127,6 +134,10 @@ fn serve(args: &ServeArgs) -> ExitCode {
     // The one line of output: scripts read the port from it.
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "listening on {}", hub.local_addr());
+    if let Some(monitor) = hub.monitor_addr() {
+        // Only with --monitor: scripts read the monitor's port from it.
+        let _ = writeln!(out, "monitor on http://{monitor}/");
+    }
     let _ = out.flush();
     drop(out);
     hub.wait();
