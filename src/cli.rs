@@ -51,6 +51,13 @@ pub enum Program {
     /// Prints a short report (or one JSON object with --json); exits 1 if
     /// anything was lost, reordered or timed out, 2 if it could not start.
     Bench(crate::bench::BenchArgs),
+    /// Watch a hub's threads, channel and clients, like `top`.
+    ///
+    /// ADDR is the hub's monitor (`tcphub serve --monitor HOST:PORT`).
+    /// Threads held up longest come first. --once prints one snapshot and
+    /// exits; otherwise it redraws every --interval until Ctrl-C, and keeps
+    /// trying while the monitor is unreachable.
+    Top(crate::top::TopArgs),
 }
 
 /// Flags of `tcphub serve`.
@@ -120,6 +127,7 @@ pub fn run(cli: Cli) -> ExitCode {
             simulate(&args)
         }
         Program::Bench(args) => crate::bench::run(&args),
+        Program::Top(args) => crate::top::run(&args),
     }
 }
 

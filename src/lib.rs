@@ -18,6 +18,7 @@
 //! - [`agent`], [`scenario`], [`bench`]: programs that talk *to* a hub.
 //! - [`cli`]: the command line, the only place that sets up logging.
 //! - [`support`]: small text helpers (JSON, durations) the programs share.
+//! - [`top`]: `tcphub top`, the live view (`serve --monitor`) in a terminal.
 
 pub mod agent;
 pub mod bench;
@@ -27,5 +28,6 @@ pub mod hub;
 pub mod proto;
 pub mod scenario;
 pub mod support;
+pub mod top;
 
 pub use hub::{Config, Hub, HubError};
