@@ -74,14 +74,22 @@ fn client<'a>(stats: &'a Value, nick: &str) -> Option<&'a Value> {
 
 /// Polls `/stats` until `check` holds (returns that snapshot), for at most
 /// `within`.
-fn until(monitor: SocketAddr, within: Duration, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+fn until(
+    monitor: SocketAddr,
+    within: Duration,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
     let start = Instant::now();
     loop {
         let s = stats(monitor);
         if check(&s) {
             return s;
         }
-        assert!(start.elapsed() < within, "never saw {what}; last /stats:\n{s:?}");
+        assert!(
+            start.elapsed() < within,
+            "never saw {what}; last /stats:\n{s:?}"
+        );
         thread::sleep(Duration::from_millis(50));
     }
 }
@@ -92,7 +100,8 @@ fn flood(addr: SocketAddr, line: String, stop: Arc<AtomicBool>) -> thread::JoinH
     let (peer, _) = Peer::join(addr, "flooder");
     thread::spawn(move || {
         let mut s = peer.stream().try_clone().unwrap();
-        s.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
+        s.set_write_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         let bytes = format!("{line}\n").repeat(16);
         let mut sent = 0usize;
         while !stop.load(Ordering::SeqCst) && sent < 64 << 20 {
@@ -130,7 +139,10 @@ fn stats_shows_each_thread_blocked_where_it_really_is() {
     let c = client(&s, "slow").expect("slow is listed");
     assert_eq!(c.get("subs").u64(), Some(1));
     assert_eq!(c.get("thread").str(), Some("client-2"));
-    assert_eq!(thread(&s, "acceptor").unwrap().get("state").str(), Some("accept"));
+    assert_eq!(
+        thread(&s, "acceptor").unwrap().get("state").str(),
+        Some("accept")
+    );
 
     // `slow` stops reading while events for it pour in.
     let stop = Arc::new(AtomicBool::new(false));
@@ -140,15 +152,27 @@ fn stats_shows_each_thread_blocked_where_it_really_is() {
             t.get("state").str() == Some("writev") && t.get("target_nick").str() == Some("slow")
         })
     };
-    let first = until(monitor, Duration::from_secs(20), "the dispatcher in writev() to slow", in_writev);
-    let first_ms = thread(&first, "dispatcher").unwrap().get("for_ms").u64().unwrap();
+    let first = until(
+        monitor,
+        Duration::from_secs(20),
+        "the dispatcher in writev() to slow",
+        in_writev,
+    );
+    let first_ms = thread(&first, "dispatcher")
+        .unwrap()
+        .get("for_ms")
+        .u64()
+        .unwrap();
     // Still the same write, a while later: the duration grows.
     thread::sleep(Duration::from_millis(600));
     let later = stats(monitor);
     let d = thread(&later, "dispatcher").unwrap();
     assert!(in_writev(&later), "{d:?}");
     assert!(d.get("blocked").bool());
-    assert!(d.get("for_ms").u64().unwrap() > first_ms, "{first_ms} then {d:?}");
+    assert!(
+        d.get("for_ms").u64().unwrap() > first_ms,
+        "{first_ms} then {d:?}"
+    );
     let c = client(&later, "slow").unwrap();
     assert!(c.get("pending_bytes").u64().unwrap() > 0, "{c:?}");
     assert!(c.get("write_blocked_ms").u64().unwrap() > 0, "{c:?}");
@@ -219,7 +243,10 @@ fn bad_http_is_answered_4xx_and_never_disturbs_hub_clients() {
     assert_eq!(status(raw_request(monitor, b"hello there\r\n\r\n")), "400");
     assert_eq!(get(monitor, "/nope").0, 404);
     assert_eq!(
-        status(raw_request(monitor, b"POST /stats HTTP/1.1\r\nContent-Length: 0\r\n\r\n")),
+        status(raw_request(
+            monitor,
+            b"POST /stats HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
+        )),
         "405"
     );
     p.sync();
@@ -232,15 +259,21 @@ fn bad_http_is_answered_4xx_and_never_disturbs_hub_clients() {
 
     // Headers that never end: 408, while the hub serves its client.
     let mut never = TcpStream::connect(monitor).unwrap();
-    never.write_all(b"GET /stats HTTP/1.1\r\nHost: x\r\n").unwrap();
+    never
+        .write_all(b"GET /stats HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
     p.sync();
-    never.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    never
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut answer = String::new();
     let _ = never.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
 
     // 50 connections at once, saying nothing: some wait, the rest get 503.
-    let crowd: Vec<TcpStream> = (0..50).map(|_| TcpStream::connect(monitor).unwrap()).collect();
+    let crowd: Vec<TcpStream> = (0..50)
+        .map(|_| TcpStream::connect(monitor).unwrap())
+        .collect();
     p.sync();
     p.sync();
     drop(crowd);
@@ -250,13 +283,19 @@ fn bad_http_is_answered_4xx_and_never_disturbs_hub_clients() {
         if get(monitor, "/stats").0 == 200 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "the monitor stays busy");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the monitor stays busy"
+        );
         thread::sleep(Duration::from_millis(100));
     }
     let (status, page) = get(monitor, "/");
     assert_eq!(status, 200);
     assert!(page.contains("<title>tcphub live view</title>"));
-    assert!(!page.contains("http://") && !page.contains("https://"), "self-contained");
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "self-contained"
+    );
     p.sync();
     hub.shutdown();
 }
@@ -288,7 +327,11 @@ fn serve(monitor: &str, extra: &[&str]) -> Served {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut next = || lines.next().expect("a line").expect("UTF-8");
-    let addr = next().strip_prefix("listening on ").unwrap().parse().unwrap();
+    let addr = next()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
     let monitor = next()
         .strip_prefix("monitor on http://")
         .and_then(|m| m.strip_suffix('/'))
@@ -322,8 +365,17 @@ fn top_once_prints_every_thread_labelled() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     for label in [
-        "THREAD", "acceptor", "dispatcher", "monitor", "client-1", "client-2", "in read()",
-        "in accept()", "ann", "bob", "channel 0/16384",
+        "THREAD",
+        "acceptor",
+        "dispatcher",
+        "monitor",
+        "client-1",
+        "client-2",
+        "in read()",
+        "in accept()",
+        "ann",
+        "bob",
+        "channel 0/16384",
     ] {
         assert!(text.contains(label), "top --once lacks {label:?}:\n{text}");
     }
@@ -333,12 +385,19 @@ fn top_once_prints_every_thread_labelled() {
 #[test]
 fn top_says_when_the_monitor_is_unreachable_and_recovers() {
     // A port nobody listens on (for the moment).
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let monitor = format!("127.0.0.1:{port}");
     let out = top(&[&monitor, "--once"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot read the monitor at 127.0.0.1:"), "{err}");
+    assert!(
+        err.contains("cannot read the monitor at 127.0.0.1:"),
+        "{err}"
+    );
 
     // The redrawing view keeps trying, and shows the hub once it is there.
     let mut watcher = Command::new(env!("CARGO_BIN_EXE_tcphub"))
@@ -358,12 +417,19 @@ fn top_says_when_the_monitor_is_unreachable_and_recovers() {
     let _hub = serve(&monitor, &[]);
     while !String::from_utf8_lossy(&seen).contains("dispatcher") {
         let n = stdout.read(&mut buf).unwrap();
-        assert!(n > 0, "top never showed the hub: {}", String::from_utf8_lossy(&seen));
+        assert!(
+            n > 0,
+            "top never showed the hub: {}",
+            String::from_utf8_lossy(&seen)
+        );
         seen.extend(&buf[..n]);
     }
     let _ = watcher.kill();
     let _ = watcher.wait();
-    assert!(String::from_utf8_lossy(&seen).contains("\x1b[H"), "redrawn in place");
+    assert!(
+        String::from_utf8_lossy(&seen).contains("\x1b[H"),
+        "redrawn in place"
+    );
 }
 
 /// Headless Chromium, if this machine has it.

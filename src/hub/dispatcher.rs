@@ -69,6 +69,8 @@ struct Sockets {
     score: Arc<Scoreboard>,
     me: Arc<Slot>,
     slots: HashMap<ClientId, Arc<Slot>>,
+    /// Lines in the share about to be delivered (see `share_lines`).
+    share_lines: usize,
 }
 
 impl Dispatcher {
@@ -88,6 +90,7 @@ impl Dispatcher {
                 score,
                 me,
                 slots: HashMap::new(),
+                share_lines: 0,
             },
         }
     }
@@ -178,9 +181,11 @@ impl Outlet for Sockets {
         // The clock read the write timeout needs anyway, also the time
         // the live view shows the dispatcher blocked in writev() since.
         let start = Instant::now();
-        self.me
-            .enter_at(State::Writev, id, self.me.nanos_at(start));
+        self.me.enter_at(State::Writev, id, self.me.nanos_at(start));
         let written = write_all_within(socket, chunks, self.write_timeout, start, client);
+        if let (Ok(()), Some(c)) = (&written, client) {
+            c.wrote_lines(self.share_lines);
+        }
         // Keeps the time the write began: no second clock read per write.
         self.me.switch(State::Flush);
         written.map_err(|e| {
@@ -193,6 +198,10 @@ impl Outlet for Sockets {
                 format!("write error: {e}")
             }
         })
+    }
+
+    fn share_lines(&mut self, _id: ClientId, lines: usize) {
+        self.share_lines = lines;
     }
 
     /// Closes a connection for good. Shutting it down also wakes its reader
@@ -217,9 +226,10 @@ impl Sockets {
         match line {
             Inbound::Refused(_) => Counters::add(&self.score.counters.refused_line),
             Inbound::Command(Command::Nick(_) | Command::Sub(_) | Command::Unsub(_)) => {
-                if let (Some(nick), Some(c)) =
-                    (router.nick(id), self.slots.get(&id).and_then(|s| s.client()))
-                {
+                if let (Some(nick), Some(c)) = (
+                    router.nick(id),
+                    self.slots.get(&id).and_then(|s| s.client()),
+                ) {
                     c.publish(nick, router.subscriptions(id), true);
                 }
             }
@@ -265,7 +275,7 @@ fn write_all_within(
             Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 if let Some(c) = client {
-                    c.wrote(count_lines(&chunks, n), n);
+                    c.wrote_bytes(n);
                     left_to_write -= n;
                     c.set_pending(left_to_write);
                 }
@@ -289,18 +299,4 @@ fn write_all_within(
         let _ = socket.set_write_timeout(Some(timeout));
     }
     result
-}
-
-/// How many line ends are in the first `n` bytes of `chunks`.
-fn count_lines(chunks: &[IoSlice<'_>], mut n: usize) -> usize {
-    let mut lines = 0;
-    for chunk in chunks {
-        let take = n.min(chunk.len());
-        lines += chunk[..take].iter().filter(|&&b| b == b'\n').count();
-        n -= take;
-        if n == 0 {
-            break;
-        }
-    }
-    lines
 }

@@ -295,11 +295,16 @@ impl ClientSlot {
         self.pending.store(bytes as u64, Ordering::Relaxed);
     }
 
-    /// The dispatcher wrote `bytes` holding `lines` lines to this client.
+    /// The dispatcher wrote `bytes` more to this client.
     #[inline]
-    pub fn wrote(&self, lines: usize, bytes: usize) {
-        bump(&self.lines_out, lines as u64);
+    pub fn wrote_bytes(&self, bytes: usize) {
         bump(&self.bytes_out, bytes as u64);
+    }
+
+    /// The dispatcher finished writing a share of `lines` lines.
+    #[inline]
+    pub fn wrote_lines(&self, lines: usize) {
+        bump(&self.lines_out, lines as u64);
     }
 
     /// Publishes what the dispatcher knows about this client.
@@ -686,7 +691,8 @@ mod tests {
         let cs = cs.client().unwrap();
         cs.publish("ann", 2, true);
         cs.set_pending(100);
-        cs.wrote(2, 40);
+        cs.wrote_bytes(40);
+        cs.wrote_lines(2);
         d.enter_for(State::Writev, 3);
         let snap = board.snapshot();
         assert_eq!(snap.threads.len(), 2);
@@ -710,7 +716,10 @@ mod tests {
         };
         let json = snap.to_json(&facts);
         assert!(json.contains("\"target_nick\":\"ann\""), "{json}");
-        assert!(json.contains("\"channel\":{\"len\":1,\"capacity\":8}"), "{json}");
+        assert!(
+            json.contains("\"channel\":{\"len\":1,\"capacity\":8}"),
+            "{json}"
+        );
         // An ended thread leaves the view.
         c.enter(State::Exited);
         assert_eq!(board.snapshot().threads.len(), 1);

@@ -151,7 +151,7 @@ pub fn parse_head(buf: &[u8]) -> Head<'_> {
         let Some(colon) = header.iter().position(|&b| b == b':') else {
             return Head::Invalid(Status::BadRequest);
         };
-        if !is_token(&header[..colon]) || header[colon + 1..].iter().any(|&b| b == 0) {
+        if !is_token(&header[..colon]) || header[colon + 1..].contains(&0) {
             return Head::Invalid(Status::BadRequest);
         }
     }
@@ -236,7 +236,10 @@ mod tests {
     fn a_get_with_headers_parses() {
         let r = request("GET /stats?x=1 HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\nbody");
         assert_eq!((r.method, r.path), ("GET", "/stats"));
-        assert_eq!(r.head_len, "GET /stats?x=1 HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n".len());
+        assert_eq!(
+            r.head_len,
+            "GET /stats?x=1 HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n".len()
+        );
         // bare LF line ends too (nc, hand-typed requests)
         assert_eq!(request("GET / HTTP/1.0\n\n").path, "/");
     }
@@ -314,7 +317,9 @@ mod tests {
         assert!(r.contains("\r\nConnection: close\r\n"), "{r}");
         assert!(r.ends_with("\r\n\r\n{}"), "{r}");
         let head = String::from_utf8(response(Status::Ok, "text/html", b"abc", true)).unwrap();
-        assert!(head.ends_with("Content-Length: 3\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"));
+        assert!(head.ends_with(
+            "Content-Length: 3\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
+        ));
         let e = String::from_utf8(error_response(Status::MethodNotAllowed)).unwrap();
         assert!(e.starts_with("HTTP/1.1 405 Method Not Allowed\r\n") && e.contains("Allow: GET"));
     }

@@ -184,7 +184,11 @@ impl Parser<'_> {
         let mut out = String::new();
         loop {
             let start = self.at;
-            while self.s.get(self.at).is_some_and(|&b| b != b'"' && b != b'\\') {
+            while self
+                .s
+                .get(self.at)
+                .is_some_and(|&b| b != b'"' && b != b'\\')
+            {
                 self.at += 1;
             }
             let run = std::str::from_utf8(&self.s[start..self.at])
@@ -213,7 +217,9 @@ impl Parser<'_> {
                             let mut n = self.hex4()?;
                             if (0xd800..0xdc00).contains(&n) && self.eat("\\u") {
                                 let low = self.hex4()?;
-                                n = 0x10000 + ((n - 0xd800) << 10) + (low.wrapping_sub(0xdc00) & 0x3ff);
+                                n = 0x10000
+                                    + ((n - 0xd800) << 10)
+                                    + (low.wrapping_sub(0xdc00) & 0x3ff);
                             }
                             out.push(char::from_u32(n).unwrap_or('\u{fffd}'));
                         }
@@ -244,7 +250,16 @@ mod tests {
 
     #[test]
     fn refuses_broken_documents() {
-        for bad in ["", "{", "[1,]", "{\"a\" 1}", "\"abc", "tru", "{} x", "[1 2]"] {
+        for bad in [
+            "",
+            "{",
+            "[1,]",
+            "{\"a\" 1}",
+            "\"abc",
+            "tru",
+            "{} x",
+            "[1 2]",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
         let deep = "[".repeat(100) + &"]".repeat(100);

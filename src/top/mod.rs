@@ -208,7 +208,12 @@ pub fn render(addr: &str, body: &str) -> Result<String, String> {
     let mut threads: Vec<&Value> = v.get("threads").arr().iter().collect();
     // The threads holding the hub up first, longest first; then the others
     // by how long they have been in their state.
-    threads.sort_by_key(|t| (!t.get("blocked").bool(), std::cmp::Reverse(num(t.get("for_ms")))));
+    threads.sort_by_key(|t| {
+        (
+            !t.get("blocked").bool(),
+            std::cmp::Reverse(num(t.get("for_ms"))),
+        )
+    });
     let _ = writeln!(o, "{:<15} {:<13} {:>8}  WHAT", "THREAD", "STATE", "FOR");
     for t in threads {
         let mut what = clean_to(t.get("doing").str().unwrap_or(""), 40);
@@ -222,7 +227,11 @@ pub fn render(addr: &str, body: &str) -> Result<String, String> {
             clean_to(t.get("name").str().unwrap_or("?"), 15),
             clean_to(t.get("state").str().unwrap_or("?"), 13),
             human_ms(num(t.get("for_ms"))),
-            if t.get("blocked").bool() { "  BLOCKED" } else { "" },
+            if t.get("blocked").bool() {
+                "  BLOCKED"
+            } else {
+                ""
+            },
         );
     }
     let clients = v.get("clients").arr();
@@ -236,7 +245,11 @@ pub fn render(addr: &str, body: &str) -> Result<String, String> {
         let blocked = num(c.get("write_blocked_ms"));
         let note = if blocked > 0 {
             let left = num(c.get("cut_off_in_ms"));
-            let flag = if c.get("at_risk").bool() { "AT RISK: " } else { "" };
+            let flag = if c.get("at_risk").bool() {
+                "AT RISK: "
+            } else {
+                ""
+            };
             format!(
                 "{flag}write blocked {}, cut off in {}",
                 human_ms(blocked),
@@ -287,8 +300,17 @@ mod tests {
         let text = render("m:1", body).unwrap();
         let dispatcher = text.find("dispatcher").unwrap();
         assert!(dispatcher < text.find("acceptor").unwrap(), "{text}");
-        assert!(text.contains("in writev() to slow? (client-1)  BLOCKED"), "{text}");
-        assert!(text.contains("AT RISK: write blocked 1.2s, cut off in 800ms"), "{text}");
-        assert!(text.contains("channel 2/4 [##########..........]"), "{text}");
+        assert!(
+            text.contains("in writev() to slow? (client-1)  BLOCKED"),
+            "{text}"
+        );
+        assert!(
+            text.contains("AT RISK: write blocked 1.2s, cut off in 800ms"),
+            "{text}"
+        );
+        assert!(
+            text.contains("channel 2/4 [##########..........]"),
+            "{text}"
+        );
     }
 }
