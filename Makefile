@@ -28,11 +28,18 @@ fmt: ## format the code
 lint: ## clippy, warnings as errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-.PHONY: demo simulate
+.PHONY: demo simulate student-copies
 
 demo: ## the hub + logger, driver and vendor agents together (~12 s, stops by itself)
 	$(CARGO) build --quiet
 	bash examples/demo.sh
+
+student-copies: ## the exercises' student copies (answers out, blanks in) under target/handout/scenarios/
+	$(CARGO) build --quiet
+	mkdir -p target/handout/scenarios
+	for f in docs/scenarios/exercises/*.scenario; do \
+	  target/debug/tcphub simulate --student-copy $$f > target/handout/scenarios/$$(basename $$f); done
+	@ls target/handout/scenarios
 
 simulate: ## run every built-in scenario against an in-process hub
 	$(CARGO) build --quiet

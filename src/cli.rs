@@ -249,6 +249,10 @@ pub struct SimulateArgs {
     /// List the built-in scenarios and exit.
     #[arg(long)]
     pub list: bool,
+    /// Print the student copy of each exercise file (its `# answer:` lines
+    /// removed, every `expect` a blank to fill in) instead of running it.
+    #[arg(long)]
+    pub student_copy: bool,
     /// Use the hub at this host:port instead of starting one in-process.
     #[arg(long)]
     pub addr: Option<String>,
@@ -327,6 +331,24 @@ fn agent(args: &AgentArgs) -> ExitCode {
     }
 }
 
+/// `simulate --student-copy`: each file's student copy, on stdout.
+fn student_copies(files: &[String]) -> ExitCode {
+    let mut stdout = std::io::stdout();
+    for file in files {
+        match crate::scenario::read_file(file) {
+            Ok(text) => {
+                let copy = crate::scenario::student::student_copy(&text);
+                let _ = stdout.write_all(copy.as_bytes());
+            }
+            Err(e) => {
+                eprintln!("tcphub simulate: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 fn simulate(args: &SimulateArgs) -> ExitCode {
     use crate::scenario::{self, run::HubToUse, run::Outcome};
     // writeln!, not println!: println! panics when stdout is a closed pipe
@@ -341,6 +363,9 @@ fn simulate(args: &SimulateArgs) -> ExitCode {
             let _ = writeln!(stdout, "{name:<14} {title}");
         }
         return ExitCode::SUCCESS;
+    }
+    if args.student_copy {
+        return student_copies(&args.scenarios);
     }
     // The in-process hub logs every connection at info level; the timeline
     // already tells that story. Keep its warnings (a client cut off).
@@ -367,6 +392,13 @@ fn simulate(args: &SimulateArgs) -> ExitCode {
                         "PASSED {name}: {actors} actors, {steps} steps in {:.2}s",
                         report.elapsed.as_secs_f64()
                     );
+                }
+                Outcome::Unchecked { actors, steps } => {
+                    let _ = writeln!(
+                        stdout,
+                        "NOTHING CHECKED {name}: {actors} actors ran {steps} steps, but none is an expect or expect-closed"
+                    );
+                    failed += 1;
                 }
                 Outcome::Failed(failure) => {
                     let _ = writeln!(stdout, "FAILED {failure}");

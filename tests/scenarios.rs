@@ -305,3 +305,19 @@ fn cli_reports_a_malformed_file_with_its_line_and_exit_code_2() {
     let err = missing.all_stderr().join("\n");
     assert!(err.contains("chat, caps, slow-consumer"), "{err}");
 }
+
+#[test]
+fn a_scenario_without_expectations_is_not_a_pass() {
+    // An exercise with its `expect` lines deleted proves nothing: say so.
+    let (outcome, timeline) = run_text("a: connect\na: send /ping\n", &HubToUse::InProcess);
+    assert_eq!(
+        outcome,
+        Outcome::Unchecked {
+            actors: 1,
+            steps: 2
+        },
+        "{timeline}"
+    );
+    let (outcome, _) = run_text("a: connect\na: expect WELCOME *\n", &HubToUse::InProcess);
+    assert!(matches!(outcome, Outcome::Passed { .. }), "{outcome:?}");
+}
