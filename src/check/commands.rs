@@ -109,7 +109,8 @@ fn dm(ctx: &mut Ctx) -> CheckResult {
     b.expect("DM ann  psst, bob ").hint(
         "the DM text is everything after the first space after the nick, kept byte for byte",
     )?;
-    a.refused("/dm nobody hi", "no-such-nick")?;
+    a.refused("/dm nobody hi", "no-such-nick")
+        .hint("a /dm to a well-formed nick nobody has is ERR no-such-nick")?;
     a.send("/dm ann note to self")?;
     a.expect("DM ann note to self")
         .hint("a /dm to yourself is allowed: you get the DM, then OK dm")?;
@@ -141,7 +142,9 @@ fn pubsub(ctx: &mut Ctx) -> CheckResult {
     for p in [&mut vendor, &mut driver, &mut logger, &mut both, &mut idle] {
         p.settle()?;
     }
-    driver.call("/sub pickup", "OK sub pickup")?;
+    driver
+        .call("/sub pickup", "OK sub pickup")
+        .hint("/sub <topic> answers OK sub <topic> (docs/protocol.md, \"What a client sends\")")?;
     logger.call("/sub *", "OK sub *")?;
     both.call("/sub pickup", "OK sub pickup")?;
     both.call("/sub *", "OK sub *")?;
@@ -230,7 +233,9 @@ fn ping_help_errors(ctx: &mut Ctx) -> CheckResult {
     let mut a = ctx.join("a")?;
     a.call("/ping", "PONG")?;
     a.send("/help")?;
-    let first = a.expect_prefix("HELP ")?;
+    let first = a
+        .expect_prefix("HELP ")
+        .hint("/help answers with HELP lines, one per command")?;
     if first.len() <= "HELP ".len() {
         return Err(CheckFailure::new(
             "a",

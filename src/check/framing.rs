@@ -69,9 +69,10 @@ fn line_too_long(ctx: &mut Ctx) -> CheckResult {
     let exact = "x".repeat(max);
     let limit =
         format!("a line of exactly --max-line ({max}) bytes is fine; the \\r\\n does not count");
-    a.send_raw(format!("{exact}\n{exact}\r\n").as_bytes())?;
-    b.expect(&format!("MSG ann {exact}")).hint(&limit)?;
-    b.expect(&format!("MSG ann {exact}")).hint(&limit)?;
+    for ending in ["\n", "\r\n"] {
+        a.send_raw(format!("{exact}{ending}").as_bytes())?;
+        b.expect(&format!("MSG ann {exact}")).hint(&limit)?;
+    }
     a.send_raw(format!("{exact}y\nafter\n").as_bytes())?;
     let over = format!(
         "a line of more than --max-line ({max}) bytes gets ERR line-too-long, is thrown away up \

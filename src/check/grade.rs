@@ -20,6 +20,8 @@ pub struct Address {
     fresh: bool,
     /// False once the server did not answer the `/list` used to wait.
     quiesce: bool,
+    /// `LEAVE <nick>` of the last probe, which the next check ignores.
+    probe_leave: Option<String>,
 }
 
 impl Address {
@@ -31,6 +33,7 @@ impl Address {
             timeout,
             fresh,
             quiesce: true,
+            probe_leave: None,
         }
     }
 
@@ -42,6 +45,7 @@ impl Address {
             return;
         };
         let alone = format!("LIST {}", probe.guest);
+        self.probe_leave = Some(format!("LEAVE {}", probe.guest));
         let end = Instant::now() + self.timeout;
         loop {
             let answered = probe
@@ -91,7 +95,8 @@ impl Target for Address {
             ));
         }
         let fresh = std::mem::take(&mut self.fresh);
-        Ok(Ctx::new(self.addr, self.limits, fresh, self.timeout))
+        let ctx = Ctx::new(self.addr, self.limits, fresh, self.timeout);
+        Ok(ctx.ignoring(self.probe_leave.clone()))
     }
 
     fn finish(&mut self) {

@@ -106,6 +106,7 @@ pub struct Ctx {
     /// When this check must be over.
     pub deadline: Instant,
     reached: Arc<AtomicBool>,
+    noise: Option<Arc<[u8]>>,
     /// Keeps a server started for this check alive until the check ends.
     _server: Option<Box<dyn std::any::Any>>,
 }
@@ -121,6 +122,7 @@ impl Ctx {
             timeout,
             deadline: Instant::now() + budget(timeout, &limits),
             reached: Arc::new(AtomicBool::new(false)),
+            noise: None,
             _server: None,
         }
     }
@@ -129,6 +131,13 @@ impl Ctx {
     /// this context: how a launcher ties a server to one check.
     pub fn keeping(mut self, server: Box<dyn std::any::Any>) -> Ctx {
         self._server = Some(server);
+        self
+    }
+
+    /// Tells every peer of this check to skip `line` wherever it comes
+    /// (see [`PeerSettings::noise`]).
+    pub fn ignoring(mut self, line: Option<String>) -> Ctx {
+        self.noise = line.map(|l| Arc::from(l.into_bytes()));
         self
     }
 
@@ -143,6 +152,7 @@ impl Ctx {
             timeout: self.timeout,
             deadline: self.deadline,
             reached: self.reached.clone(),
+            noise: self.noise.clone(),
         }
     }
 
