@@ -291,3 +291,23 @@ pub fn ann_and_bob(ctx: &Ctx) -> CheckResult<(Peer, Peer)> {
     ann.expect(&format!("NICK {} bob", bob.guest))?;
     Ok((ann, bob))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_select_keeps_the_canonical_order() {
+        let mut names: Vec<&str> = CHECKS.iter().map(|c| c.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), CHECKS.len());
+        let picked: Vec<&str> = select("dm, quit").unwrap().iter().map(|c| c.name).collect();
+        assert_eq!(picked, ["quit", "dm"]);
+        let err = select("quit,nope").err().unwrap();
+        assert!(
+            err.starts_with("unknown check nope; valid names: guest-numbers, "),
+            "{err}"
+        );
+    }
+}

@@ -436,3 +436,18 @@ impl CheckFailure {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn escape_shows_control_bytes_and_bad_utf8() {
+        assert_eq!(
+            escape(b"a\rb\0\t\xe9 caf\xc3\xa9"),
+            r#""a\rb\0\t\xe9 café""#
+        );
+        let long = escape(&[b'x'; 200]);
+        assert!(long.ends_with("\" (cut; 200 bytes in all)"), "{long}");
+    }
+}
