@@ -21,6 +21,7 @@
 
 pub mod agent;
 pub mod bench;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod hub;
