@@ -28,6 +28,11 @@ fmt: ## format the code
 lint: ## clippy, warnings as errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+.PHONY: handout
+
+handout: ## the students' copy of exercises/ (starters, no solutions): target/handout/ + .tar.gz
+	bash exercises/make-handout.sh target/handout
+
 .PHONY: demo simulate
 
 demo: ## the hub + logger, driver and vendor agents together (~12 s, stops by itself)
