@@ -12,13 +12,24 @@
 pub type ClientId = u64;
 
 /// One thing a line framer (step 4) found in the byte stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Frame {
     /// A whole line, without its `\n`, and without a `\r` right before it.
     Line(Vec<u8>),
     /// The current line went past the limit. Reported once, as soon as it is
     /// known (before its `\n` arrives); the rest of that line is thrown away.
     TooLong,
+}
+
+/// Shows a line as text (`Line("ab\r")`), not as a list of numbers, so a
+/// failed check is readable.
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Frame::Line(bytes) => write!(f, "Line(\"{}\")", bytes.escape_ascii()),
+            Frame::TooLong => f.write_str("TooLong"),
+        }
+    }
 }
 
 /// Turns the chunks that `read()` returns into lines (step 4). Node's

@@ -45,22 +45,32 @@ pub fn check<F: Framer>(new: fn(usize) -> F) {
     for c in CASES {
         let want = expected(c.frames);
         let n = c.bytes.len();
-        assert_eq!(run(new, &[c.bytes]), want, "fed whole: {:?}", show(c.bytes));
+        assert_eq!(
+            run(new, &[c.bytes]),
+            want,
+            "fed whole: \"{}\"",
+            show(c.bytes)
+        );
         for i in 0..=n {
             let (a, b) = c.bytes.split_at(i);
-            assert_eq!(run(new, &[a, b]), want, "cut at {i}: {:?}", show(c.bytes));
+            assert_eq!(run(new, &[a, b]), want, "cut at {i}: \"{}\"", show(c.bytes));
             for j in i..=n {
                 let parts = [&c.bytes[..i], &c.bytes[i..j], &c.bytes[j..]];
                 assert_eq!(
                     run(new, &parts),
                     want,
-                    "cut at {i} and {j}: {:?}",
+                    "cut at {i} and {j}: \"{}\"",
                     show(c.bytes)
                 );
             }
         }
         let bytes: Vec<&[u8]> = c.bytes.chunks(1).collect();
-        assert_eq!(run(new, &bytes), want, "byte by byte: {:?}", show(c.bytes));
+        assert_eq!(
+            run(new, &bytes),
+            want,
+            "byte by byte: \"{}\"",
+            show(c.bytes)
+        );
     }
     too_long_is_reported_early(new);
     tail_is_kept(new);
@@ -138,7 +148,7 @@ fn random_mixtures<F: Framer>(new: fn(usize) -> F) {
         assert_eq!(
             run(new, &parts),
             want,
-            "random round {round}: {:?}",
+            "random round {round}: \"{}\"",
             show(&stream)
         );
     }
@@ -152,7 +162,7 @@ fn run<F: Framer>(new: fn(usize) -> F, parts: &[&[u8]]) -> Vec<Frame> {
         frames.extend(f.feed(part));
         assert!(
             f.buffered() <= MAX_LINE + 1,
-            "buffered() is {} after feeding {:?}; the limit is max_line + 1 = {}",
+            "buffered() is {} after feeding \"{}\"; the limit is max_line + 1 = {}",
             f.buffered(),
             show(part),
             MAX_LINE + 1
