@@ -95,54 +95,15 @@ fn the_handout_has_starters_and_no_solution_code() {
         starter_lines.extend(code_lines(&starter));
     }
 
-    // No line that only a solution has appears anywhere in the handout.
-    // (Lines the solutions share with the starters, or with the checks and
-    // helpers that are handed out as they are, like `match stream.read(&mut
-    // buf) {`, give nothing away.)
-    let mut shared_lines = starter_lines.clone();
-    for rel in files(&src.join("checks")) {
-        let text = fs::read_to_string(src.join("checks").join(rel)).expect("a check");
-        shared_lines.extend(code_lines(&text));
-    }
-    for rel in [
-        "src/shared.rs",
-        "src/support.rs",
-        "tests/grade.rs",
-        "examples/udp_vs_tcp.rs",
-    ] {
-        let text = fs::read_to_string(crate_dir().join(rel)).expect("a handed-out file");
-        shared_lines.extend(code_lines(&text));
-    }
-    let mut solution_only = Vec::new();
-    for name in &solutions {
-        let text = fs::read_to_string(src.join("steps").join(name)).expect("solution");
-        let only: Vec<String> = code_lines(&text)
-            .into_iter()
-            .filter(|l| !shared_lines.contains(l))
-            .collect();
-        assert!(
-            !only.is_empty(),
-            "{name}: the solution has no code of its own?"
-        );
-        solution_only.extend(only);
-    }
-    let handed = files(&out);
-    for rel in &handed {
-        let Ok(text) = fs::read_to_string(out.join(rel)) else {
-            continue;
-        };
-        let lines = code_lines(&text);
-        for line in &solution_only {
-            assert!(
-                !lines.contains(line),
-                "{} holds solution code: {line:?}",
-                rel.display()
-            );
-        }
-    }
+    no_solution_line_is_handed_out(&src, &out, &solutions, starter_lines);
 
     // No starters module, no repository-only tests.
-    for gone in ["src/starters", "tests/starters_fail.rs", "tests/handout.rs"] {
+    for gone in [
+        "src/starters",
+        "tests/starters_fail.rs",
+        "tests/mutants.rs",
+        "tests/handout.rs",
+    ] {
         assert!(!out.join(gone).exists(), "the handout has {gone}");
     }
     let lib = fs::read_to_string(out.join("src/lib.rs")).expect("lib.rs");
@@ -171,7 +132,64 @@ fn the_handout_has_starters_and_no_solution_code() {
         .lines()
         .filter(|l| !l.ends_with('/'))
         .count();
-    assert_eq!(listed, handed.len(), "the .tar.gz and the folder differ");
+    assert_eq!(
+        listed,
+        files(&out).len(),
+        "the .tar.gz and the folder differ"
+    );
+}
+
+/// No line that only a solution has appears anywhere in the handout.
+/// (Lines the solutions share with the starters, or with the checks and
+/// helpers that are handed out as they are, like `match stream.read(&mut
+/// buf) {`, give nothing away.)
+fn no_solution_line_is_handed_out(
+    src: &Path,
+    out: &Path,
+    solutions: &[String],
+    starter_lines: BTreeSet<String>,
+) {
+    let mut shared_lines = starter_lines;
+    for rel in files(&src.join("checks")) {
+        let text = fs::read_to_string(src.join("checks").join(rel)).expect("a check");
+        shared_lines.extend(code_lines(&text));
+    }
+    for rel in [
+        "src/shared.rs",
+        "src/support.rs",
+        "tests/grade.rs",
+        "examples/udp_vs_tcp.rs",
+    ] {
+        let text = fs::read_to_string(crate_dir().join(rel)).expect("a handed-out file");
+        shared_lines.extend(code_lines(&text));
+    }
+    let mut solution_only = Vec::new();
+    for name in solutions {
+        let text = fs::read_to_string(src.join("steps").join(name)).expect("solution");
+        let only: Vec<String> = code_lines(&text)
+            .into_iter()
+            .filter(|l| !shared_lines.contains(l))
+            .collect();
+        assert!(
+            !only.is_empty(),
+            "{name}: the solution has no code of its own?"
+        );
+        solution_only.extend(only);
+    }
+    let handed = files(out);
+    for rel in &handed {
+        let Ok(text) = fs::read_to_string(out.join(rel)) else {
+            continue;
+        };
+        let lines = code_lines(&text);
+        for line in &solution_only {
+            assert!(
+                !lines.contains(line),
+                "{} holds solution code: {line:?}",
+                rel.display()
+            );
+        }
+    }
 }
 
 #[test]
@@ -229,13 +247,16 @@ fn cargo(dir: &Path, target: &Path, args: &[&str]) -> Output {
     // Read both pipes while waiting, or a chatty cargo would fill one and
     // block forever.
     let pipe = |r: Option<Box<dyn Read + Send>>| {
-        thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut bytes);
-            }
-            bytes
-        })
+        thread::Builder::new()
+            .name("handout-cargo-pipe".to_string())
+            .spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut r) = r {
+                    let _ = r.read_to_end(&mut bytes);
+                }
+                bytes
+            })
+            .expect("spawn a pipe reader")
     };
     let stdout = pipe(
         child

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::support::{Peer, is_timeout, spawn_named, start_server};
 
 /// The write timeout the check starts your hub with.
-pub const WRITE_TIMEOUT: Duration = Duration::from_millis(300);
+pub const WRITE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Longest line the hub must accept (docs/protocol.md's default).
 pub const MAX_LINE: usize = 4096;
 /// The flood gives up after this much (the cut-off should come far sooner).
