@@ -32,18 +32,23 @@ fmt: ## format the code
 lint: ## clippy, warnings as errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+.PHONY: handout
+
+handout: ## the students' copy of exercises/ (starters, no solutions): target/handout/ + .tar.gz
+	bash exercises/make-handout.sh target/handout
+
 .PHONY: demo simulate student-copies
 
 demo: ## the hub + logger, driver and vendor agents together (~12 s, stops by itself)
 	$(CARGO) build --quiet
 	bash examples/demo.sh
 
-student-copies: ## the exercises' student copies (answers out, blanks in) under target/handout/scenarios/
+student-copies: ## the exercises' student copies (answers out, blanks in) under target/student-copies/
 	$(CARGO) build --quiet
-	mkdir -p target/handout/scenarios
+	mkdir -p target/student-copies
 	for f in docs/scenarios/exercises/*.scenario; do \
-	  target/debug/tcphub simulate --student-copy $$f > target/handout/scenarios/$$(basename $$f); done
-	@ls target/handout/scenarios
+	  target/debug/tcphub simulate --student-copy $$f > target/student-copies/$$(basename $$f); done
+	@ls target/student-copies
 
 simulate: ## run every built-in scenario against an in-process hub
 	$(CARGO) build --quiet
