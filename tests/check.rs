@@ -175,3 +175,40 @@ fn list_names_every_check_with_a_description() {
         );
     }
 }
+
+/// The staged track's last hub (exercises/, step 7) is graded by the same
+/// command: everything it implements passes, and the one thing the track
+/// leaves out (`/help`) fails with what was expected.
+#[test]
+fn the_exercises_step_7_hub_is_graded_by_tcphub_check() {
+    use exercises::steps::step7_slow_consumers::serve;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    // The step 7 hub has no shutdown: its threads end with this process.
+    std::thread::Builder::new()
+        .name("step7-hub".into())
+        .spawn(move || serve(listener, Duration::from_millis(300)))
+        .expect("spawn the step 7 hub");
+    let names: Vec<&str> = tcphub::check::CHECKS
+        .iter()
+        .map(|c| c.name)
+        .filter(|n| !["ping-help-errors", "server-full"].contains(n))
+        .collect();
+    let only = names.join(",");
+    let args = [
+        &addr,
+        "--fresh",
+        "--write-timeout-ms",
+        "300",
+        "--only",
+        &only,
+    ];
+    let (code, out, err) = check(&args);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let (code, out, _) = check(&[&addr, "--only", "ping-help-errors"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL ping-help-errors") && out.contains("HELP"),
+        "{out}"
+    );
+}
