@@ -29,7 +29,7 @@ cp "$here/src/shared.rs" "$here/src/support.rs" "$out/src/"
 # lib.rs without the `starters` module (the lines from the marker to it).
 sed '/not-in-handout/,/^pub mod starters;/d' "$here/src/lib.rs" >"$out/src/lib.rs"
 cp "$here/tests/grade.rs" "$out/tests/"
-cp "$here/examples/udp_vs_tcp.rs" "$out/examples/"
+cp "$here/examples/udp_vs_tcp.rs" "$here/examples/serve_step7.rs" "$out/examples/"
 cp "$here/README.md" "$out/README.md"
 cp "$root/docs/protocol.md" "$out/docs/protocol.md"
 {
