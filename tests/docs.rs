@@ -49,8 +49,7 @@ fn links(text: &str) -> Vec<(usize, String)> {
 
 /// Why `target`, linked from `page`, does not resolve (None if it does).
 fn broken(page: &Path, target: &str) -> Option<String> {
-    if target.starts_with("http://") || target.starts_with("https://") || target.starts_with('#')
-    {
+    if target.starts_with("http://") || target.starts_with("https://") || target.starts_with('#') {
         return None;
     }
     let file = target.split('#').next().unwrap_or(target);
@@ -78,7 +77,10 @@ fn every_relative_link_resolves_inside_the_repo() {
             }
         }
     }
-    assert!(checked > 50, "only {checked} links found: is the scan broken?");
+    assert!(
+        checked > 50,
+        "only {checked} links found: is the scan broken?"
+    );
     assert!(report.is_empty(), "broken links:\n{}", report.join("\n"));
 }
 
