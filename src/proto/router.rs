@@ -96,14 +96,6 @@ impl Router {
             .map(|c| c.nick.as_str())
     }
 
-    /// How many topics (`*` included) a connected client subscribes to.
-    pub fn subscriptions(&self, id: ClientId) -> usize {
-        self.clients
-            .get(&id)
-            .filter(|c| c.open)
-            .map_or(0, |c| c.subs.len())
-    }
-
     /// True while the current batch may take another event (see
     /// [`Batch::has_room`]); `taken` is how many it has taken so far.
     pub fn batch_has_room(&self, taken: usize) -> bool {
@@ -247,6 +239,14 @@ impl Router {
                 self.disconnect(id, &why);
             }
         }
+    }
+
+    /// How many topics (`*` included) a connected client subscribes to.
+    pub fn subscriptions(&self, id: ClientId) -> usize {
+        self.clients
+            .get(&id)
+            .filter(|c| c.open)
+            .map_or(0, |c| c.subs.len())
     }
 
     // ---- one method per command ---------------------------------------
