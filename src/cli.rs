@@ -106,7 +106,10 @@ pub fn run(cli: Cli) -> ExitCode {
             init_logging();
             simulate(&args)
         }
-        Command::Bench(args) => crate::bench::run(&args),
+        Command::Bench(args) => {
+            init_logging_at("warn");
+            crate::bench::run(&args)
+        }
     }
 }
 

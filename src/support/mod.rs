@@ -2,3 +2,4 @@
 
 pub mod duration;
 pub mod json;
+pub mod server_process;
