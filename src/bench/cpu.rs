@@ -248,6 +248,14 @@ impl Usage {
         self.generator_cpu_s / self.window_s.max(1e-9)
     }
 
+    /// True when the whole machine was busy (above [`BOTTLENECK_SHARE`] of
+    /// its cores): server, bench and other processes competed for the CPU,
+    /// so throughput says as much about the machine as about the server.
+    pub fn machine_saturated(&self) -> bool {
+        self.machine_busy
+            .is_some_and(|busy| busy > BOTTLENECK_SHARE * self.cores as f64)
+    }
+
     /// Why the bench itself, not the server, may have limited the run:
     /// a generator thread above [`BOTTLENECK_SHARE`] of a core, or the whole
     /// generator above that share of all cores.

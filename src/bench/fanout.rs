@@ -20,7 +20,7 @@
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -108,6 +108,10 @@ struct Window {
     finished_ns: u64,
     /// Lines each publisher sent.
     sent: Vec<u64>,
+    /// A timed run's window ends when the publishers stop: then, and the
+    /// deliveries counted by then.
+    end_ns: Option<u64>,
+    received_at_end: Option<u64>,
 }
 
 /// One fan-out run: the state its phases share.
@@ -128,6 +132,10 @@ struct Run<'a> {
     failure: Option<String>,
     /// Every connection, kept open until the run is over.
     streams: Vec<TcpStream>,
+    /// The publishers' lead over the deliveries.
+    flow: Arc<Flow>,
+    /// When publishing started (ns since the epoch).
+    publish_start_ns: Option<u64>,
 }
 
 impl<'a> Run<'a> {
@@ -144,6 +152,8 @@ impl<'a> Run<'a> {
             connected: 0,
             failure: None,
             streams: Vec::new(),
+            flow: Arc::new(Flow::new(args.publishers + args.subscribers - 1)),
+            publish_start_ns: None,
         }
     }
 
@@ -278,6 +288,14 @@ impl<'a> Run<'a> {
         done: impl Fn(&Shared) -> bool,
         line: impl Fn(&Shared) -> String,
     ) {
+        // While publishing, every check also resizes the publishers' lead.
+        let (flow, start) = (self.flow.clone(), self.publish_start_ns);
+        let done = |s: &Shared| {
+            if let Some(start) = start {
+                flow.update(s, start);
+            }
+            done(s)
+        };
         if self.failure.is_none() {
             self.failure = wait_for(&self.shared, self.deadline, self.progress, done, line, what);
         }
@@ -359,6 +377,7 @@ impl<'a> Run<'a> {
         shared.set_stage(stage::MEASURE);
         let start_ns = shared.now_ns();
         window.publish_start_ns = start_ns;
+        self.publish_start_ns = Some(start_ns);
         let stop = Arc::new(AtomicBool::new(false));
         let mut publishing = self.start_publishers(start_ns, &stop);
         self.warm_up(start_ns);
@@ -369,19 +388,24 @@ impl<'a> Run<'a> {
         window.received_at_start = shared.received.load(Ordering::Relaxed);
         let pid = self.target.pid();
         let cpu_start = Sample::take(pid);
+        let in_process = self.target.in_this_process();
         if self.timed() {
+            // The window is the publishing time: what is still queued when
+            // the publishers stop is delivered and checked, not measured.
             self.wait_for_window(&window);
             stop.store(true, Ordering::Relaxed);
+            let cpu_end = Sample::take(pid);
+            window.end_ns = Some(shared.now_ns());
+            window.received_at_end = Some(shared.received.load(Ordering::Relaxed));
+            window.usage = Some(Usage::between(&cpu_start, &cpu_end, in_process));
             self.join_publishers(&mut publishing, &mut window);
             let _ = shared.sent.set(window.sent.clone());
         }
         self.drain(&window);
-        let cpu_end = Sample::take(pid);
-        window.usage = Some(Usage::between(
-            &cpu_start,
-            &cpu_end,
-            self.target.in_this_process(),
-        ));
+        if window.usage.is_none() {
+            let cpu_end = Sample::take(pid);
+            window.usage = Some(Usage::between(&cpu_start, &cpu_end, in_process));
+        }
         window.stopped_ns = shared.now_ns();
         shared.set_stage(stage::STOP);
         self.join_publishers(&mut publishing, &mut window);
@@ -394,6 +418,7 @@ impl<'a> Run<'a> {
         stop: &Arc<AtomicBool>,
     ) -> Vec<JoinHandle<Published>> {
         let mut publishing = Vec::new();
+        let flow = self.flow.clone();
         for (p, stream) in self.writers.drain(..) {
             let plan = Plan {
                 index: p,
@@ -407,6 +432,7 @@ impl<'a> Run<'a> {
                 start_ns,
                 deadline: self.deadline,
                 stop: stop.clone(),
+                flow: flow.clone(),
             };
             let shared = self.shared.clone();
             let spawned = thread::Builder::new()
@@ -550,8 +576,12 @@ impl<'a> Run<'a> {
             window.stopped_ns
         };
         report.elapsed = Duration::from_nanos(end_ns.saturating_sub(window.publish_start_ns));
-        report.window = Duration::from_nanos(end_ns.saturating_sub(window.start_ns));
-        report.window_deliveries = report.received.saturating_sub(window.received_at_start);
+        let window_end = window.end_ns.unwrap_or(end_ns);
+        report.window = Duration::from_nanos(window_end.saturating_sub(window.start_ns));
+        report.window_deliveries = window
+            .received_at_end
+            .unwrap_or(report.received)
+            .saturating_sub(window.received_at_start);
         report.publish_elapsed =
             Duration::from_nanos(window.finished_ns.saturating_sub(window.publish_start_ns));
         report.latency_p50 = latency.percentile_duration(50.0);
@@ -648,6 +678,61 @@ struct Plan {
     deadline: Instant,
     /// Set when a timed run's window is long enough.
     stop: Arc<AtomicBool>,
+    flow: Arc<Flow>,
+}
+
+/// How far publishers may run ahead of the deliveries. A server that
+/// reads faster than it delivers (Node buffers every write in memory) would
+/// otherwise be fed more in a second than it delivers in a minute, and the
+/// drain after the window would take that minute.
+#[derive(Debug)]
+struct Flow {
+    /// Lines written, over all publishers.
+    sent: AtomicU64,
+    /// Deliveries each line makes.
+    receivers: u64,
+    /// Most deliveries in flight (sent, not yet received).
+    cap: AtomicU64,
+}
+
+/// Deliveries in flight are kept under this much time at the rate seen so
+/// far...
+const LAG: f64 = 0.25;
+/// ... but never under this many lines' worth.
+const MIN_LAG_LINES: u64 = 64;
+
+impl Flow {
+    fn new(receivers: u64) -> Flow {
+        Flow {
+            sent: AtomicU64::new(0),
+            receivers,
+            cap: AtomicU64::new(MIN_LAG_LINES * receivers),
+        }
+    }
+
+    /// Re-reads the delivery rate since `start_ns` and resizes the cap.
+    fn update(&self, shared: &Shared, start_ns: u64) {
+        let secs = shared.now_ns().saturating_sub(start_ns) as f64 / 1e9;
+        if secs > 0.05 {
+            let rate = shared.received.load(Ordering::Relaxed) as f64 / secs;
+            let cap = ((rate * LAG) as u64).max(MIN_LAG_LINES * self.receivers);
+            self.cap.store(cap, Ordering::Relaxed);
+        }
+    }
+
+    /// Lines that may still be sent before the cap is reached.
+    fn room_lines(&self, shared: &Shared) -> u64 {
+        let sent = self.sent.load(Ordering::Relaxed) * self.receivers;
+        let in_flight = sent.saturating_sub(shared.received.load(Ordering::Relaxed));
+        self.cap.load(Ordering::Relaxed).saturating_sub(in_flight) / self.receivers.max(1)
+    }
+
+    /// True while more than the cap is in flight.
+    fn too_far_ahead(&self, shared: &Shared) -> bool {
+        let sent = self.sent.load(Ordering::Relaxed) * self.receivers;
+        sent.saturating_sub(shared.received.load(Ordering::Relaxed))
+            > self.cap.load(Ordering::Relaxed)
+    }
 }
 
 /// One publisher: its lines, as fast as the server takes them, or at
@@ -680,6 +765,13 @@ fn publish(mut stream: TcpStream, plan: &Plan, shared: &Shared) -> Published {
                 thread::sleep(Duration::from_nanos(due - now));
             }
         }
+        while plan.rate.is_none()
+            && plan.flow.too_far_ahead(shared)
+            && !plan.stop.load(Ordering::Relaxed)
+            && shared.stage() != stage::STOP
+        {
+            thread::sleep(Duration::from_micros(20));
+        }
         let Some(left) = remaining(plan.deadline) else {
             error = Some(format!("publisher {} timed out", plan.index));
             break;
@@ -687,7 +779,9 @@ fn publish(mut stream: TcpStream, plan: &Plan, shared: &Shared) -> Published {
         let _ = stream.set_write_timeout(Some(left));
         buffer.clear();
         let now = shared.now_ns();
-        let n = per_write.min(plan.messages - seq);
+        // No more than the flow cap allows in one write, either.
+        let room = plan.flow.room_lines(shared).max(1);
+        let n = per_write.min(plan.messages - seq).min(room);
         for s in seq..seq + n {
             encode_chat(&mut buffer, plan.index, s, now, plan.size);
         }
@@ -697,6 +791,7 @@ fn publish(mut stream: TcpStream, plan: &Plan, shared: &Shared) -> Published {
             break;
         }
         seq += n;
+        plan.flow.sent.fetch_add(n, Ordering::Relaxed);
     }
     Published {
         finished_ns: shared.now_ns(),

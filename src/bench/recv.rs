@@ -549,56 +549,17 @@ pub fn sweep(incoming: Receiver<Conn>, shared: Arc<Shared>, pace: Pace) -> Swept
         if stage == stage::STOP {
             break;
         }
-        // Tell the connections about a warm-up's end, or a timed run's
-        // totals, once (and again if new connections came).
-        let told = (
-            shared.record_from_ns.load(Ordering::Relaxed),
-            shared.sent.get().is_some(),
-            conns.len(),
-        );
-        if told != last_told {
-            for conn in &mut conns {
-                conn.tally.record_from_ns = told.0;
-                if let Some(sent) = shared.sent.get() {
-                    conn.tally.finalize(sent);
-                }
-                // It may be complete already, with nothing more to read.
-                conn.report(&shared);
-            }
-            last_told = told;
-        }
-        let mut got = 0u64;
-        let mut chats = 0u64;
-        let mut open = 0usize;
+        tell(&mut conns, &shared, &mut last_told);
+        let (mut got, mut chats, mut open) = (0u64, 0u64, 0usize);
         for conn in &mut conns {
             if conn.done(stage) {
                 continue;
             }
             open += 1;
             conn.maybe_ping(stage);
-            for _ in 0..READS_PER_VISIT {
-                match conn.stream.read(&mut buffer) {
-                    Ok(0) => {
-                        conn.tally.end = Some(End::Closed("closed by the server".into()));
-                        break;
-                    }
-                    Ok(n) => {
-                        got += n as u64;
-                        let before = conn.tally.received;
-                        conn.tally.feed(&buffer[..n], shared.now_ns(), &mut latency);
-                        chats += conn.tally.received - before;
-                        if n < buffer.len() {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if is_would_block(&e) => break,
-                    Err(e) => {
-                        conn.tally.end = Some(End::Closed(format!("read failed: {e}")));
-                        break;
-                    }
-                }
-            }
+            let (bytes, lines) = read_conn(conn, &mut buffer, &shared, &mut latency);
+            got += bytes;
+            chats += lines;
             conn.report(&shared);
         }
         if got > 0 {
@@ -608,32 +569,93 @@ pub fn sweep(incoming: Receiver<Conn>, shared: Arc<Shared>, pace: Pace) -> Swept
         if !more_coming && open == 0 && stage >= stage::MEASURE {
             break;
         }
-        match pace {
-            Pace::Blocking => continue,
-            Pace::Lazy => {
-                thread::sleep(Duration::from_millis(if got > 0 { 2 } else { 10 }));
-                continue;
-            }
-            Pace::Eager if got > 0 => {
-                idle_sweeps = 0;
-                continue;
-            }
-            Pace::Eager => {}
-        }
-        idle_sweeps = idle_sweeps.saturating_add(1);
-        if idle_sweeps <= 3 {
-            thread::yield_now();
-        } else if idle_sweeps <= 200 {
-            thread::sleep(Duration::from_micros(50));
-        } else {
-            thread::sleep(Duration::from_millis(1));
-        }
+        pause(pace, got > 0, &mut idle_sweeps);
     }
     let (streams, tallies) = conns.into_iter().map(|c| (c.stream, c.tally)).unzip();
     Swept {
         tallies,
         latency,
         streams,
+    }
+}
+
+/// Tells the connections about a warm-up's end, or a timed run's totals,
+/// once (and again if new connections came).
+fn tell(conns: &mut [Conn], shared: &Shared, last_told: &mut (u64, bool, usize)) {
+    let told = (
+        shared.record_from_ns.load(Ordering::Relaxed),
+        shared.sent.get().is_some(),
+        conns.len(),
+    );
+    if told == *last_told {
+        return;
+    }
+    for conn in conns.iter_mut() {
+        conn.tally.record_from_ns = told.0;
+        if let Some(sent) = shared.sent.get() {
+            conn.tally.finalize(sent);
+        }
+        // It may be complete already, with nothing more to read.
+        conn.report(shared);
+    }
+    *last_told = told;
+}
+
+/// Up to [`READS_PER_VISIT`] reads of one connection: (bytes, chat lines).
+fn read_conn(
+    conn: &mut Conn,
+    buffer: &mut [u8],
+    shared: &Shared,
+    latency: &mut Histogram,
+) -> (u64, u64) {
+    let (mut got, mut chats) = (0u64, 0u64);
+    for _ in 0..READS_PER_VISIT {
+        match conn.stream.read(buffer) {
+            Ok(0) => {
+                conn.tally.end = Some(End::Closed("closed by the server".into()));
+                break;
+            }
+            Ok(n) => {
+                got += n as u64;
+                let before = conn.tally.received;
+                conn.tally.feed(&buffer[..n], shared.now_ns(), latency);
+                chats += conn.tally.received - before;
+                if n < buffer.len() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_would_block(&e) => break,
+            Err(e) => {
+                conn.tally.end = Some(End::Closed(format!("read failed: {e}")));
+                break;
+            }
+        }
+    }
+    (got, chats)
+}
+
+/// Waits between sweeps as `pace` says (see [`Pace`]).
+fn pause(pace: Pace, got_some: bool, idle_sweeps: &mut u32) {
+    match pace {
+        Pace::Blocking => return,
+        Pace::Lazy => {
+            thread::sleep(Duration::from_millis(if got_some { 2 } else { 10 }));
+            return;
+        }
+        Pace::Eager if got_some => {
+            *idle_sweeps = 0;
+            return;
+        }
+        Pace::Eager => {}
+    }
+    *idle_sweeps = idle_sweeps.saturating_add(1);
+    if *idle_sweeps <= 3 {
+        thread::yield_now();
+    } else if *idle_sweeps <= 200 {
+        thread::sleep(Duration::from_micros(50));
+    } else {
+        thread::sleep(Duration::from_millis(1));
     }
 }
 

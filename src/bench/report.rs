@@ -229,6 +229,12 @@ impl FanoutReport {
         if let Some(warning) = u.generator_bottleneck() {
             let _ = writeln!(s, "WARNING      {warning}");
         }
+        if u.machine_saturated() {
+            let _ = writeln!(
+                s,
+                "WARNING      the machine was saturated: the server did not have the CPU to itself"
+            );
+        }
     }
 
     fn usage_json(&self, j: &mut Json) {
@@ -261,6 +267,7 @@ impl FanoutReport {
             Some(w) if has => j.str("generator_bottleneck", &w),
             _ => j.null("generator_bottleneck"),
         }
+        j.bool("machine_saturated", u.machine_saturated());
     }
 
     /// The report as one JSON object on one line.
