@@ -1286,6 +1286,20 @@ fn splice(doc: &str, figures: &str) -> Result<String, String> {
     ))
 }
 
+const NOTES: &str = "## How to read these figures\n";
+
+/// The report with its notes section replaced by docs/benchmarks-notes.md
+/// as it is now (notes are prose, edited after a run; the figures are not).
+fn with_current_notes(md: &str, docs: &Path) -> String {
+    match (
+        md.find(NOTES),
+        std::fs::read_to_string(docs.join("benchmarks-notes.md")),
+    ) {
+        (Some(at), Ok(notes)) => format!("{}{NOTES}\n{notes}", &md[..at]),
+        _ => md.to_string(),
+    }
+}
+
 /// `make compare-docs`: a finished report from `from` into docs/.
 fn publish(root: &Path, from: &Path) -> Result<(), String> {
     let docs = root.join("docs");
@@ -1297,7 +1311,7 @@ fn publish(root: &Path, from: &Path) -> Result<(), String> {
             )
         })
     };
-    let md = read("benchmarks.md")?;
+    let md = with_current_notes(&read("benchmarks.md")?, &docs);
     let svg = read("benchmarks.svg")?;
     let figures = read("async-figures.md")?;
     let doc_path = docs.join("async-comparison.md");
