@@ -93,6 +93,32 @@ impl Value {
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
     }
+
+    // Lenient navigation, for readers of a document whose shape they know
+    // (`tcphub top` reading `/stats`): a missing field reads as `null`,
+    // so `v.field("hub").field("clients").u64()` needs no checks between.
+
+    /// The value of `key`, or `null` if this is not an object or lacks it.
+    pub fn field(&self, key: &str) -> &Value {
+        self.get(key).unwrap_or(&Value::Null)
+    }
+
+    /// A whole, non-negative number, if this is one.
+    pub fn u64(&self) -> Option<u64> {
+        self.as_f64()
+            .filter(|n| *n >= 0.0 && n.fract() == 0.0 && *n <= u64::MAX as f64)
+            .map(|n| n as u64)
+    }
+
+    /// True only for `true`.
+    pub fn is_true(&self) -> bool {
+        matches!(self, Value::Bool(true))
+    }
+
+    /// The elements of an array; none for anything else.
+    pub fn items(&self) -> &[Value] {
+        self.as_array().unwrap_or(&[])
+    }
 }
 
 /// Why a text is not JSON: what was wrong, and at which byte.
