@@ -27,6 +27,7 @@ use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -38,6 +39,8 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
 use tcphub::cli::ServeArgs;
+use tcphub::hub::monitor::Monitor;
+use tcphub::hub::score::{Counters, Scoreboard, Slot, State};
 use tcphub::proto::admission::Admission;
 use tcphub::proto::framing::{Inbound, LineFramer};
 use tcphub::proto::router::{ClientId, Outlet, Router};
@@ -60,6 +63,8 @@ enum Event {
     Connected {
         id: ClientId,
         peer: SocketAddr,
+        /// The client's entry in the live view, shared by its two tasks.
+        slot: Arc<Slot>,
         outbox: mpsc::Sender<Vec<u8>>,
         /// Dropped by the router when it is done with the client: that ends
         /// the reader task (and so releases the read half of the socket).
@@ -86,14 +91,6 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     tcphub::cli::init_logging();
     let args = cli.serve;
-    if args.monitor.is_some() {
-        // The live view reads the threaded hub's scoreboard (one slot per
-        // thread); the twin has tasks, and no scoreboard yet.
-        eprintln!(
-            "async_hub: --monitor is not supported by the async twin (see docs/live-view.md)"
-        );
-        return ExitCode::from(2);
-    }
     let listener = match TcpListener::bind((args.host.as_str(), args.port)).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -116,25 +113,64 @@ async fn main() -> ExitCode {
     let config = args.config();
     let admission = Arc::new(Admission::new(config.max_clients));
     let (events, inbox) = mpsc::channel(config.channel_capacity);
+    // The live view: one slot per *task* here, where the hub has threads.
+    let score = Arc::new(Scoreboard::new());
+    if let Some(spec) = &args.monitor
+        && let Err(e) = start_monitor(spec, &score, &events, &admission, addr, &config)
+    {
+        eprintln!("async_hub: {e}");
+        return ExitCode::from(2);
+    }
     let routing = Routing {
         router: Router::new(admission.clone()),
+        me: score.register_thread("router"),
+        score: score.clone(),
         outboxes: Outboxes {
             open: HashMap::new(),
             stuck: Vec::new(),
             write_timeout: config.write_timeout,
+            share_lines: 0,
+            score: score.clone(),
         },
     };
     let router = tokio::spawn(routing.run(inbox));
-    accept_loop(
-        listener,
-        events,
-        admission,
-        config.max_line,
-        config.write_timeout,
-    )
-    .await;
+    accept_loop(listener, events, admission, &score, &config).await;
     let _ = router.await;
     ExitCode::SUCCESS
+}
+
+/// `--monitor`: the threaded hub's monitor, on a thread of its own (it is
+/// blocking std code), reading this twin's scoreboard and tokio channel.
+fn start_monitor(
+    spec: &str,
+    score: &Arc<Scoreboard>,
+    events: &mpsc::Sender<Event>,
+    admission: &Arc<Admission>,
+    hub_addr: SocketAddr,
+    config: &tcphub::Config,
+) -> Result<(), String> {
+    let (host, port) = tcphub::hub::split_host_port(spec);
+    let (listener, monitor_addr) = tcphub::hub::bind(host, port).map_err(|e| e.to_string())?;
+    let events = events.clone();
+    let monitor = Monitor {
+        listener,
+        score: score.clone(),
+        channel: Box::new(move || {
+            let capacity = events.max_capacity();
+            (capacity - events.capacity(), capacity)
+        }),
+        admission: admission.clone(),
+        stop: Arc::new(AtomicBool::new(false)),
+        hub_addr,
+        max_clients: config.max_clients,
+        write_timeout: config.write_timeout,
+    };
+    std::thread::Builder::new()
+        .name("monitor".into())
+        .spawn(move || monitor.run())
+        .map_err(|e| format!("cannot start the monitor thread: {e}"))?;
+    println!("monitor on http://{monitor_addr}/");
+    Ok(())
 }
 
 /// The acceptor: admission, socket options, and two tasks per client.
@@ -142,12 +178,20 @@ async fn accept_loop(
     listener: TcpListener,
     events: mpsc::Sender<Event>,
     admission: Arc<Admission>,
-    max_line: usize,
-    write_timeout: Duration,
+    score: &Scoreboard,
+    config: &tcphub::Config,
 ) {
+    let (max_line, write_timeout) = (config.max_line, config.write_timeout);
+    let me = score.register_thread("acceptor");
     loop {
-        let (socket, peer) = match listener.accept().await {
-            Ok(pair) => pair,
+        me.enter(State::Accept);
+        let accepted = listener.accept().await;
+        me.enter(State::Admit);
+        let (socket, peer) = match accepted {
+            Ok(pair) => {
+                Counters::add(&score.counters.accepted);
+                pair
+            }
             Err(e) => {
                 // Typically EMFILE: back off instead of spinning.
                 log::warn!("accept failed: {e}");
@@ -156,6 +200,7 @@ async fn accept_loop(
             }
         };
         let Some(id) = admission.try_admit() else {
+            Counters::add(&score.counters.refused_full);
             tokio::spawn(refuse_full(socket, peer, write_timeout));
             continue;
         };
@@ -168,18 +213,26 @@ async fn accept_loop(
         let (read_half, write_half) = socket.into_split();
         let (outbox, outbox_rx) = mpsc::channel(OUTBOX_BATCHES);
         let (stop_reader, stop_rx) = oneshot::channel();
+        let slot = score.register_client(id, peer);
         let connected = Event::Connected {
             id,
             peer,
+            slot: slot.clone(),
             outbox,
             stop_reader,
         };
         if events.send(connected).await.is_err() {
             return;
         }
-        let closed = events.clone();
-        tokio::spawn(write_loop(id, write_half, outbox_rx, closed, write_timeout));
-        tokio::spawn(read_loop(id, read_half, events.clone(), max_line, stop_rx));
+        let writer = Writer {
+            id,
+            slot: slot.clone(),
+            events: events.clone(),
+            timeout: write_timeout,
+        };
+        tokio::spawn(writer.run(write_half, outbox_rx));
+        let reader = read_loop(id, slot, read_half, events.clone(), max_line, stop_rx);
+        tokio::spawn(reader);
     }
 }
 
@@ -198,6 +251,7 @@ async fn refuse_full(mut socket: tokio::net::TcpStream, peer: SocketAddr, timeou
 /// router drops `stop`.
 async fn read_loop(
     id: ClientId,
+    slot: Arc<Slot>,
     mut socket: OwnedReadHalf,
     events: mpsc::Sender<Event>,
     max_line: usize,
@@ -205,72 +259,113 @@ async fn read_loop(
 ) {
     let mut framer = LineFramer::new(max_line);
     let why = loop {
+        slot.enter(State::Read);
         let n = tokio::select! {
             read = socket.read(framer.spare()) => match read {
                 Ok(0) => break "end of stream".to_string(),
                 Ok(n) => n,
                 Err(e) => break format!("read error: {e}"),
             },
-            _ = &mut stop => return,
+            _ = &mut stop => {
+                slot.enter(State::Exited);
+                return;
+            }
         };
         framer.filled(n);
+        slot.read_returned(n);
+        slot.enter(State::HandOver);
         while let Some(line) = framer.next_inbound() {
             let quit = line.is_quit();
+            slot.line_in();
             // Waits while the channel is full: this client stops being read,
             // and TCP slows its sender down. Lines after /quit are ignored.
-            if events.send(Event::Line { id, line }).await.is_err() || quit {
+            if !hand_over(&slot, &events, Event::Line { id, line }).await || quit {
+                slot.enter(State::Exited);
                 return;
             }
         }
     };
     debug!("reader {id} done: {why}");
     let _ = events.send(Event::Closed { id, why }).await;
+    slot.enter(State::Exited);
 }
 
-/// One client's writer: writes what the router queued, coalescing batches
-/// that piled up. Ends when the router drops the channel (after flushing
-/// what is left) or when a write fails or blocks past the write timeout.
-async fn write_loop(
+/// One event into the routing task's channel, waiting while it is full (the
+/// live view shows `channel_full` then). False if the router is gone.
+async fn hand_over(slot: &Slot, events: &mpsc::Sender<Event>, event: Event) -> bool {
+    match events.try_send(event) {
+        Ok(()) => true,
+        Err(TrySendError::Full(event)) => {
+            slot.enter(State::ChannelFull);
+            let sent = events.send(event).await.is_ok();
+            slot.enter(State::HandOver);
+            sent
+        }
+        Err(TrySendError::Closed(_)) => false,
+    }
+}
+
+/// One client's writer task: writes what the router queued, coalescing
+/// batches that piled up. Ends when the router drops the channel (after
+/// flushing what is left) or when a write fails or blocks past the timeout.
+struct Writer {
     id: ClientId,
-    mut socket: OwnedWriteHalf,
-    mut outbox: mpsc::Receiver<Vec<u8>>,
+    /// The client's entry in the live view (this task counts bytes out).
+    slot: Arc<Slot>,
     events: mpsc::Sender<Event>,
     timeout: Duration,
-) {
-    let mut pending: Vec<u8> = Vec::new();
-    while let Some(first) = outbox.recv().await {
-        let mut bytes = first;
-        while let Ok(more) = outbox.try_recv() {
-            if pending.is_empty() {
-                std::mem::swap(&mut pending, &mut bytes);
+}
+
+impl Writer {
+    async fn run(self, mut socket: OwnedWriteHalf, mut outbox: mpsc::Receiver<Vec<u8>>) {
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(first) = outbox.recv().await {
+            let mut bytes = first;
+            while let Ok(more) = outbox.try_recv() {
+                if pending.is_empty() {
+                    std::mem::swap(&mut pending, &mut bytes);
+                }
+                pending.extend_from_slice(&more);
+                if pending.len() >= MAX_WRITE {
+                    break;
+                }
             }
-            pending.extend_from_slice(&more);
-            if pending.len() >= MAX_WRITE {
-                break;
+            let out = if pending.is_empty() { &bytes } else { &pending };
+            if let Some(why) = self.write(&mut socket, out).await {
+                let _ = self.events.send(Event::Closed { id: self.id, why }).await;
+                return;
+            }
+            pending.clear();
+            // Do not sit on a big buffer: with 10,000 mostly idle clients,
+            // what one burst needed would otherwise stay allocated per client.
+            if pending.capacity() > KEEP_WRITE_BUFFER {
+                pending = Vec::new();
             }
         }
-        let out = if pending.is_empty() { &bytes } else { &pending };
-        let why = match tokio::time::timeout(timeout, socket.write_all(out)).await {
+        // The router is done with this client: everything is written, close.
+        let _ = tokio::time::timeout(self.timeout, socket.shutdown()).await;
+    }
+
+    /// One coalesced write within the timeout; `Some(why)` if it failed.
+    async fn write(&self, socket: &mut OwnedWriteHalf, out: &[u8]) -> Option<String> {
+        let client = self.slot.client();
+        if let Some(c) = client {
+            c.set_pending(out.len());
+        }
+        let why = match tokio::time::timeout(self.timeout, socket.write_all(out)).await {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(format!("write error: {e}")),
             Err(_) => Some(format!(
                 "not reading: write blocked past {} ms",
-                timeout.as_millis()
+                self.timeout.as_millis()
             )),
         };
-        if let Some(why) = why {
-            let _ = events.send(Event::Closed { id, why }).await;
-            return;
+        if let (Some(c), None) = (client, &why) {
+            c.wrote_bytes(out.len());
+            c.set_pending(0);
         }
-        pending.clear();
-        // Do not sit on a big buffer: with 10,000 mostly idle clients,
-        // what one burst needed would otherwise stay allocated per client.
-        if pending.capacity() > KEEP_WRITE_BUFFER {
-            pending = Vec::new();
-        }
+        why
     }
-    // The router is done with this client: everything is written, close.
-    let _ = tokio::time::timeout(timeout, socket.shutdown()).await;
 }
 
 /// Where the routing task sends one client's lines.
@@ -282,6 +377,8 @@ struct Outbox {
     full_since: Option<Instant>,
     /// Dropping this ends the client's reader task.
     _stop_reader: oneshot::Sender<()>,
+    /// The client's entry in the live view.
+    slot: Arc<Slot>,
 }
 
 impl Outbox {
@@ -333,6 +430,10 @@ struct Outboxes {
     /// Clients with a non-empty overflow.
     stuck: Vec<ClientId>,
     write_timeout: Duration,
+    /// Lines in the share about to be delivered (for the live view).
+    share_lines: usize,
+    /// The live view, to count the clients cut off here.
+    score: Arc<Scoreboard>,
 }
 
 impl Outboxes {
@@ -349,6 +450,9 @@ impl Outlet for Outboxes {
         let Some(outbox) = self.open.get_mut(&id) else {
             return Ok(());
         };
+        if let Some(c) = outbox.slot.client() {
+            c.wrote_lines(self.share_lines);
+        }
         let bytes = chunks.iter().flat_map(|c| c.iter().copied()).collect();
         let was_stuck = !outbox.overflow.is_empty();
         if outbox.push(bytes) && !was_stuck {
@@ -364,6 +468,9 @@ impl Outlet for Outboxes {
         let Some(outbox) = self.open.remove(&id) else {
             return;
         };
+        if let Some(c) = outbox.slot.client() {
+            c.publish("", 0, false);
+        }
         self.stuck.retain(|&s| s != id);
         if outbox.overflow.is_empty() {
             return;
@@ -378,6 +485,10 @@ impl Outlet for Outboxes {
             } = outbox;
             let _ = tokio::time::timeout(timeout, tx.send(overflow)).await;
         });
+    }
+
+    fn share_lines(&mut self, _id: ClientId, lines: usize) {
+        self.share_lines = lines;
     }
 
     /// Clients whose outbox has stayed full for the whole write timeout.
@@ -397,6 +508,7 @@ impl Outlet for Outboxes {
             {
                 outbox.overflow = Vec::new();
                 outbox.full_since = None;
+                Counters::add(&self.score.counters.cut_off);
                 cut.push((id, why.clone()));
             }
         }
@@ -409,11 +521,15 @@ impl Outlet for Outboxes {
 struct Routing {
     router: Router,
     outboxes: Outboxes,
+    /// The routing task's entry in the live view.
+    me: Arc<Slot>,
+    score: Arc<Scoreboard>,
 }
 
 impl Routing {
     async fn run(mut self, mut inbox: mpsc::Receiver<Event>) {
         loop {
+            self.me.enter(State::Recv);
             let first = if self.outboxes.stuck.is_empty() {
                 match inbox.recv().await {
                     Some(event) => Some(event),
@@ -428,6 +544,7 @@ impl Routing {
                     Err(_) => None,
                 }
             };
+            self.me.enter(State::Route);
             if let Some(event) = first {
                 self.apply(event);
                 let mut taken = 1;
@@ -439,6 +556,7 @@ impl Routing {
                     taken += 1;
                 }
             }
+            self.me.enter(State::Flush);
             self.outboxes.retry_stuck();
             self.router.flush(&mut self.outboxes);
         }
@@ -449,21 +567,38 @@ impl Routing {
             Event::Connected {
                 id,
                 peer,
+                slot,
                 outbox,
                 stop_reader,
             } => {
                 let outbox = Outbox {
+                    slot,
                     tx: outbox,
                     overflow: Vec::new(),
                     full_since: None,
                     _stop_reader: stop_reader,
                 };
-                self.outboxes.open.insert(id, outbox);
                 let nick = self.router.connect(id);
                 info!("{peer} connected as {nick}");
+                if let Some(c) = outbox.slot.client() {
+                    c.publish(nick, 0, true);
+                }
+                self.outboxes.open.insert(id, outbox);
             }
-            Event::Line { id, line } => self.router.on_line(id, &line),
-            Event::Closed { id, why } => self.router.disconnect(id, &why),
+            Event::Line { id, line } => {
+                self.router.on_line(id, &line);
+                let slot = self.outboxes.open.get(&id).map(|o| o.slot.as_ref());
+                self.score.note_line(slot, &self.router, id, &line);
+            }
+            Event::Closed { id, why } => {
+                // A writer that failed: the live view counts it.
+                if why.starts_with("not reading") {
+                    Counters::add(&self.score.counters.cut_off);
+                } else if why.starts_with("write error") {
+                    Counters::add(&self.score.counters.write_errors);
+                }
+                self.router.disconnect(id, &why);
+            }
         }
     }
 }

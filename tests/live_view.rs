@@ -318,8 +318,15 @@ impl Drop for Served {
 }
 
 fn serve(monitor: &str, extra: &[&str]) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tcphub"))
-        .args(["serve", "--port", "0", "--monitor", monitor])
+    let mut hub = Command::new(env!("CARGO_BIN_EXE_tcphub"));
+    hub.arg("serve");
+    serve_with(hub, monitor, extra)
+}
+
+/// `program` (the hub's `serve`, or the async twin) with a monitor.
+fn serve_with(mut program: Command, monitor: &str, extra: &[&str]) -> Served {
+    let mut child = program
+        .args(["--port", "0", "--monitor", monitor])
         .args(extra)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
@@ -382,6 +389,46 @@ fn top_once_prints_every_thread_labelled() {
         assert!(text.contains(label), "top --once lacks {label:?}:\n{text}");
     }
     assert!(!text.contains('\x1b'), "--once is plain text");
+}
+
+/// The async twin serves the same `/stats` shape: its rows are tasks (a
+/// `router` task instead of the `dispatcher` thread), what each awaits.
+#[test]
+fn the_async_twin_shows_its_tasks_in_the_same_shape() {
+    let twin = serve_with(
+        Command::new(common::async_twin_binary()),
+        "127.0.0.1:0",
+        &[],
+    );
+    let mut a = Peer::named(twin.addr, "ann");
+    a.send("/sub pickup");
+    a.expect("OK sub pickup");
+    let mut b = Peer::named(twin.addr, "bob");
+    b.settle();
+    a.settle();
+    let s = until(
+        twin.monitor,
+        Duration::from_secs(10),
+        "ann's subscription published",
+        |s| client(s, "ann").is_some_and(|c| c.field("subs").u64() == Some(1)),
+    );
+    for (name, state) in [
+        ("router", "recv"),
+        ("acceptor", "accept"),
+        ("client-1", "read"),
+    ] {
+        let t = thread(&s, name).unwrap_or_else(|| panic!("no {name} in {s:?}"));
+        assert_eq!(t.field("state").as_str(), Some(state), "{name}: {t:?}");
+    }
+    assert!(
+        thread(&s, "dispatcher").is_none(),
+        "the twin has no dispatcher thread"
+    );
+    let out = top(&[&twin.monitor.to_string(), "--once"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for label in ["router", "client-2", "in read()", "ann", "bob"] {
+        assert!(text.contains(label), "top --once lacks {label:?}:\n{text}");
+    }
 }
 
 #[test]

@@ -24,7 +24,6 @@ use log::{Level, debug, info, log_enabled, warn};
 
 use crate::hub::score::{ClientSlot, Counters, Scoreboard, Slot, State};
 use crate::proto::admission::Admission;
-use crate::proto::client_line::Command;
 use crate::proto::framing::Inbound;
 use crate::proto::router::{ClientId, Outlet, Router};
 use crate::proto::server_line::server_full_line;
@@ -219,22 +218,10 @@ impl Outlet for Sockets {
 }
 
 impl Sockets {
-    /// After a line: count refusals, and publish the nick and subscription
-    /// count of its sender when the line may have changed them (the only
-    /// lock this thread takes, contended by the monitor alone).
+    /// After a line: see [`Scoreboard::note_line`].
     fn publish(&self, router: &Router, id: ClientId, line: &Inbound) {
-        match line {
-            Inbound::Refused(_) => Counters::add(&self.score.counters.refused_line),
-            Inbound::Command(Command::Nick(_) | Command::Sub(_) | Command::Unsub(_)) => {
-                if let (Some(nick), Some(c)) = (
-                    router.nick(id),
-                    self.slots.get(&id).and_then(|s| s.client()),
-                ) {
-                    c.publish(nick, router.subscriptions(id), true);
-                }
-            }
-            _ => {}
-        }
+        let slot = self.slots.get(&id).map(Arc::as_ref);
+        self.score.note_line(slot, router, id, line);
     }
 
     /// `ERR server-full` to a connection that was never admitted, then close.

@@ -168,7 +168,7 @@ impl Hub {
             let monitor = Monitor {
                 listener,
                 score,
-                events,
+                channel: Box::new(move || (events.len(), events.capacity().unwrap_or(0))),
                 admission,
                 stop,
                 hub_addr: addr,

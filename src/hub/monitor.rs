@@ -23,10 +23,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
 use log::{debug, warn};
 
-use crate::hub::dispatcher::Event;
 use crate::hub::score::{HubFacts, Scoreboard, Slot, State};
 use crate::proto::admission::Admission;
 use crate::proto::http::{self, Head, Route, Status};
@@ -51,14 +49,19 @@ const SWEEP: Duration = Duration::from_millis(5);
 pub struct Monitor {
     pub listener: TcpListener,
     pub score: Arc<Scoreboard>,
-    /// Only to read the channel's length and capacity: nothing is sent.
-    pub events: Sender<Event>,
+    /// The channel's length and capacity, read when `/stats` is asked.
+    pub channel: ChannelGauge,
     pub admission: Arc<Admission>,
     pub stop: Arc<AtomicBool>,
     pub hub_addr: SocketAddr,
     pub max_clients: usize,
     pub write_timeout: Duration,
 }
+
+/// Reads the hub's one channel: `(events queued, capacity)`. A closure, so
+/// the threaded hub (a crossbeam channel) and the async twin (a tokio one)
+/// both fit.
+pub type ChannelGauge = Box<dyn Fn() -> (usize, usize) + Send>;
 
 struct Conn {
     socket: TcpStream,
@@ -212,8 +215,8 @@ impl Monitor {
             addr: self.hub_addr,
             max_clients: self.max_clients,
             write_timeout: self.write_timeout,
-            channel_len: self.events.len(),
-            channel_capacity: self.events.capacity().unwrap_or(0),
+            channel_len: (self.channel)().0,
+            channel_capacity: (self.channel)().1,
             clients: self.admission.open(),
         };
         self.score.snapshot().to_json(&facts)

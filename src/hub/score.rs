@@ -23,7 +23,9 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::proto::router::ClientId;
+use crate::proto::client_line::Command;
+use crate::proto::framing::Inbound;
+use crate::proto::router::{ClientId, Router};
 use crate::support::json::push_string;
 
 /// What a thread is doing. Stored as a `u8` in its slot.
@@ -436,6 +438,23 @@ impl Scoreboard {
             .rev()
             .find(|s| s.client.as_ref().is_some_and(|c| c.id == id))
             .cloned()
+    }
+
+    /// After the router took one line from client `id` (whose slot is
+    /// `slot`): count a refusal, and publish the sender's nick and
+    /// subscription count when the line may have changed them. The only
+    /// lock the routing thread (or task) takes, contended by the monitor
+    /// alone. Both servers call it.
+    pub fn note_line(&self, slot: Option<&Slot>, router: &Router, id: ClientId, line: &Inbound) {
+        match line {
+            Inbound::Refused(_) => Counters::add(&self.counters.refused_line),
+            Inbound::Command(Command::Nick(_) | Command::Sub(_) | Command::Unsub(_)) => {
+                if let (Some(nick), Some(c)) = (router.nick(id), slot.and_then(Slot::client)) {
+                    c.publish(nick, router.subscriptions(id), true);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Everything, copied out at one moment (each slot read without a lock).
