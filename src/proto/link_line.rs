@@ -20,6 +20,7 @@
 //! SUB <topic>                      someone beyond the sender wants <topic>
 //! UNSUB <topic>                    nobody beyond the sender wants it any more
 //! PING                             heartbeat: nothing else to say
+//! PONG                             the answer to a PING
 //! ERR <code> <text>                a refusal; the sender closes the link
 //! ```
 
@@ -124,6 +125,7 @@ pub enum LinkLine<S> {
     Sub { topic: S },
     Unsub { topic: S },
     Ping,
+    Pong,
     Err { code: LinkError, text: S },
 }
 
@@ -159,6 +161,7 @@ impl<S: AsRef<str>> LinkLine<S> {
             LinkLine::Sub { topic } => fields(&["SUB", topic.as_ref()]),
             LinkLine::Unsub { topic } => fields(&["UNSUB", topic.as_ref()]),
             LinkLine::Ping => fields(&["PING"]),
+            LinkLine::Pong => fields(&["PONG"]),
             LinkLine::Err { code, text } => fields(&["ERR", code.as_str(), text.as_ref()]),
         }
         out.push(b'\n');
@@ -209,6 +212,7 @@ impl<S: AsRef<str>> LinkLine<S> {
             LinkLine::Sub { topic } => LinkLine::Sub { topic: s(topic) },
             LinkLine::Unsub { topic } => LinkLine::Unsub { topic: s(topic) },
             LinkLine::Ping => LinkLine::Ping,
+            LinkLine::Pong => LinkLine::Pong,
             LinkLine::Err { code, text } => LinkLine::Err {
                 code: *code,
                 text: s(text),
@@ -288,6 +292,7 @@ impl<'a> LinkLine<&'a str> {
                 }
             }
             "PING" if rest.is_empty() => LinkLine::Ping,
+            "PONG" if rest.is_empty() => LinkLine::Pong,
             "ERR" => {
                 let (code, text) = rest.split_once(' ').unwrap_or((rest, ""));
                 let code = LinkError::parse(code).ok_or_else(|| bad("unknown ERR code"))?;
@@ -295,7 +300,7 @@ impl<'a> LinkLine<&'a str> {
             }
             _ => {
                 return Err(bad(
-                    "not a link line (HELLO HUB SPLIT JOIN LEAVE NICK MSG EVENT DM SUB UNSUB PING ERR)",
+                    "not a link line (HELLO HUB SPLIT JOIN LEAVE NICK MSG EVENT DM SUB UNSUB PING PONG ERR)",
                 ));
             }
         })
@@ -402,6 +407,7 @@ mod tests {
             "SUB *",
             "UNSUB *",
             "PING",
+            "PONG",
             "ERR loop hub-b is already reachable",
         ] {
             round_trip(wire);

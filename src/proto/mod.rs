@@ -12,5 +12,6 @@ pub mod batch;
 pub mod client_line;
 pub mod framing;
 pub mod link_line;
+pub mod network;
 pub mod router;
 pub mod server_line;
