@@ -78,11 +78,11 @@ impl Linker {
         let mut readers: Vec<JoinHandle<()>> = Vec::new();
         loop {
             let now = Instant::now();
-            for target in 0..states.len() {
-                if let State::Waiting { at, backoff } = states[target]
+            for (target, state) in states.iter_mut().enumerate() {
+                if let State::Waiting { at, backoff } = *state
                     && at <= now
                 {
-                    states[target] = self.dial(target, backoff, &mut readers);
+                    *state = self.dial(target, backoff, &mut readers);
                 }
             }
             let next = states

@@ -322,9 +322,12 @@ pub const LINK_LINE_EXTRA: usize = 256;
 struct LinkThreads {
     addr: Option<SocketAddr>,
     stop: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<Vec<JoinHandle<()>>>>,
-    linker: Option<(JoinHandle<Vec<JoinHandle<()>>>, Sender<LinkerMsg>)>,
+    acceptor: Option<JoinHandle<Readers>>,
+    linker: Option<(JoinHandle<Readers>, Sender<LinkerMsg>)>,
 }
+
+/// What a thread that starts readers hands back when it ends.
+type Readers = Vec<JoinHandle<()>>;
 
 impl LinkThreads {
     /// Stops both threads and returns the link readers they started (they

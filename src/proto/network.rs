@@ -427,7 +427,7 @@ impl Router {
     }
 
     /// A local client's line for every link: `JOIN`, `LEAVE`, `NICK`, `MSG`.
-    pub(super) fn to_every_link(&mut self, line: &LinkLine<&str>) {
+    pub(super) fn send_every_link(&mut self, line: &LinkLine<&str>) {
         let span = self.batch.to_links(line);
         self.queue_links(None, span);
     }

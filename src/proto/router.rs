@@ -129,7 +129,7 @@ impl Router {
         self.batch.queue(id, &mut client.pending, welcome);
         if self.linked() {
             let who = self.shown(&nick);
-            self.to_every_link(&LinkLine::Join { who: &who });
+            self.send_every_link(&LinkLine::Join { who: &who });
         }
         self.nicks.insert(nick, id);
         &self.clients.entry(id).insert_entry(client).into_mut().nick
@@ -164,7 +164,7 @@ impl Router {
         debug!("route: {nick} ({id}) leaves; LEAVE to {others} others");
         if self.linked() {
             let who = self.shown(&nick);
-            self.to_every_link(&LinkLine::Leave { who: &who });
+            self.send_every_link(&LinkLine::Leave { who: &who });
             for topic in &subs {
                 self.sync_interest(topic);
             }
@@ -287,7 +287,7 @@ impl Router {
         debug!("route: MSG from {id} to {n} clients");
         if self.linked() {
             let from = self.shown(&self.clients[&id].nick);
-            self.to_every_link(&LinkLine::Msg { from: &from, text });
+            self.send_every_link(&LinkLine::Msg { from: &from, text });
         }
     }
 
@@ -364,7 +364,7 @@ impl Router {
         debug!("route: {old} is now {new}");
         if self.linked() {
             let who = self.shown(&old);
-            self.to_every_link(&LinkLine::Nick { who: &who, new });
+            self.send_every_link(&LinkLine::Nick { who: &who, new });
         }
     }
 
