@@ -554,3 +554,49 @@ fn interest_propagates_over_two_hops() {
     skip_to(&mut bea, "EVENT t ann@a 2");
     skip_to(&mut bea, "EVENT t ann@a 3");
 }
+
+// ---- tcphub simulate across linked hubs ---------------------------------
+
+/// Runs a built-in scenario; returns whether it passed, and its timeline.
+fn simulate(name: &str) -> (bool, String) {
+    use std::sync::Mutex;
+    use tcphub::scenario::{self, run::HubToUse, run::Outcome};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let loaded = scenario::load(name).expect("built-in loads");
+    let out = Captured::default();
+    let report = scenario::run::run(&loaded, &HubToUse::InProcess, Box::new(out.clone()))
+        .expect("the run starts");
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    (matches!(report.outcome, Outcome::Passed { .. }), text)
+}
+
+#[test]
+fn simulate_caps_linked_runs_the_story_on_three_hubs() {
+    let (passed, timeline) = simulate("caps-linked");
+    assert!(passed, "{timeline}");
+    assert!(timeline.contains("linked a - b - c"), "{timeline}");
+    assert!(timeline.contains("connect to hub c"), "{timeline}");
+    assert!(
+        timeline.contains("driver  <- EVENT pickup vendor@c"),
+        "{timeline}"
+    );
+}
+
+#[test]
+fn simulate_netsplit_shows_each_side_leave() {
+    let (passed, timeline) = simulate("netsplit");
+    assert!(passed, "{timeline}");
+    assert!(timeline.contains("ann  <- LEAVE cid@c"), "{timeline}");
+    assert!(timeline.contains("cid  <- LEAVE ann@a"), "{timeline}");
+}

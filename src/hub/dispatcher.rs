@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -65,6 +66,8 @@ pub struct Dispatcher {
     clock: Instant,
     /// How long until a link is due a heartbeat (`None`: no link up).
     heartbeat_in: Option<Duration>,
+    /// How many other hubs are reachable, for [`crate::hub::Hub`] to read.
+    reachable: Arc<AtomicUsize>,
 }
 
 /// Every admitted client's socket, as the dispatcher writes to it: the
@@ -98,6 +101,7 @@ impl Dispatcher {
             },
             clock: Instant::now(),
             heartbeat_in: None,
+            reachable: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -115,6 +119,11 @@ impl Dispatcher {
         self.sockets.link_timeout = link_timeout;
         self.sockets.linker = linker;
         self
+    }
+
+    /// The count of reachable hubs this dispatcher keeps up to date.
+    pub fn reachable(&self) -> Arc<AtomicUsize> {
+        self.reachable.clone()
     }
 
     /// Waits for the next event, or until a link is due a heartbeat
@@ -135,6 +144,8 @@ impl Dispatcher {
     fn heartbeats(&mut self) {
         let now_ms = self.clock.elapsed().as_millis() as u64;
         self.heartbeat_in = self.router.link_tick(now_ms).map(Duration::from_millis);
+        let reachable = self.router.reachable_count();
+        self.reachable.store(reachable, Ordering::Relaxed);
     }
 
     /// The dispatcher thread's whole life: wait, route a batch, write it.

@@ -22,7 +22,7 @@ pub use error::HubError;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -115,6 +115,8 @@ pub struct Hub {
     admission: Arc<Admission>,
     /// This hub's name among linked hubs.
     name: String,
+    /// How many other hubs are reachable (kept by the dispatcher).
+    reachable: Arc<AtomicUsize>,
     /// The link threads, if any (`link-acceptor`, `linker`).
     links: LinkThreads,
 }
@@ -151,6 +153,7 @@ impl Hub {
             config.link_timeout,
             dialling.then(|| linker_tx.clone()),
         );
+        let reachable = dispatcher.reachable();
         let dispatcher = thread::Builder::new()
             .name("dispatcher".into())
             .spawn(move || dispatcher.run())
@@ -190,6 +193,7 @@ impl Hub {
             dispatcher: Some(dispatcher),
             admission,
             name,
+            reachable,
             links: LinkThreads::default(),
         };
         let settings = LinkSettings {
@@ -238,6 +242,11 @@ impl Hub {
     /// This hub's name among linked hubs (`--name`, or `hub-<port>`).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// How many other hubs are reachable through links right now.
+    pub fn reachable_hubs(&self) -> usize {
+        self.reachable.load(Ordering::Relaxed)
     }
 
     /// The address links are accepted on (`--link-listen`), if any.

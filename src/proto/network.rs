@@ -131,6 +131,11 @@ impl Router {
         hubs
     }
 
+    /// How many other hubs are reachable.
+    pub fn reachable_count(&self) -> usize {
+        self.net.hubs.len()
+    }
+
     /// The name of the hub at the other end of link `id`, once known.
     pub fn link_peer(&self, id: ClientId) -> Option<&str> {
         self.net.links.get(&id).and_then(|l| l.hub.as_deref())
