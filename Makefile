@@ -28,7 +28,11 @@ fmt: ## format the code
 lint: ## clippy, warnings as errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-.PHONY: demo simulate
+.PHONY: demo simulate net-demo
+
+net-demo: ## two linked hubs in two network namespaces; a cable pulled and put back (root, ~15 s)
+	$(CARGO) build --quiet
+	bash examples/net-demo.sh
 
 demo: ## the hub + logger, driver and vendor agents together (~12 s, stops by itself)
 	$(CARGO) build --quiet

@@ -115,11 +115,7 @@ impl Linker {
                         info!("link to {addr} is gone; dialling again in {wait:?}");
                         states[target] = State::Waiting {
                             at: Instant::now() + wait,
-                            backoff: if up {
-                                FIRST_BACKOFF
-                            } else {
-                                next_backoff(wait)
-                            },
+                            backoff: next_backoff(wait),
                         };
                     }
                 }
