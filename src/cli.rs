@@ -51,6 +51,13 @@ pub enum Program {
     /// Prints a short report (or one JSON object with --json); exits 1 if
     /// anything was lost, reordered or timed out, 2 if it could not start.
     Bench(crate::bench::BenchArgs),
+    /// Grade any protocol v1 server, in any language, by its address.
+    ///
+    /// Runs the contract's checks (docs/check.md) and prints PASS, FAIL
+    /// (what was expected, what came back) or SKIP for each, then a score.
+    /// Exits 0 if every check that ran passed, 1 if any failed, 2 on bad
+    /// usage or when nothing listens at ADDR.
+    Check(CheckArgs),
 }
 
 /// Flags of `tcphub serve`.
@@ -149,6 +156,7 @@ pub fn run(cli: Cli) -> ExitCode {
             simulate(&args)
         }
         Program::Bench(args) => crate::bench::run(&args),
+        Program::Check(args) => check(&args),
     }
 }
 
@@ -288,6 +296,10 @@ pub struct SimulateArgs {
     /// List the built-in scenarios and exit.
     #[arg(long)]
     pub list: bool,
+    /// Print the student copy of each exercise file (its `# answer:` lines
+    /// removed, every `expect` a blank to fill in) instead of running it.
+    #[arg(long)]
+    pub student_copy: bool,
     /// Use the hub at this host:port instead of starting one in-process.
     #[arg(long)]
     pub addr: Option<String>,
@@ -366,6 +378,24 @@ fn agent(args: &AgentArgs) -> ExitCode {
     }
 }
 
+/// `simulate --student-copy`: each file's student copy, on stdout.
+fn student_copies(files: &[String]) -> ExitCode {
+    let mut stdout = std::io::stdout();
+    for file in files {
+        match crate::scenario::read_file(file) {
+            Ok(text) => {
+                let copy = crate::scenario::student::student_copy(&text);
+                let _ = stdout.write_all(copy.as_bytes());
+            }
+            Err(e) => {
+                eprintln!("tcphub simulate: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 fn simulate(args: &SimulateArgs) -> ExitCode {
     use crate::scenario::{self, run::HubToUse, run::Outcome};
     // writeln!, not println!: println! panics when stdout is a closed pipe
@@ -380,6 +410,9 @@ fn simulate(args: &SimulateArgs) -> ExitCode {
             let _ = writeln!(stdout, "{name:<14} {title}");
         }
         return ExitCode::SUCCESS;
+    }
+    if args.student_copy {
+        return student_copies(&args.scenarios);
     }
     // The in-process hub logs every connection at info level; the timeline
     // already tells that story. Keep its warnings (a client cut off).
@@ -407,6 +440,13 @@ fn simulate(args: &SimulateArgs) -> ExitCode {
                         report.elapsed.as_secs_f64()
                     );
                 }
+                Outcome::Unchecked { actors, steps } => {
+                    let _ = writeln!(
+                        stdout,
+                        "NOTHING CHECKED {name}: {actors} actors ran {steps} steps, but none is an expect or expect-closed"
+                    );
+                    failed += 1;
+                }
                 Outcome::Failed(failure) => {
                     let _ = writeln!(stdout, "FAILED {failure}");
                     failed += 1;
@@ -422,5 +462,90 @@ fn simulate(args: &SimulateArgs) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+// ---- check ------------------------------------------------------------
+
+/// Flags of `tcphub check`. The limits are the server's own serve flags:
+/// the grader cannot ask a server what it was started with, so checks that
+/// depend on a limit run only when told it (the others say SKIP).
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The server's address, host:port.
+    #[arg(required_unless_present = "list")]
+    pub addr: Option<String>,
+    /// List the checks, one line each, and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Run only these checks (comma-separated names, see --list).
+    #[arg(long, value_name = "A,B")]
+    pub only: Option<String>,
+    /// Longest wait for any one line or connection, in milliseconds.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub timeout_ms: u64,
+    /// The server's --max-clients (enables `server-full`; keep it small).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_clients: Option<u64>,
+    /// The server's --max-line.
+    #[arg(long, value_name = "BYTES", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=16 * 1024 * 1024))]
+    pub max_line: u64,
+    /// The server's --write-timeout-ms (enables `slow-consumer`).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub write_timeout_ms: Option<u64>,
+    /// The server was just started and nobody has connected yet, so
+    /// `guest-numbers` can check that numbering starts at guest-1.
+    #[arg(long)]
+    pub fresh: bool,
+}
+
+fn check(args: &CheckArgs) -> ExitCode {
+    use crate::check::{self, grade};
+    use std::net::ToSocketAddrs;
+    let mut stdout = std::io::stdout();
+    if args.list {
+        let _ = grade::list(&mut stdout);
+        return ExitCode::SUCCESS;
+    }
+    let checks = match &args.only {
+        Some(only) => match check::select(only) {
+            Ok(checks) => checks,
+            Err(e) => {
+                eprintln!("tcphub check: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => check::CHECKS.iter().collect(),
+    };
+    let text = args.addr.as_deref().unwrap_or_default();
+    let addr = match text.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(addr)) => addr,
+        Ok(None) => {
+            eprintln!("tcphub check: {text:?} resolves to no address");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("tcphub check: bad address {text:?} (want host:port): {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let limits = check::Limits {
+        max_clients: args.max_clients.map(|n| n as usize),
+        max_line: args.max_line as usize,
+        write_timeout: args.write_timeout_ms.map(Duration::from_millis),
+    };
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let mut target = grade::Address::new(addr, limits, timeout, args.fresh);
+    match grade::grade(&mut target, &checks, &mut stdout) {
+        Err(grade::Unreachable(why)) => {
+            eprintln!("tcphub check: cannot connect to {text}: {why} (is the server running?)");
+            ExitCode::from(2)
+        }
+        Ok(score) if score.failed > 0 => ExitCode::FAILURE,
+        Ok(score) if score.passed == 0 => {
+            eprintln!("tcphub check: no check ran (see the SKIP lines)");
+            ExitCode::from(2)
+        }
+        Ok(_) => ExitCode::SUCCESS,
     }
 }

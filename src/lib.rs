@@ -15,12 +15,15 @@
 //!   the per-recipient write buffers ([`proto::batch`]).
 //! - [`client`]: `tcphub client`, and the client side of a connection that
 //!   the agents, scenarios and client share.
-//! - [`agent`], [`scenario`], [`bench`]: programs that talk *to* a hub.
+//! - [`agent`], [`scenario`], [`bench`], [`check`]: programs that talk *to*
+//!   a hub: the lab's services, scripted scenarios, the load generator, and
+//!   the grader that checks any server against protocol v1.
 //! - [`cli`]: the command line, the only place that sets up logging.
-//! - [`support`]: small text helpers (JSON, durations) the programs share.
+//! - [`support`]: small helpers (JSON, durations, timeouts) the programs share.
 
 pub mod agent;
 pub mod bench;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod hub;

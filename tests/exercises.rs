@@ -108,3 +108,37 @@ fn a_wrong_answer_fails_the_check() {
     assert_eq!(code, Some(1), "{output}");
     assert!(output.contains("FAILED"), "{output}");
 }
+
+/// Every exercise's student copy gives nothing away and cannot pass as
+/// handed out: each `expect` is a blank, and the first blank fails.
+#[test]
+fn student_copies_hide_the_answers_and_fail_until_filled_in() {
+    use tcphub::scenario::student::{BLANK, student_copy};
+    let dir = std::env::temp_dir().join(format!("tcphub-student-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in exercises() {
+        let answer = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            answer.contains("# answer:"),
+            "{} marks no answer",
+            file.display()
+        );
+        let copy = student_copy(&answer);
+        assert!(!copy.contains("answer:"), "{}:\n{copy}", file.display());
+        let expects = answer
+            .lines()
+            .filter(|l| l.contains(": expect ") || l.ends_with(": expect-closed"))
+            .count();
+        let blanks = copy
+            .lines()
+            .filter(|l| l.ends_with(&format!(": expect {BLANK}")))
+            .count();
+        assert_eq!(blanks, expects, "{copy}");
+        let student = dir.join(file.file_name().unwrap());
+        std::fs::write(&student, copy).unwrap();
+        let (code, output) = simulate(&student);
+        assert_eq!(code, Some(1), "{output}");
+        assert!(output.contains(&format!("expected {BLANK}")), "{output}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -116,7 +116,7 @@ fn slow_consumer_is_cut_off_and_the_others_carry_on() {
     assert!(carol.contains(&"LEAVE slow".to_string()), "{carol:?}");
     assert_eq!(
         carol.last().map(String::as_str),
-        Some("MSG flood yes, and the hub never stalled")
+        Some("MSG flood yes: the hub stalled us all until it cut slow off, then carried on")
     );
     let slow = entries(&timeline, "slow", "<-");
     assert!(
@@ -307,4 +307,20 @@ fn cli_reports_a_malformed_file_with_its_line_and_exit_code_2() {
     assert_eq!(missing.wait().code(), Some(2));
     let err = missing.all_stderr().join("\n");
     assert!(err.contains("chat, caps, slow-consumer"), "{err}");
+}
+
+#[test]
+fn a_scenario_without_expectations_is_not_a_pass() {
+    // An exercise with its `expect` lines deleted proves nothing: say so.
+    let (outcome, timeline) = run_text("a: connect\na: send /ping\n", &HubToUse::InProcess);
+    assert_eq!(
+        outcome,
+        Outcome::Unchecked {
+            actors: 1,
+            steps: 2
+        },
+        "{timeline}"
+    );
+    let (outcome, _) = run_text("a: connect\na: expect WELCOME *\n", &HubToUse::InProcess);
+    assert!(matches!(outcome, Outcome::Passed { .. }), "{outcome:?}");
 }

@@ -93,7 +93,7 @@ pub fn parse_line(line: &[u8]) -> Parsed {
 /// The first space separates the command word from its argument; inside the
 /// argument, the first space separates a name from free text (`/dm`, `/pub`).
 /// Free text is kept byte for byte, leading and trailing spaces included.
-pub fn parse_command(line: &str) -> Result<Command, Refusal> {
+fn parse_command(line: &str) -> Result<Command, Refusal> {
     let Some(rest) = line.strip_prefix('/') else {
         return Ok(Command::Chat(line.to_string()));
     };

@@ -164,8 +164,9 @@ impl<'a> ServerLine<'a> {
         out.push(b'\n');
     }
 
-    /// The line as a `String` (with its `\n`), for tests and logs.
-    pub fn to_line(&self) -> String {
+    /// The line as a `String` (with its `\n`), for tests.
+    #[cfg(test)]
+    fn to_line(&self) -> String {
         let mut out = Vec::new();
         self.encode(&mut out);
         String::from_utf8_lossy(&out).into_owned()

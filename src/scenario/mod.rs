@@ -17,6 +17,7 @@ pub mod builtin;
 pub mod parse;
 pub mod pattern;
 pub mod run;
+pub mod student;
 
 use std::fmt;
 use std::time::Duration;
@@ -194,9 +195,31 @@ pub fn load(name_or_path: &str) -> Result<Scenario, ScenarioError> {
     if let Some(text) = builtin::text(name_or_path) {
         return parse::parse(name_or_path, text).map_err(ScenarioError::Parse);
     }
-    let text = std::fs::read_to_string(name_or_path).map_err(|e| ScenarioError::NotFound {
-        name: name_or_path.to_string(),
-        why: e.to_string(),
-    })?;
+    let text = read_file(name_or_path)?;
     parse::parse(name_or_path, &text).map_err(ScenarioError::Parse)
+}
+
+/// Longest scenario file read: real ones are a few kB; this bounds what
+/// `tcphub simulate /dev/zero` can take.
+pub const MAX_SCENARIO_BYTES: u64 = 1024 * 1024;
+
+/// Reads a scenario file, refusing one past [`MAX_SCENARIO_BYTES`] or not
+/// UTF-8 with a message that names it.
+pub fn read_file(path: &str) -> Result<String, ScenarioError> {
+    use std::io::Read;
+    let not_found = |why: String| ScenarioError::NotFound {
+        name: path.to_string(),
+        why,
+    };
+    let file = std::fs::File::open(path).map_err(|e| not_found(e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SCENARIO_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| not_found(e.to_string()))?;
+    if bytes.len() as u64 > MAX_SCENARIO_BYTES {
+        return Err(not_found(format!(
+            "longer than {MAX_SCENARIO_BYTES} bytes: not a scenario file"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| not_found("not UTF-8 text".to_string()))
 }

@@ -95,6 +95,14 @@ pub enum Outcome {
         /// How many steps they ran, in all.
         steps: usize,
     },
+    /// Every step ran, but none was an `expect` or `expect-closed`: the run
+    /// proved nothing (an exercise with its expectations deleted, say).
+    Unchecked {
+        /// How many actors took part.
+        actors: usize,
+        /// How many steps they ran, in all.
+        steps: usize,
+    },
     /// The first unmet expectation (later ones are consequences of it).
     Failed(Failure),
 }
@@ -305,10 +313,19 @@ fn outcome(scenario: &Scenario, shared: &Shared) -> Outcome {
             expected: "every actor thread to finish".into(),
             got: "an actor thread stopped unexpectedly".into(),
         }),
-        None => Outcome::Passed {
-            actors: scenario.actors.len(),
-            steps: scenario.actors.iter().map(|a| a.steps.len()).sum(),
-        },
+        None => {
+            let steps = scenario.actors.iter().flat_map(|a| &a.steps);
+            let checks = steps
+                .clone()
+                .filter(|s| matches!(s.action, Action::Expect(_) | Action::ExpectClosed))
+                .count();
+            let (actors, steps) = (scenario.actors.len(), steps.count());
+            if checks == 0 {
+                Outcome::Unchecked { actors, steps }
+            } else {
+                Outcome::Passed { actors, steps }
+            }
+        }
     }
 }
 
