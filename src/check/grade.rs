@@ -41,12 +41,18 @@ impl Address {
     /// connection, then quits the probe: the last check's peers are gone.
     fn wait_until_idle(&mut self) {
         let ctx = Ctx::new(self.addr, self.limits, false, self.timeout);
-        let Ok(mut probe) = ctx.join("probe") else {
-            return;
+        let end = Instant::now() + self.timeout;
+        // The probe itself may be refused (`server-full`) while the last
+        // check's connections are still being released: try again.
+        let mut probe = loop {
+            match ctx.join("probe") {
+                Ok(probe) => break probe,
+                Err(_) if Instant::now() < end => thread::sleep(Duration::from_millis(25)),
+                Err(_) => return,
+            }
         };
         let alone = format!("LIST {}", probe.guest);
         self.probe_leave = Some(format!("LEAVE {}", probe.guest));
-        let end = Instant::now() + self.timeout;
         loop {
             let answered = probe
                 .send("/list")
