@@ -51,6 +51,13 @@ pub enum Program {
     /// Prints a short report (or one JSON object with --json); exits 1 if
     /// anything was lost, reordered or timed out, 2 if it could not start.
     Bench(crate::bench::BenchArgs),
+    /// Watch a hub's threads, channel and clients, like `top`.
+    ///
+    /// ADDR is the hub's monitor (`tcphub serve --monitor HOST:PORT`).
+    /// Threads held up longest come first. --once prints one snapshot and
+    /// exits; otherwise it redraws every --interval until Ctrl-C, and keeps
+    /// trying while the monitor is unreachable.
+    Top(crate::top::TopArgs),
     /// Grade any protocol v1 server, in any language, by its address.
     ///
     /// Runs the contract's checks (docs/check.md) and prints PASS, FAIL
@@ -85,6 +92,12 @@ pub struct ServeArgs {
     /// the dispatcher.
     #[arg(long, default_value_t = DEFAULT_CHANNEL_CAPACITY as u64, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub channel_capacity: u64,
+    /// Serve the live view on HOST:PORT (or PORT, on 127.0.0.1): `GET /` is
+    /// a page of every thread, the channel and each client, `GET /stats`
+    /// the same as JSON (docs/live-view.md), `tcphub top` reads it.
+    /// Off by default.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub monitor: Option<String>,
     #[command(flatten)]
     pub linking: LinkArgs,
 }
@@ -132,6 +145,7 @@ impl ServeArgs {
                     .filter(|k| !k.is_empty())
             }),
             link_timeout: Duration::from_millis(self.linking.link_timeout_ms),
+            monitor: self.monitor.clone(),
         }
     }
 }
@@ -155,7 +169,11 @@ pub fn run(cli: Cli) -> ExitCode {
             init_logging();
             simulate(&args)
         }
-        Program::Bench(args) => crate::bench::run(&args),
+        Program::Bench(args) => {
+            init_logging_at("warn");
+            crate::bench::run(&args)
+        }
+        Program::Top(args) => crate::top::run(&args),
         Program::Check(args) => check(&args),
     }
 }
@@ -173,6 +191,10 @@ fn serve(args: &ServeArgs) -> ExitCode {
     let _ = writeln!(out, "listening on {}", hub.local_addr());
     if let Some(links) = hub.link_addr() {
         let _ = writeln!(out, "links on {links}");
+    }
+    if let Some(monitor) = hub.monitor_addr() {
+        // Only with --monitor: scripts read the monitor's port from it.
+        let _ = writeln!(out, "monitor on http://{monitor}/");
     }
     let _ = out.flush();
     drop(out);

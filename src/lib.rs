@@ -20,6 +20,7 @@
 //!   the grader that checks any server against protocol v1.
 //! - [`cli`]: the command line, the only place that sets up logging.
 //! - [`support`]: small helpers (JSON, durations, timeouts) the programs share.
+//! - [`top`]: `tcphub top`, the live view (`serve --monitor`) in a terminal.
 
 pub mod agent;
 pub mod bench;
@@ -30,5 +31,6 @@ pub mod hub;
 pub mod proto;
 pub mod scenario;
 pub mod support;
+pub mod top;
 
 pub use hub::{Config, Hub, HubError};

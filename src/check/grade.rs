@@ -42,8 +42,9 @@ impl Address {
     fn wait_until_idle(&mut self) {
         let ctx = Ctx::new(self.addr, self.limits, false, self.timeout);
         let end = Instant::now() + self.timeout;
-        // The probe itself may be refused (`server-full`) while the last
-        // check's connections are still being released: try again.
+        // Right after `server-full` the server may still be full while the
+        // last check's peers close: the probe itself is refused then, so
+        // try again until there is room (or the timeout runs out).
         let mut probe = loop {
             match ctx.join("probe") {
                 Ok(probe) => break probe,

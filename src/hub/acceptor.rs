@@ -18,6 +18,7 @@ use log::{debug, error, warn};
 
 use crate::hub::dispatcher::Event;
 use crate::hub::reader;
+use crate::hub::score::{Counters, Scoreboard, State};
 use crate::proto::admission::Admission;
 
 /// Stack size of each client thread. A reader needs little stack, and only
@@ -33,6 +34,8 @@ pub struct Acceptor {
     pub stop: Arc<AtomicBool>,
     pub max_line: usize,
     pub write_timeout: Duration,
+    /// Where this thread and each client thread say what they wait for.
+    pub score: Arc<Scoreboard>,
 }
 
 impl Acceptor {
@@ -42,10 +45,13 @@ impl Acceptor {
     pub fn run(self) -> Vec<JoinHandle<()>> {
         let mut readers: Vec<JoinHandle<()>> = Vec::new();
         let mut prune_at = 64;
+        let me = self.score.register_thread("acceptor");
         loop {
             // Parked in the kernel until a client completes the TCP handshake.
             debug!("blocking in accept()");
+            me.enter(State::Accept);
             let accepted = self.listener.accept();
+            me.enter(State::Admit);
             if self.stop.load(Ordering::SeqCst) {
                 debug!("stop requested");
                 break;
@@ -56,6 +62,7 @@ impl Acceptor {
                     // Typically EMFILE (out of file descriptors): back off
                     // instead of spinning, and keep serving who is connected.
                     warn!("accept failed: {e}");
+                    me.enter(State::BackOff);
                     thread::sleep(Duration::from_millis(50));
                     continue;
                 }
@@ -63,6 +70,7 @@ impl Acceptor {
             debug!("accepted {peer}");
 
             let Some(id) = self.admission.try_admit() else {
+                // Counted by the dispatcher, which answers it.
                 if self.events.send(Event::Full { socket, peer }).is_err() {
                     break;
                 }
@@ -79,6 +87,11 @@ impl Acceptor {
             // client at one file descriptor: 10,000 clients, 10,000 fds.
             let socket = Arc::new(socket);
             let reader_half = Arc::clone(&socket);
+            // Its place on the scoreboard exists before the dispatcher hears
+            // of it, so the dispatcher can find it on Connected.
+            let slot = self.score.register_client(id, peer);
+            let slot_if_no_thread = slot.clone();
+            Counters::add(&self.score.counters.accepted);
             // Connected goes into the channel *before* the reader exists, so
             // the dispatcher always learns of a client before its first line.
             if self
@@ -93,11 +106,12 @@ impl Acceptor {
             let spawned = thread::Builder::new()
                 .name(format!("client-{id}"))
                 .stack_size(CLIENT_STACK_SIZE)
-                .spawn(move || reader::run(id, reader_half, events, max_line));
+                .spawn(move || reader::run(id, reader_half, events, max_line, slot));
             match spawned {
                 Ok(handle) => readers.push(handle),
                 Err(e) => {
                     error!("cannot start a thread for {peer}: {e}");
+                    slot_if_no_thread.enter(State::Exited);
                     let why = format!("the hub could not start its thread: {e}");
                     let _ = self.events.send(Event::Closed { id, why });
                 }
@@ -109,6 +123,7 @@ impl Acceptor {
                 prune_at = (readers.len() * 2).max(64);
             }
         }
+        me.enter(State::Exited);
         readers
     }
 

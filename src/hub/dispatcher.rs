@@ -25,7 +25,9 @@ use log::{Level, debug, info, log_enabled, warn};
 
 use crate::hub::link::LinkEvent;
 use crate::hub::linker::LinkerMsg;
+use crate::hub::score::{ClientSlot, Counters, Scoreboard, Slot, State};
 use crate::proto::admission::Admission;
+use crate::proto::client_line::Command;
 use crate::proto::framing::Inbound;
 use crate::proto::network::is_link;
 use crate::proto::router::{ClientId, Outlet, Router};
@@ -75,6 +77,13 @@ pub struct Dispatcher {
 struct Sockets {
     open: HashMap<ClientId, Arc<TcpStream>>,
     write_timeout: Duration,
+    /// The scoreboard (src/hub/score.rs): this thread's slot, and each
+    /// client's, whose out-counters only this thread writes.
+    score: Arc<Scoreboard>,
+    me: Arc<Slot>,
+    slots: HashMap<ClientId, Arc<Slot>>,
+    /// Lines in the share about to be delivered (see `share_lines`).
+    share_lines: usize,
     /// `--link-timeout-ms`: how long a write to a link may block.
     link_timeout: Duration,
     /// Links we dialled: which `--link` each is, and since when, so the
@@ -88,13 +97,19 @@ impl Dispatcher {
         events: Receiver<Event>,
         admission: Arc<Admission>,
         write_timeout: Duration,
+        score: Arc<Scoreboard>,
     ) -> Self {
+        let me = score.register_thread("dispatcher");
         Dispatcher {
             events,
             router: Router::new(admission),
             sockets: Sockets {
                 open: HashMap::new(),
                 write_timeout,
+                score,
+                me,
+                slots: HashMap::new(),
+                share_lines: 0,
                 link_timeout: Duration::from_millis(5000),
                 dialled: HashMap::new(),
                 linker: None,
@@ -154,9 +169,11 @@ impl Dispatcher {
             // The one place this thread waits for work (with links up, at
             // most until a link is due a heartbeat).
             debug!("blocking in recv() on the channel");
+            self.sockets.me.enter(State::Recv);
             let Ok(first) = self.next_event() else {
                 break;
             };
+            self.sockets.me.enter(State::Route);
             let Some(first) = first else {
                 self.heartbeats();
                 self.router.flush(&mut self.sockets);
@@ -187,6 +204,7 @@ impl Dispatcher {
         for (_, socket) in self.sockets.open.drain() {
             let _ = socket.shutdown(Shutdown::Both);
         }
+        self.sockets.me.enter(State::Exited);
     }
 
     /// Applies one event to the routing state. Returns false on shutdown.
@@ -195,6 +213,12 @@ impl Dispatcher {
             Event::Connected { id, socket, peer } => {
                 self.sockets.open.insert(id, socket);
                 let nick = self.router.connect(id);
+                if let Some(slot) = self.sockets.score.client(id) {
+                    if let Some(c) = slot.client() {
+                        c.publish(nick, 0, true);
+                    }
+                    self.sockets.slots.insert(id, slot);
+                }
                 info!(
                     "{peer} connected as {nick} ({} clients)",
                     self.sockets.open.len()
@@ -202,11 +226,13 @@ impl Dispatcher {
             }
             Event::Full { socket, peer } => {
                 warn!("{peer} refused: server full");
+                Counters::add(&self.sockets.score.counters.refused_full);
                 self.sockets.refuse(socket);
             }
             Event::Line { id, line } => {
                 debug!("{id}: {line:?}");
                 self.router.on_line(id, &line);
+                self.sockets.publish(&self.router, id, &line);
             }
             Event::Closed { id, why } => self.router.disconnect(id, &why),
             Event::Link(event) => self.apply_link(event),
@@ -279,19 +305,37 @@ impl Outlet for Sockets {
             let bytes: usize = chunks.iter().map(|c| c.len()).sum();
             debug!("writing {bytes} bytes to {id} ({} chunks)", chunks.len());
         }
+        let client = self.slots.get(&id).and_then(|s| s.client());
+        // The clock read the write timeout needs anyway, also the time
+        // the live view shows the dispatcher blocked in writev() since.
+        let start = Instant::now();
+        self.me.enter_at(State::Writev, id, self.me.nanos_at(start));
+        // A link has its own timeout (`--link-timeout-ms`).
         let timeout = if is_link(id) {
             self.link_timeout
         } else {
             self.write_timeout
         };
-        write_all_within(socket, chunks, timeout).map_err(|e| {
+        let written = write_all_within(socket, chunks, timeout, start, client);
+        if let (Ok(()), Some(c)) = (&written, client) {
+            c.wrote_lines(self.share_lines);
+        }
+        // Keeps the time the write began: no second clock read per write.
+        self.me.switch(State::Flush);
+        written.map_err(|e| {
             if is_timeout(&e) {
+                Counters::add(&self.score.counters.cut_off);
                 let ms = timeout.as_millis();
                 format!("not reading: write blocked past {ms} ms")
             } else {
+                Counters::add(&self.score.counters.write_errors);
                 format!("write error: {e}")
             }
         })
+    }
+
+    fn share_lines(&mut self, _id: ClientId, lines: usize) {
+        self.share_lines = lines;
     }
 
     /// Closes a connection for good. Shutting it down also wakes its reader
@@ -300,6 +344,10 @@ impl Outlet for Sockets {
         if let Some(socket) = self.open.remove(&id) {
             debug!("closing {id}");
             let _ = socket.shutdown(Shutdown::Both);
+        }
+        if let Some(c) = self.slots.remove(&id).as_deref().and_then(Slot::client) {
+            c.set_pending(0);
+            c.publish("", 0, false);
         }
         // A link we dialled: the linker dials it again.
         if let Some((target, since)) = self.dialled.remove(&id)
@@ -312,6 +360,24 @@ impl Outlet for Sockets {
 }
 
 impl Sockets {
+    /// After a line: count refusals, and publish the nick and subscription
+    /// count of its sender when the line may have changed them (the only
+    /// lock this thread takes, contended by the monitor alone).
+    fn publish(&self, router: &Router, id: ClientId, line: &Inbound) {
+        match line {
+            Inbound::Refused(_) => Counters::add(&self.score.counters.refused_line),
+            Inbound::Command(Command::Nick(_) | Command::Sub(_) | Command::Unsub(_)) => {
+                if let (Some(nick), Some(c)) = (
+                    router.nick(id),
+                    self.slots.get(&id).and_then(|s| s.client()),
+                ) {
+                    c.publish(nick, router.subscriptions(id), true);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// `ERR server-full` to a connection that was never admitted, then close.
     fn refuse(&self, socket: TcpStream) {
         self.refuse_with(socket, &server_full_line());
@@ -332,13 +398,20 @@ impl Sockets {
 /// The socket's own write timeout (`SO_SNDTIMEO`, set by the acceptor) ends a
 /// write that makes no progress at all. A client that reads a trickle makes
 /// some progress on every write, so the total time is checked here as well.
+/// `start` is when the write began; `client` is where the bytes still held
+/// for this client, and those written, are counted for the live view.
 fn write_all_within(
     mut socket: &TcpStream,
     mut chunks: &mut [IoSlice<'_>],
     timeout: Duration,
+    start: Instant,
+    client: Option<&ClientSlot>,
 ) -> io::Result<()> {
-    let start = Instant::now();
     let mut shortened = false;
+    let mut left_to_write: usize = chunks.iter().map(|c| c.len()).sum();
+    if let Some(c) = client {
+        c.set_pending(left_to_write);
+    }
     let result = loop {
         if chunks.is_empty() {
             break Ok(());
@@ -346,7 +419,14 @@ fn write_all_within(
         // Blocks while the client's kernel buffer is full.
         match socket.write_vectored(chunks) {
             Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut chunks, n),
+            Ok(n) => {
+                if let Some(c) = client {
+                    c.wrote_bytes(n);
+                    left_to_write -= n;
+                    c.set_pending(left_to_write);
+                }
+                IoSlice::advance_slices(&mut chunks, n)
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => break Err(e),
         }

@@ -16,7 +16,9 @@ pub mod dispatcher;
 pub mod error;
 pub mod link;
 pub mod linker;
+pub mod monitor;
 pub mod reader;
+pub mod score;
 
 pub use error::HubError;
 
@@ -33,6 +35,8 @@ use crate::hub::acceptor::Acceptor;
 use crate::hub::dispatcher::{Dispatcher, Event};
 use crate::hub::link::{LinkAcceptor, LinkSettings};
 use crate::hub::linker::{Linker, LinkerMsg};
+use crate::hub::monitor::Monitor;
+use crate::hub::score::Scoreboard;
 use crate::proto::admission::Admission;
 use crate::proto::link_line::check_hub_name;
 use crate::proto::network::LINK_ID_BASE;
@@ -67,6 +71,9 @@ pub struct Config {
     /// A link silent (or unable to take its lines) this long is down
     /// (`--link-timeout-ms`).
     pub link_timeout: Duration,
+    /// Where the live view's HTTP server listens, `HOST:PORT` (or just a
+    /// port, on loopback); `None` for no monitor (`--monitor`).
+    pub monitor: Option<String>,
 }
 
 /// Events the channel holds by default: 16 Ki. A burst of that many lines
@@ -88,6 +95,7 @@ impl Default for Config {
             links: Vec::new(),
             link_key: None,
             link_timeout: Duration::from_millis(DEFAULT_LINK_TIMEOUT_MS),
+            monitor: None,
         }
     }
 }
@@ -117,8 +125,11 @@ pub struct Hub {
     name: String,
     /// How many other hubs are reachable (kept by the dispatcher).
     reachable: Arc<AtomicUsize>,
-    /// The link threads, if any (`link-acceptor`, `linker`).
-    links: LinkThreads,
+    /// The link threads, if any (`link-acceptor`, `linker`); boxed, so a
+    /// hub that is not linked stays small.
+    links: Box<LinkThreads>,
+    /// The `monitor` thread and its address, with `--monitor`.
+    monitor: Option<(JoinHandle<()>, SocketAddr)>,
 }
 
 impl Hub {
@@ -132,11 +143,20 @@ impl Hub {
         check_link_config(&config, &name)?;
         let link_listener = match &config.link_listen {
             Some(at) => {
-                let (host, port) = split_host_port(at)?;
-                Some(bind(&host, port)?)
+                let (host, port) = split_host_port(at);
+                Some(bind(host, port)?)
             }
             None => None,
         };
+        let monitor_listener = match &config.monitor {
+            Some(spec) => {
+                let (host, port) = split_host_port(spec);
+                Some(bind(host, port)?)
+            }
+            None => None,
+        };
+        // What every thread is doing, for the live view (src/hub/score.rs).
+        let score = Arc::new(Scoreboard::new());
 
         // The one channel: many senders (the acceptor, every reader), one
         // receiver (the dispatcher). Bounded, so a flood of input slows the
@@ -147,7 +167,13 @@ impl Hub {
 
         let (linker_tx, linker_rx) = crossbeam_channel::unbounded();
         let dialling = !config.links.is_empty();
-        let dispatcher = Dispatcher::new(inbox, admission.clone(), config.write_timeout).linking(
+        let dispatcher = Dispatcher::new(
+            inbox,
+            admission.clone(),
+            config.write_timeout,
+            score.clone(),
+        )
+        .linking(
             &name,
             config.link_key.as_deref(),
             config.link_timeout,
@@ -169,6 +195,7 @@ impl Hub {
             stop: stop.clone(),
             max_line: config.max_line,
             write_timeout: config.write_timeout,
+            score: score.clone(),
         };
         let acceptor = match thread::Builder::new()
             .name("acceptor".into())
@@ -187,14 +214,15 @@ impl Hub {
 
         let mut hub = Hub {
             addr,
-            stop,
-            events,
+            stop: stop.clone(),
+            events: events.clone(),
             acceptor: Some(acceptor),
             dispatcher: Some(dispatcher),
-            admission,
+            admission: admission.clone(),
+            monitor: None,
             name,
             reachable,
-            links: LinkThreads::default(),
+            links: Box::default(),
         };
         let settings = LinkSettings {
             key: config.link_key.clone(),
@@ -236,6 +264,26 @@ impl Hub {
                 })?;
             hub.links.linker = Some((handle, linker_tx));
         }
+        if let Some((listener, monitor_addr)) = monitor_listener {
+            let monitor = Monitor {
+                listener,
+                score,
+                events,
+                admission,
+                stop,
+                hub_addr: addr,
+                max_clients: config.max_clients,
+                write_timeout: config.write_timeout,
+            };
+            let handle = thread::Builder::new()
+                .name("monitor".into())
+                .spawn(move || monitor.run())
+                .map_err(|source| HubError::Spawn {
+                    thread: "monitor",
+                    source,
+                })?; // dropping `hub` stops the others
+            hub.monitor = Some((handle, monitor_addr));
+        }
         Ok(hub)
     }
 
@@ -258,6 +306,11 @@ impl Hub {
     /// port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the live view (`--monitor`) listens, if it runs.
+    pub fn monitor_addr(&self) -> Option<SocketAddr> {
+        self.monitor.as_ref().map(|(_, addr)| *addr)
     }
 
     /// Clients currently admitted.
@@ -288,6 +341,7 @@ impl Hub {
         };
         debug!("shutdown: waking the acceptor");
         self.stop.store(true, Ordering::SeqCst);
+        self.stop_monitor();
         // accept() only returns when someone connects: so connect.
         let _ = TcpStream::connect_timeout(&wake_address(self.addr), Duration::from_secs(1));
         let mut readers = match acceptor.join() {
@@ -301,7 +355,19 @@ impl Hub {
         self.stop_threads(readers);
     }
 
+    /// Wakes the monitor's accept() (the stop flag is already set) and joins it.
+    fn stop_monitor(&mut self) {
+        if let Some((monitor, addr)) = self.monitor.take() {
+            self.stop.store(true, Ordering::SeqCst);
+            let _ = TcpStream::connect_timeout(&wake_address(addr), Duration::from_secs(1));
+            if monitor.join().is_err() {
+                warn!("the monitor thread panicked");
+            }
+        }
+    }
+
     fn stop_threads(&mut self, readers: Vec<JoinHandle<()>>) {
+        self.stop_monitor();
         let _ = self.events.send(Event::Shutdown);
         if let Some(dispatcher) = self.dispatcher.take()
             && dispatcher.join().is_err()
@@ -381,15 +447,6 @@ fn check_link_config(config: &Config, name: &str) -> Result<(), HubError> {
     Ok(())
 }
 
-/// `HOST:PORT` (or `[v6]:PORT`) split in two.
-pub fn split_host_port(at: &str) -> Result<(String, u16), HubError> {
-    let bad = || HubError::Link(format!("{at:?} is not HOST:PORT"));
-    let (host, port) = at.rsplit_once(':').ok_or_else(bad)?;
-    let port = port.parse().map_err(|_| bad())?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Ok((host.to_string(), port))
-}
-
 /// Listens on `host:port`, trying every address the name resolves to, with
 /// the wide backlog below. Returns the listener and the address it got (the
 /// real port when `port` is 0).
@@ -420,6 +477,22 @@ pub fn bind(host: &str, port: u16) -> Result<(TcpListener, SocketAddr), HubError
         );
         resolve_error(none)
     }))
+}
+
+/// `HOST:PORT`, `[::1]:PORT` or a bare `PORT` (meaning loopback) as a
+/// host and a port for [`bind`]; a port that is not a number is given as
+/// port 0 with the whole text as host, so that resolving fails and says so.
+pub fn split_host_port(spec: &str) -> (&str, u16) {
+    if let Ok(port) = spec.parse::<u16>() {
+        return ("127.0.0.1", port);
+    }
+    match spec.rsplit_once(':') {
+        Some((host, port)) => match port.parse::<u16>() {
+            Ok(port) => (host.trim_start_matches('[').trim_end_matches(']'), port),
+            Err(_) => (spec, 0),
+        },
+        None => (spec, 0),
+    }
 }
 
 /// How many finished handshakes the kernel may queue for `accept()`.

@@ -11,6 +11,7 @@ pub mod admission;
 pub mod batch;
 pub mod client_line;
 pub mod framing;
+pub mod http;
 pub mod link_line;
 pub mod network;
 pub mod router;
