@@ -37,7 +37,11 @@ lint: ## clippy, warnings as errors
 handout: ## the students' copy of exercises/ (starters, no solutions): target/handout/ + .tar.gz
 	bash exercises/make-handout.sh target/handout
 
-.PHONY: demo simulate student-copies
+.PHONY: demo simulate student-copies net-demo
+
+net-demo: ## two linked hubs in two network namespaces; a cable pulled and put back (root, ~15 s)
+	$(CARGO) build --quiet
+	bash examples/net-demo.sh
 
 demo: ## the hub + logger, driver and vendor agents together (~12 s, stops by itself)
 	$(CARGO) build --quiet

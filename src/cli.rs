@@ -98,6 +98,33 @@ pub struct ServeArgs {
     /// Off by default.
     #[arg(long, value_name = "HOST:PORT")]
     pub monitor: Option<String>,
+    #[command(flatten)]
+    pub linking: LinkArgs,
+}
+
+/// The flags of linked hubs (docs/linking.md).
+#[derive(Debug, Args, Clone, Default)]
+pub struct LinkArgs {
+    /// This hub's name among linked hubs: 1-32 of A-Z a-z 0-9 _ -, unique
+    /// in the network (default hub-<client port>).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Accept links from other hubs on this address (a port of its own);
+    /// prints `links on <addr>` after `listening on <addr>`.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub link_listen: Option<String>,
+    /// Link to another hub's link port (may be repeated); retried with a
+    /// backoff of 1 s doubling to 30 s while it is unreachable.
+    #[arg(long = "link", value_name = "HOST:PORT")]
+    pub links: Vec<String>,
+    /// The shared link password (or set TCPHUB_LINK_KEY). Sent in clear
+    /// text: for a classroom network, not the internet. Without one, every
+    /// link is refused.
+    #[arg(long, value_name = "KEY")]
+    pub link_key: Option<String>,
+    /// A link silent (or unable to take its lines) for this long is down.
+    #[arg(long, default_value_t = crate::hub::DEFAULT_LINK_TIMEOUT_MS, value_parser = clap::value_parser!(u64).range(30..=3_600_000))]
+    pub link_timeout_ms: u64,
 }
 
 impl ServeArgs {
@@ -109,6 +136,15 @@ impl ServeArgs {
             max_line: self.max_line as usize,
             write_timeout: Duration::from_millis(self.write_timeout_ms),
             channel_capacity: self.channel_capacity as usize,
+            name: self.linking.name.clone(),
+            link_listen: self.linking.link_listen.clone(),
+            links: self.linking.links.clone(),
+            link_key: self.linking.link_key.clone().or_else(|| {
+                std::env::var("TCPHUB_LINK_KEY")
+                    .ok()
+                    .filter(|k| !k.is_empty())
+            }),
+            link_timeout: Duration::from_millis(self.linking.link_timeout_ms),
             monitor: self.monitor.clone(),
         }
     }
@@ -153,6 +189,9 @@ fn serve(args: &ServeArgs) -> ExitCode {
     // The one line of output: scripts read the port from it.
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "listening on {}", hub.local_addr());
+    if let Some(links) = hub.link_addr() {
+        let _ = writeln!(out, "links on {links}");
+    }
     if let Some(monitor) = hub.monitor_addr() {
         // Only with --monitor: scripts read the monitor's port from it.
         let _ = writeln!(out, "monitor on http://{monitor}/");

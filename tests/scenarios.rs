@@ -253,7 +253,10 @@ fn cli_lists_and_runs_builtins() {
         .iter()
         .filter_map(|l| l.split_whitespace().next().map(str::to_string))
         .collect();
-    assert_eq!(names, ["chat", "caps", "slow-consumer"]);
+    assert_eq!(
+        names,
+        ["chat", "caps", "slow-consumer", "caps-linked", "netsplit"]
+    );
 
     let mut caps = tcphub(&["simulate", "caps"]);
     assert_eq!(caps.wait().code(), Some(0));

@@ -17,14 +17,18 @@ use std::collections::HashMap;
 use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{Level, debug, info, log_enabled, warn};
 
+use crate::hub::link::LinkEvent;
+use crate::hub::linker::LinkerMsg;
 use crate::hub::score::{ClientSlot, Counters, Scoreboard, Slot, State};
 use crate::proto::admission::Admission;
 use crate::proto::framing::Inbound;
+use crate::proto::network::is_link;
 use crate::proto::router::{ClientId, Outlet, Router};
 use crate::proto::server_line::server_full_line;
 use crate::support::timeouts::is_timeout;
@@ -46,6 +50,9 @@ pub enum Event {
     Line { id: ClientId, line: Inbound },
     /// From a reader: its connection ended (end of stream, reset, ...).
     Closed { id: ClientId, why: String },
+    /// From the link threads (`link-acceptor`, `linker`, `link-<hub>`):
+    /// see [`crate::hub::link`].
+    Link(LinkEvent),
     /// From [`crate::hub::Hub::shutdown`]: close everything and return.
     Shutdown,
 }
@@ -56,6 +63,12 @@ pub struct Dispatcher {
     events: Receiver<Event>,
     router: Router,
     sockets: Sockets,
+    /// The clock heartbeats are counted on (milliseconds since the start).
+    clock: Instant,
+    /// How long until a link is due a heartbeat (`None`: no link up).
+    heartbeat_in: Option<Duration>,
+    /// How many other hubs are reachable, for [`crate::hub::Hub`] to read.
+    reachable: Arc<AtomicUsize>,
 }
 
 /// Every admitted client's socket, as the dispatcher writes to it: the
@@ -70,6 +83,12 @@ struct Sockets {
     slots: HashMap<ClientId, Arc<Slot>>,
     /// Lines in the share about to be delivered (see `share_lines`).
     share_lines: usize,
+    /// `--link-timeout-ms`: how long a write to a link may block.
+    link_timeout: Duration,
+    /// Links we dialled: which `--link` each is, and since when, so the
+    /// linker hears when one is gone.
+    dialled: HashMap<ClientId, (usize, Instant)>,
+    linker: Option<Sender<LinkerMsg>>,
 }
 
 impl Dispatcher {
@@ -90,20 +109,75 @@ impl Dispatcher {
                 me,
                 slots: HashMap::new(),
                 share_lines: 0,
+                link_timeout: Duration::from_millis(5000),
+                dialled: HashMap::new(),
+                linker: None,
+            },
+            clock: Instant::now(),
+            heartbeat_in: None,
+            reachable: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Sets this hub up for links: its name and key, the link timeout, and
+    /// the linker to tell when a dialled link is gone.
+    pub fn linking(
+        mut self,
+        name: &str,
+        key: Option<&str>,
+        link_timeout: Duration,
+        linker: Option<Sender<LinkerMsg>>,
+    ) -> Self {
+        let ms = link_timeout.as_millis().min(u64::MAX as u128) as u64;
+        self.router.set_identity(name, key, ms);
+        self.sockets.link_timeout = link_timeout;
+        self.sockets.linker = linker;
+        self
+    }
+
+    /// The count of reachable hubs this dispatcher keeps up to date.
+    pub fn reachable(&self) -> Arc<AtomicUsize> {
+        self.reachable.clone()
+    }
+
+    /// Waits for the next event, or until a link is due a heartbeat
+    /// (`Ok(None)`). `Err` once every sender is gone.
+    fn next_event(&self) -> Result<Option<Event>, ()> {
+        match self.heartbeat_in {
+            None => self.events.recv().map(Some).map_err(|_| ()),
+            Some(wait) => match self.events.recv_timeout(wait) {
+                Ok(event) => Ok(Some(event)),
+                Err(RecvTimeoutError::Timeout) => Ok(None),
+                Err(RecvTimeoutError::Disconnected) => Err(()),
             },
         }
+    }
+
+    /// Queues a `PING` for every link written nothing for a third of the
+    /// link timeout, and notes when the next one is due.
+    fn heartbeats(&mut self) {
+        let now_ms = self.clock.elapsed().as_millis() as u64;
+        self.heartbeat_in = self.router.link_tick(now_ms).map(Duration::from_millis);
+        let reachable = self.router.reachable_count();
+        self.reachable.store(reachable, Ordering::Relaxed);
     }
 
     /// The dispatcher thread's whole life: wait, route a batch, write it.
     pub fn run(mut self) {
         loop {
-            // The one place this thread waits for work.
+            // The one place this thread waits for work (with links up, at
+            // most until a link is due a heartbeat).
             debug!("blocking in recv() on the channel");
             self.sockets.me.enter(State::Recv);
-            let Ok(first) = self.events.recv() else {
+            let Ok(first) = self.next_event() else {
                 break;
             };
             self.sockets.me.enter(State::Route);
+            let Some(first) = first else {
+                self.heartbeats();
+                self.router.flush(&mut self.sockets);
+                continue;
+            };
             let mut stop = !self.apply(first);
             let mut taken = 1;
             // Take whatever else is already queued, without waiting, so many
@@ -116,6 +190,7 @@ impl Dispatcher {
                 taken += 1;
             }
             debug!("batch of {taken} events");
+            self.heartbeats();
             self.router.flush(&mut self.sockets);
             if stop {
                 break;
@@ -159,9 +234,62 @@ impl Dispatcher {
                 self.sockets.publish(&self.router, id, &line);
             }
             Event::Closed { id, why } => self.router.disconnect(id, &why),
+            Event::Link(event) => self.apply_link(event),
             Event::Shutdown => return false,
         }
         true
+    }
+
+    /// A link event: the routing is the router's ([`crate::proto::network`]);
+    /// this registers and forgets the sockets.
+    fn apply_link(&mut self, event: LinkEvent) {
+        match event {
+            LinkEvent::Dialled { id, socket, target } => {
+                self.sockets.open.insert(id, socket);
+                self.sockets.dialled.insert(id, (target, Instant::now()));
+                self.router.link_dialled(id);
+            }
+            LinkEvent::Answered { id, hub } => {
+                if let Err(refusal) = self.router.link_hello(id, &hub, false) {
+                    warn!(
+                        "refusing the link to {hub}: {} {}",
+                        refusal.code, refusal.text
+                    );
+                }
+            }
+            LinkEvent::Incoming { id, socket, hub } => {
+                self.sockets.open.insert(id, socket);
+                if let Err(refusal) = self.router.link_hello(id, &hub, true) {
+                    warn!(
+                        "refusing the link from {hub}: {} {}",
+                        refusal.code, refusal.text
+                    );
+                }
+            }
+            LinkEvent::Refused {
+                socket,
+                peer,
+                refusal,
+            } => {
+                let mut line = Vec::new();
+                refusal.line().encode(&mut line);
+                self.sockets.refuse_with(socket, &line);
+                debug!("refused link from {peer}");
+            }
+            LinkEvent::Line { id, line } => {
+                debug!("link {id}: {line:?}");
+                self.router.on_link_line(id, &line);
+            }
+            LinkEvent::Bad { id, refusal } => {
+                let peer = self.router.link_peer(id).unwrap_or("?").to_string();
+                warn!(
+                    "cutting the link to {peer}: {} {}",
+                    refusal.code, refusal.text
+                );
+                self.router.link_refuse(id, &refusal);
+            }
+            LinkEvent::Closed { id, why } => self.router.link_down(id, &why),
+        }
     }
 }
 
@@ -181,7 +309,13 @@ impl Outlet for Sockets {
         // the live view shows the dispatcher blocked in writev() since.
         let start = Instant::now();
         self.me.enter_at(State::Writev, id, self.me.nanos_at(start));
-        let written = write_all_within(socket, chunks, self.write_timeout, start, client);
+        // A link has its own timeout (`--link-timeout-ms`).
+        let timeout = if is_link(id) {
+            self.link_timeout
+        } else {
+            self.write_timeout
+        };
+        let written = write_all_within(socket, chunks, timeout, start, client);
         if let (Ok(()), Some(c)) = (&written, client) {
             c.wrote_lines(self.share_lines);
         }
@@ -190,7 +324,7 @@ impl Outlet for Sockets {
         written.map_err(|e| {
             if is_timeout(&e) {
                 Counters::add(&self.score.counters.cut_off);
-                let ms = self.write_timeout.as_millis();
+                let ms = timeout.as_millis();
                 format!("not reading: write blocked past {ms} ms")
             } else {
                 Counters::add(&self.score.counters.write_errors);
@@ -214,6 +348,13 @@ impl Outlet for Sockets {
             c.set_pending(0);
             c.publish("", 0, false);
         }
+        // A link we dialled: the linker dials it again.
+        if let Some((target, since)) = self.dialled.remove(&id)
+            && let Some(linker) = &self.linker
+        {
+            let lasted = since.elapsed();
+            let _ = linker.send(LinkerMsg::Gone { target, lasted });
+        }
     }
 }
 
@@ -225,11 +366,16 @@ impl Sockets {
     }
 
     /// `ERR server-full` to a connection that was never admitted, then close.
-    fn refuse(&self, mut socket: TcpStream) {
+    fn refuse(&self, socket: TcpStream) {
+        self.refuse_with(socket, &server_full_line());
+    }
+
+    /// One line to a connection that was never admitted, then close.
+    fn refuse_with(&self, mut socket: TcpStream, line: &[u8]) {
         // A fresh socket's send buffer is empty, so this cannot block for
         // long; the write timeout bounds it anyway.
         let _ = socket.set_write_timeout(Some(self.write_timeout));
-        let _ = socket.write_all(&server_full_line());
+        let _ = socket.write_all(line);
         let _ = socket.shutdown(Shutdown::Both);
     }
 }

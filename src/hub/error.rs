@@ -20,6 +20,8 @@ pub enum HubError {
         thread: &'static str,
         source: io::Error,
     },
+    /// The link flags cannot work together (`docs/linking.md`).
+    Link(String),
 }
 
 impl fmt::Display for HubError {
@@ -41,6 +43,7 @@ impl fmt::Display for HubError {
             HubError::Spawn { thread, source } => {
                 write!(f, "cannot start the {thread} thread: {source}")
             }
+            HubError::Link(why) => f.write_str(why),
         }
     }
 }
@@ -51,6 +54,7 @@ impl std::error::Error for HubError {
             HubError::Resolve { source, .. }
             | HubError::Bind { source, .. }
             | HubError::Spawn { source, .. } => Some(source),
+            HubError::Link(_) => None,
         }
     }
 }

@@ -8,10 +8,14 @@
 //! The files of this folder are the threads: [`acceptor`] (the `acceptor`
 //! thread), [`reader`] (each `client-<id>` thread) and [`dispatcher`] (the
 //! `dispatcher` thread). What they compute comes from [`crate::proto`].
+//! A linked hub (`docs/linking.md`) has up to two more: `link-acceptor`
+//! and `linker`, and one `link-<hub>` reader per link ([`link`], [`linker`]).
 
 pub mod acceptor;
 pub mod dispatcher;
 pub mod error;
+pub mod link;
+pub mod linker;
 pub mod monitor;
 pub mod reader;
 pub mod score;
@@ -20,7 +24,7 @@ pub use error::HubError;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -29,9 +33,13 @@ use log::{debug, warn};
 
 use crate::hub::acceptor::Acceptor;
 use crate::hub::dispatcher::{Dispatcher, Event};
+use crate::hub::link::{LinkAcceptor, LinkSettings};
+use crate::hub::linker::{Linker, LinkerMsg};
 use crate::hub::monitor::Monitor;
 use crate::hub::score::Scoreboard;
 use crate::proto::admission::Admission;
+use crate::proto::link_line::check_hub_name;
+use crate::proto::network::LINK_ID_BASE;
 
 /// How a hub is set up; every field is a `tcphub serve` flag.
 #[derive(Debug, Clone)]
@@ -50,6 +58,19 @@ pub struct Config {
     /// How many events may wait in the channel before readers block
     /// (`--channel-capacity`).
     pub channel_capacity: usize,
+    /// This hub's name among linked hubs (`--name`); default
+    /// `hub-<client port>`.
+    pub name: Option<String>,
+    /// Accept links from other hubs here (`--link-listen HOST:PORT`).
+    pub link_listen: Option<String>,
+    /// Link to these hubs' link ports (`--link HOST:PORT`, repeatable).
+    pub links: Vec<String>,
+    /// The shared link secret (`--link-key`, or `TCPHUB_LINK_KEY`); without
+    /// it every link is refused.
+    pub link_key: Option<String>,
+    /// A link silent (or unable to take its lines) this long is down
+    /// (`--link-timeout-ms`).
+    pub link_timeout: Duration,
     /// Where the live view's HTTP server listens, `HOST:PORT` (or just a
     /// port, on loopback); `None` for no monitor (`--monitor`).
     pub monitor: Option<String>,
@@ -69,10 +90,18 @@ impl Default for Config {
             max_line: 4096,
             write_timeout: Duration::from_millis(2000),
             channel_capacity: DEFAULT_CHANNEL_CAPACITY,
+            name: None,
+            link_listen: None,
+            links: Vec::new(),
+            link_key: None,
+            link_timeout: Duration::from_millis(DEFAULT_LINK_TIMEOUT_MS),
             monitor: None,
         }
     }
 }
+
+/// `--link-timeout-ms` by default.
+pub const DEFAULT_LINK_TIMEOUT_MS: u64 = 5000;
 
 impl Config {
     /// The defaults, on a port the OS picks: what tests use.
@@ -92,6 +121,13 @@ pub struct Hub {
     acceptor: Option<JoinHandle<Vec<JoinHandle<()>>>>,
     dispatcher: Option<JoinHandle<()>>,
     admission: Arc<Admission>,
+    /// This hub's name among linked hubs.
+    name: String,
+    /// How many other hubs are reachable (kept by the dispatcher).
+    reachable: Arc<AtomicUsize>,
+    /// The link threads, if any (`link-acceptor`, `linker`); boxed, so a
+    /// hub that is not linked stays small.
+    links: Box<LinkThreads>,
     /// The `monitor` thread and its address, with `--monitor`.
     monitor: Option<(JoinHandle<()>, SocketAddr)>,
 }
@@ -100,6 +136,18 @@ impl Hub {
     /// Binds, starts the dispatcher and acceptor threads, and returns at once.
     pub fn start(config: Config) -> Result<Hub, HubError> {
         let (listener, addr) = bind(&config.host, config.port)?;
+        let name = config
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("hub-{}", addr.port()));
+        check_link_config(&config, &name)?;
+        let link_listener = match &config.link_listen {
+            Some(at) => {
+                let (host, port) = split_host_port(at);
+                Some(bind(host, port)?)
+            }
+            None => None,
+        };
         let monitor_listener = match &config.monitor {
             Some(spec) => {
                 let (host, port) = split_host_port(spec);
@@ -117,12 +165,21 @@ impl Hub {
         let admission = Arc::new(Admission::new(config.max_clients));
         let stop = Arc::new(AtomicBool::new(false));
 
+        let (linker_tx, linker_rx) = crossbeam_channel::unbounded();
+        let dialling = !config.links.is_empty();
         let dispatcher = Dispatcher::new(
             inbox,
             admission.clone(),
             config.write_timeout,
             score.clone(),
+        )
+        .linking(
+            &name,
+            config.link_key.as_deref(),
+            config.link_timeout,
+            dialling.then(|| linker_tx.clone()),
         );
+        let reachable = dispatcher.reachable();
         let dispatcher = thread::Builder::new()
             .name("dispatcher".into())
             .spawn(move || dispatcher.run())
@@ -163,7 +220,50 @@ impl Hub {
             dispatcher: Some(dispatcher),
             admission: admission.clone(),
             monitor: None,
+            name,
+            reachable,
+            links: Box::default(),
         };
+        let settings = LinkSettings {
+            key: config.link_key.clone(),
+            timeout: config.link_timeout,
+            max_line: config.max_line + LINK_LINE_EXTRA,
+            next_id: Arc::new(AtomicU64::new(LINK_ID_BASE)),
+        };
+        // On failure, dropping `hub` stops what was started.
+        if let Some((listener, link_addr)) = link_listener {
+            hub.links.addr = Some(link_addr);
+            let link_acceptor = LinkAcceptor {
+                listener,
+                events: hub.events.clone(),
+                stop: hub.links.stop.clone(),
+                settings: settings.clone(),
+            };
+            let handle = thread::Builder::new()
+                .name("link-acceptor".into())
+                .spawn(move || link_acceptor.run())
+                .map_err(|source| HubError::Spawn {
+                    thread: "link-acceptor",
+                    source,
+                })?;
+            hub.links.acceptor = Some(handle);
+        }
+        if dialling {
+            let linker = Linker {
+                targets: config.links.clone(),
+                events: hub.events.clone(),
+                inbox: linker_rx,
+                settings,
+            };
+            let handle = thread::Builder::new()
+                .name("linker".into())
+                .spawn(move || linker.run())
+                .map_err(|source| HubError::Spawn {
+                    thread: "linker",
+                    source,
+                })?;
+            hub.links.linker = Some((handle, linker_tx));
+        }
         if let Some((listener, monitor_addr)) = monitor_listener {
             let monitor = Monitor {
                 listener,
@@ -185,6 +285,21 @@ impl Hub {
             hub.monitor = Some((handle, monitor_addr));
         }
         Ok(hub)
+    }
+
+    /// This hub's name among linked hubs (`--name`, or `hub-<port>`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many other hubs are reachable through links right now.
+    pub fn reachable_hubs(&self) -> usize {
+        self.reachable.load(Ordering::Relaxed)
+    }
+
+    /// The address links are accepted on (`--link-listen`), if any.
+    pub fn link_addr(&self) -> Option<SocketAddr> {
+        self.links.addr
     }
 
     /// The address the hub listens on (with the real port when started with
@@ -219,6 +334,8 @@ impl Hub {
     }
 
     fn shutdown_inner(&mut self) {
+        // No new links first: their threads hand sockets to the dispatcher.
+        let link_readers = self.links.stop();
         let Some(acceptor) = self.acceptor.take() else {
             return;
         };
@@ -227,13 +344,14 @@ impl Hub {
         self.stop_monitor();
         // accept() only returns when someone connects: so connect.
         let _ = TcpStream::connect_timeout(&wake_address(self.addr), Duration::from_secs(1));
-        let readers = match acceptor.join() {
+        let mut readers = match acceptor.join() {
             Ok(readers) => readers,
             Err(_) => {
                 warn!("the acceptor thread panicked");
                 Vec::new()
             }
         };
+        readers.extend(link_readers);
         self.stop_threads(readers);
     }
 
@@ -268,6 +386,65 @@ impl Drop for Hub {
     fn drop(&mut self) {
         self.shutdown_inner();
     }
+}
+
+/// Room a link line needs beyond `--max-line`: `@<hub>` and the fields a
+/// link line adds to a client's.
+pub const LINK_LINE_EXTRA: usize = 256;
+
+/// The `link-acceptor` and `linker` threads of a hub, when it has them.
+#[derive(Default)]
+struct LinkThreads {
+    addr: Option<SocketAddr>,
+    stop: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<Readers>>,
+    linker: Option<(JoinHandle<Readers>, Sender<LinkerMsg>)>,
+}
+
+/// What a thread that starts readers hands back when it ends.
+type Readers = Vec<JoinHandle<()>>;
+
+impl LinkThreads {
+    /// Stops both threads and returns the link readers they started (they
+    /// end once the dispatcher shuts their sockets down).
+    fn stop(&mut self) -> Vec<JoinHandle<()>> {
+        let mut readers = Vec::new();
+        if let Some((linker, inbox)) = self.linker.take() {
+            let _ = inbox.send(LinkerMsg::Stop);
+            match linker.join() {
+                Ok(r) => readers.extend(r),
+                Err(_) => warn!("the linker thread panicked"),
+            }
+        }
+        if let Some(acceptor) = self.acceptor.take() {
+            self.stop.store(true, Ordering::SeqCst);
+            if let Some(addr) = self.addr {
+                let _ = TcpStream::connect_timeout(&wake_address(addr), Duration::from_secs(1));
+            }
+            match acceptor.join() {
+                Ok(r) => readers.extend(r),
+                Err(_) => warn!("the link-acceptor thread panicked"),
+            }
+        }
+        readers
+    }
+}
+
+/// The link flags that cannot work, refused before anything starts.
+fn check_link_config(config: &Config, name: &str) -> Result<(), HubError> {
+    if let Err(why) = check_hub_name(name) {
+        return Err(HubError::Link(format!("--name: {why}")));
+    }
+    if !config.links.is_empty() && config.link_key.is_none() {
+        return Err(HubError::Link(
+            "--link needs --link-key (or TCPHUB_LINK_KEY): a hub without a key refuses every link"
+                .into(),
+        ));
+    }
+    if config.link_key.as_deref() == Some("") {
+        return Err(HubError::Link("--link-key must not be empty".into()));
+    }
+    Ok(())
 }
 
 /// Listens on `host:port`, trying every address the name resolves to, with

@@ -18,6 +18,7 @@
 
 use std::io::IoSlice;
 
+use crate::proto::link_line::LinkLine;
 use crate::proto::router::ClientId;
 use crate::proto::server_line::ServerLine;
 
@@ -92,6 +93,18 @@ impl Batch {
     /// Formats a line for one client; queue it with [`Batch::queue`].
     pub fn to_one(&mut self, line: ServerLine<'_>) -> Span {
         encode(&mut self.direct, Buffer::Direct, line)
+    }
+
+    /// Formats a line for linked hubs (`docs/linking.md`), once however many
+    /// links get it; queue it for each link with [`Batch::queue`].
+    pub fn to_links(&mut self, line: &LinkLine<&str>) -> Span {
+        let start = self.shared.len();
+        line.encode(&mut self.shared);
+        Span {
+            buffer: Buffer::Shared,
+            start,
+            end: self.shared.len(),
+        }
     }
 
     /// Adds a line to one recipient's pending spans, merging it with the

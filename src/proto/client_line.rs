@@ -152,11 +152,23 @@ fn parse_dm(arg: &str) -> Result<Command, Refusal> {
     if to.is_empty() || text.is_empty() {
         return Err(usage());
     }
-    check_nick(to)?;
+    check_dm_target(to)?;
     Ok(Command::Dm {
         to: to.to_string(),
         text: text.to_string(),
     })
+}
+
+/// The target of `/dm`: a nick, or `<nick>@<hub>` for a client of a linked
+/// hub (docs/linking.md); each part follows the nick rules.
+fn check_dm_target(to: &str) -> Result<(), Refusal> {
+    match to.split_once('@') {
+        None => check_nick(to),
+        Some((nick, hub)) => {
+            check_nick(nick)?;
+            check_nick(hub)
+        }
+    }
 }
 
 /// `/pub <topic> <payload>`: the payload may be empty, the topic not `*`.
@@ -357,6 +369,22 @@ mod tests {
             assert_eq!(refused(bad.as_bytes()), ErrorCode::BadNick, "{bad}");
         }
         assert_eq!(refused(b"/dm b.b hi"), ErrorCode::BadNick);
+        // a client of a linked hub: <nick>@<hub>, each part a valid name
+        assert_eq!(
+            cmd("/dm bob@hub-2 hi"),
+            Command::Dm {
+                to: "bob@hub-2".into(),
+                text: "hi".into()
+            }
+        );
+        for line in [
+            &b"/dm bob@ hi"[..],
+            b"/dm @hub hi",
+            b"/dm a@b@c hi",
+            b"/dm a@b.c hi",
+        ] {
+            assert_eq!(refused(line), ErrorCode::BadNick, "{line:?}");
+        }
     }
 
     #[test]

@@ -22,6 +22,8 @@ use crate::proto::admission::Admission;
 use crate::proto::batch::{Batch, Pending, Span};
 use crate::proto::client_line::{Command, HELP, Refusal};
 use crate::proto::framing::Inbound;
+use crate::proto::link_line::LinkLine;
+use crate::proto::network::{Network, is_link};
 use crate::proto::server_line::{ErrorCode, ServerLine};
 
 /// A connection's id, given by the acceptor; also the number in its first
@@ -30,15 +32,15 @@ pub type ClientId = u64;
 
 /// Everything the router remembers about one connection.
 #[derive(Debug)]
-struct Client {
-    nick: String,
+pub(super) struct Client {
+    pub(super) nick: String,
     subs: HashSet<String>,
     /// Spans of the batch waiting to be written to this client, in order.
     pending: Pending,
     /// False once the client quit or hung up: it receives no new lines, but
     /// what is already pending for it is still written (`BYE`, or the answers
     /// to what a half-closed client sent).
-    open: bool,
+    pub(super) open: bool,
 }
 
 /// A server's half of a flush: how bytes reach a client. The threaded
@@ -65,15 +67,18 @@ pub trait Outlet {
 /// The routing state, owned by exactly one thread (the dispatcher) or task.
 #[derive(Debug)]
 pub struct Router {
-    clients: HashMap<ClientId, Client>,
-    nicks: HashMap<String, ClientId>,
+    pub(super) clients: HashMap<ClientId, Client>,
+    pub(super) nicks: HashMap<String, ClientId>,
     /// topic (or `*`) -> subscribers, in subscription order.
-    topics: HashMap<String, Vec<ClientId>>,
+    pub(super) topics: HashMap<String, Vec<ClientId>>,
     admission: Arc<Admission>,
     /// The lines of the current batch.
-    batch: Batch,
+    pub(super) batch: Batch,
     /// Clients to disconnect once their pending lines are written.
     closing: Vec<ClientId>,
+    /// Linked hubs: links, remote hubs and clients, interest
+    /// ([`crate::proto::network`]; empty when the hub is not linked).
+    pub(super) net: Network,
 }
 
 impl Router {
@@ -85,6 +90,7 @@ impl Router {
             admission,
             batch: Batch::default(),
             closing: Vec::new(),
+            net: Network::default(),
         }
     }
 
@@ -124,6 +130,10 @@ impl Router {
             open: true,
         };
         self.batch.queue(id, &mut client.pending, welcome);
+        if self.linked() {
+            let who = self.shown(&nick);
+            self.send_every_link(&LinkLine::Join { who: &who });
+        }
         self.nicks.insert(nick, id);
         &self.clients.entry(id).insert_entry(client).into_mut().nick
     }
@@ -155,6 +165,13 @@ impl Router {
         let leave = self.batch.to_many(ServerLine::Leave { nick: &nick });
         let others = self.deliver_to_all_but(id, leave);
         debug!("route: {nick} ({id}) leaves; LEAVE to {others} others");
+        if self.linked() {
+            let who = self.shown(&nick);
+            self.send_every_link(&LinkLine::Leave { who: &who });
+            for topic in &subs {
+                self.sync_interest(topic);
+            }
+        }
     }
 
     /// A line the reader refused (bad UTF-8, too long, malformed command):
@@ -210,22 +227,34 @@ impl Router {
             // allocation per recipient once it has grown to the longest.
             let mut slices = Vec::new();
             for &id in self.batch.dirty() {
-                if let Some(client) = self.clients.get(&id) {
-                    self.batch.slices(&client.pending, &mut slices);
-                    out.share_lines(id, client.pending.lines());
-                    if let Err(why) = out.deliver(id, &mut slices) {
-                        failed.push((id, why));
-                    }
+                // A recipient is a client, or a link to another hub.
+                let pending = match self.clients.get(&id) {
+                    Some(client) => &client.pending,
+                    None => match self.net.links.get(&id) {
+                        Some(link) => &link.pending,
+                        None => continue,
+                    },
+                };
+                self.batch.slices(pending, &mut slices);
+                out.share_lines(id, pending.lines());
+                if let Err(why) = out.deliver(id, &mut slices) {
+                    failed.push((id, why));
                 }
             }
             drop(slices);
             for id in self.batch.finish() {
                 if let Some(client) = self.clients.get_mut(&id) {
                     client.pending.clear();
+                } else if let Some(link) = self.net.links.get_mut(&id) {
+                    link.pending.clear();
                 }
             }
             for id in std::mem::take(&mut self.closing) {
                 self.clients.remove(&id);
+                out.close(id);
+            }
+            for id in std::mem::take(&mut self.net.closing) {
+                self.net.links.remove(&id);
                 out.close(id);
             }
             failed.extend(out.overdue());
@@ -233,6 +262,11 @@ impl Router {
                 return;
             }
             for (id, why) in failed {
+                if is_link(id) {
+                    // Cut like a slow client: a netsplit, not a stall.
+                    self.link_down(id, &why);
+                    continue;
+                }
                 if let Some(nick) = self.nick(id) {
                     warn!("cutting off {nick} ({id}): {why}");
                 }
@@ -263,6 +297,10 @@ impl Router {
         });
         let n = self.deliver_to_all_but(id, line);
         debug!("route: MSG from {id} to {n} clients");
+        if self.linked() {
+            let from = self.shown(&self.clients[&id].nick);
+            self.send_every_link(&LinkLine::Msg { from: &from, text });
+        }
     }
 
     /// `/pub`: `EVENT` to subscribers of `topic` and of `*`, each once,
@@ -276,6 +314,17 @@ impl Router {
             from: &sender.nick,
             payload,
         });
+        let n = self.queue_event(id, topic, line);
+        debug!("route: EVENT {topic} from {id} to {n} subscribers");
+        if self.linked() {
+            let from = self.shown(&self.clients[&id].nick);
+            self.forward_event(None, topic, &from, payload);
+        }
+    }
+
+    /// Queues an `EVENT` (already in the batch) for the subscribers of
+    /// `topic` and of `*`, each once, never `id`; returns how many.
+    pub(super) fn queue_event(&mut self, id: ClientId, topic: &str, line: Span) -> usize {
         let named = self.topics.get(topic).map(Vec::as_slice).unwrap_or(&[]);
         let star = self.topics.get("*").map(Vec::as_slice).unwrap_or(&[]);
         let mut n = 0;
@@ -297,7 +346,7 @@ impl Router {
                 n += 1;
             }
         }
-        debug!("route: EVENT {topic} from {id} to {n} subscribers");
+        n
     }
 
     fn rename(&mut self, id: ClientId, new: &str) {
@@ -325,9 +374,16 @@ impl Router {
         let line = self.batch.to_many(ServerLine::Nick { old: &old, new });
         self.deliver_to_all_but(id, line);
         debug!("route: {old} is now {new}");
+        if self.linked() {
+            let who = self.shown(&old);
+            self.send_every_link(&LinkLine::Nick { who: &who, new });
+        }
     }
 
     fn list(&mut self, id: ClientId) {
+        if !self.net.hubs.is_empty() {
+            return self.list_everyone(id);
+        }
         let mut nicks: Vec<&str> = self.nicks.keys().map(String::as_str).collect();
         nicks.sort_unstable();
         let line = self.batch.to_one(ServerLine::List {
@@ -337,7 +393,16 @@ impl Router {
     }
 
     fn dm(&mut self, id: ClientId, to: &str, text: &str) {
-        let Some(&target) = self.nicks.get(to) else {
+        if to.contains('@') {
+            // `<nick>@<hub>`: a client of a linked hub (or of this one).
+            return self.dm_remote(id, to, text);
+        }
+        self.dm_local(id, to, to, text);
+    }
+
+    /// A DM to local client `nick`; `to` is the name as the sender wrote it.
+    pub(super) fn dm_local(&mut self, id: ClientId, to: &str, nick: &str, text: &str) {
+        let Some(&target) = self.nicks.get(nick) else {
             return self.error(id, ErrorCode::NoSuchNick, &format!("nobody is called {to}"));
         };
         let from = self.clients.get(&id).map_or("", |c| c.nick.as_str());
@@ -360,6 +425,7 @@ impl Router {
             self.topics.entry(topic.to_string()).or_default().push(id);
         }
         debug!("route: {id} subscribes to {topic}");
+        self.sync_interest(topic);
         let ok = ServerLine::Ok {
             command: "sub",
             detail: topic,
@@ -374,6 +440,7 @@ impl Router {
             self.remove_subscriber(topic, id);
         }
         debug!("route: {id} unsubscribes from {topic}");
+        self.sync_interest(topic);
         let ok = ServerLine::Ok {
             command: "unsub",
             detail: topic,
@@ -384,25 +451,25 @@ impl Router {
     // ---- helpers ------------------------------------------------------
 
     /// Formats a line for one recipient and queues it.
-    fn reply(&mut self, id: ClientId, line: ServerLine<'_>) {
+    pub(super) fn reply(&mut self, id: ClientId, line: ServerLine<'_>) {
         let line = self.batch.to_one(line);
         self.deliver(id, line);
     }
 
     /// `ERR <code> <text>` to one recipient.
-    fn error(&mut self, id: ClientId, code: ErrorCode, text: &str) {
+    pub(super) fn error(&mut self, id: ClientId, code: ErrorCode, text: &str) {
         self.reply(id, ServerLine::Err { code, text });
     }
 
     /// Queues a line (already in the batch) for one client.
-    fn deliver(&mut self, id: ClientId, line: Span) {
+    pub(super) fn deliver(&mut self, id: ClientId, line: Span) {
         if let Some(client) = self.clients.get_mut(&id) {
             self.batch.queue(id, &mut client.pending, line);
         }
     }
 
     /// Queues a line for every open client except `except`; returns how many.
-    fn deliver_to_all_but(&mut self, except: ClientId, line: Span) -> usize {
+    pub(super) fn deliver_to_all_but(&mut self, except: ClientId, line: Span) -> usize {
         let mut n = 0;
         for (&id, client) in self.clients.iter_mut() {
             if id != except && client.open {

@@ -11,6 +11,14 @@ pub const BUILTINS: &[(&str, &str)] = &[
         "slow-consumer",
         include_str!("../../docs/scenarios/slow-consumer.scenario"),
     ),
+    (
+        "caps-linked",
+        include_str!("../../docs/scenarios/caps-linked.scenario"),
+    ),
+    (
+        "netsplit",
+        include_str!("../../docs/scenarios/netsplit.scenario"),
+    ),
 ];
 
 /// The text of the built-in scenario called `name`.
@@ -40,7 +48,10 @@ mod tests {
             assert!(scenario.title.is_some(), "{name} has no title comment");
             assert!(scenario.actors.len() >= 2, "{name}");
         }
-        assert_eq!(names(), ["chat", "caps", "slow-consumer"]);
+        assert_eq!(
+            names(),
+            ["chat", "caps", "slow-consumer", "caps-linked", "netsplit"]
+        );
         assert!(text("nope").is_none());
     }
 }

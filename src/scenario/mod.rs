@@ -50,12 +50,18 @@ pub struct Settings {
     pub max_clients: Option<usize>,
     /// The in-process hub's `--max-line` (`set max-line`).
     pub max_line: Option<usize>,
+    /// `set hubs a b c`: several in-process hubs with these names, linked in
+    /// a chain (each dials the one before it). Empty: one unnamed hub.
+    pub hubs: Vec<String>,
 }
 
 impl Settings {
     /// True if any setting is for the hub (they cannot apply with `--addr`).
     pub fn configures_hub(&self) -> bool {
-        self.write_timeout.is_some() || self.max_clients.is_some() || self.max_line.is_some()
+        self.write_timeout.is_some()
+            || self.max_clients.is_some()
+            || self.max_line.is_some()
+            || !self.hubs.is_empty()
     }
 }
 
@@ -66,6 +72,7 @@ impl Default for Settings {
             write_timeout: None,
             max_clients: None,
             max_line: None,
+            hubs: Vec::new(),
         }
     }
 }
@@ -95,6 +102,11 @@ pub struct Step {
 pub enum Action {
     /// `connect`: open this actor's connection to the hub.
     Connect,
+    /// `connect <hub>`: the same, to one of the `set hubs` hubs.
+    ConnectTo(String),
+    /// `stop-hub <hub>`: stop one of the `set hubs` hubs (its clients are
+    /// closed; the other hubs see a netsplit).
+    StopHub(String),
     /// `send <line>`: send the line as written (a `\n` is added).
     Send(String),
     /// `flood <count> <bytes> <prefix>`: send `count` lines, each

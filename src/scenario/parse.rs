@@ -26,7 +26,7 @@ pub const MAX_FLOOD_LINES: usize = 1_000_000;
 pub const MAX_FLOOD_BYTES: usize = 256 * 1024 * 1024;
 
 /// Every step keyword, for the "unknown step" message.
-const STEPS: &str = "connect, send, flood, expect, expect-closed, ignore, timeout, wait, signal, await, note, close";
+const STEPS: &str = "connect, stop-hub, send, flood, expect, expect-closed, ignore, timeout, wait, signal, await, note, close";
 
 /// Parses a scenario. `source` names it in errors (a path, or a built-in name).
 pub fn parse(source: &str, text: &str) -> Result<Scenario, ParseError> {
@@ -135,9 +135,10 @@ impl Parser<'_> {
             "write-timeout" => self.settings.write_timeout = Some(positive_duration(value)?),
             "max-clients" => self.settings.max_clients = Some(number(value, 1, 1_000_000)?),
             "max-line" => self.settings.max_line = Some(number(value, 1, 16 * 1024 * 1024)?),
+            "hubs" => self.settings.hubs = hub_names(value)?,
             _ => {
                 return Err(format!(
-                    "unknown setting {key:?} (settings: timeout, write-timeout, max-clients, max-line)"
+                    "unknown setting {key:?} (settings: timeout, write-timeout, max-clients, max-line, hubs)"
                 ));
             }
         }
@@ -157,7 +158,13 @@ impl Parser<'_> {
             }
         };
         Ok(match word {
-            "connect" => none(Action::Connect)?,
+            "connect" if self.settings.hubs.is_empty() => none(Action::Connect)
+                .map_err(|e| format!("{e} (name hubs first: `set hubs a b`)"))?,
+            "connect" => match arg.map(str::trim).filter(|a| !a.is_empty()) {
+                None => Action::Connect,
+                Some(hub) => Action::ConnectTo(self.known_hub(hub)?),
+            },
+            "stop-hub" => Action::StopHub(self.known_hub(needs("a hub name")?.trim())?),
             "close" => none(Action::Close)?,
             "expect-closed" => none(Action::ExpectClosed)?,
             // An empty `send` sends an empty line (the hub ignores it).
@@ -182,17 +189,33 @@ impl Parser<'_> {
         })
     }
 
+    /// A hub of `set hubs`, for `connect <hub>` and `stop-hub <hub>`.
+    fn known_hub(&self, hub: &str) -> Result<String, String> {
+        if self.settings.hubs.iter().any(|h| h == hub) {
+            Ok(hub.to_string())
+        } else if self.settings.hubs.is_empty() {
+            Err(format!(
+                "no hub is called {hub:?}: name the hubs first, `set hubs a b`"
+            ))
+        } else {
+            Err(format!(
+                "no hub is called {hub:?} (set hubs: {})",
+                self.settings.hubs.join(" ")
+            ))
+        }
+    }
+
     /// Follows each actor's connection through its steps, to refuse a
     /// `send` before `connect` and the like.
     fn track(&mut self, line_no: usize, actor: &str, action: &Action) -> Result<(), String> {
         let connected = self.connected.entry(actor.to_string()).or_insert(false);
         match action {
-            Action::Connect if *connected => {
+            Action::Connect | Action::ConnectTo(_) if *connected => {
                 return Err(format!(
                     "{actor} is already connected (`close` first to reconnect)"
                 ));
             }
-            Action::Connect => *connected = true,
+            Action::Connect | Action::ConnectTo(_) => *connected = true,
             Action::Send(_)
             | Action::Flood { .. }
             | Action::Expect(_)
@@ -248,6 +271,21 @@ impl Parser<'_> {
 fn check_name(what: &str, name: &str) -> Result<(), String> {
     crate::proto::client_line::check_nick(name)
         .map_err(|_| format!("{what} name {name:?} must be 1 to {MAX_NAME} of A-Z a-z 0-9 _ -"))
+}
+
+/// `set hubs a b c`: two or more distinct hub names.
+fn hub_names(value: &str) -> Result<Vec<String>, String> {
+    let names: Vec<String> = value.split_whitespace().map(str::to_string).collect();
+    if names.len() < 2 {
+        return Err("`set hubs` needs two or more hub names, like `set hubs a b`".into());
+    }
+    for (i, name) in names.iter().enumerate() {
+        crate::proto::link_line::check_hub_name(name)?;
+        if names[..i].contains(name) {
+            return Err(format!("hub {name} is named twice"));
+        }
+    }
+    Ok(names)
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {
@@ -381,6 +419,25 @@ mod tests {
         // `send` with nothing sends an empty line.
         let s = ok("a: connect\na: send\n");
         assert_eq!(s.actors[0].steps[1].action, Action::Send(String::new()));
+    }
+
+    #[test]
+    fn named_hubs_connect_and_stop_by_name() {
+        let s = ok("set hubs a b\nx: connect b\nx: stop-hub a\ny: connect\n");
+        assert_eq!(s.settings.hubs, ["a", "b"]);
+        assert!(s.settings.configures_hub());
+        assert_eq!(s.actors[0].steps[0].action, Action::ConnectTo("b".into()));
+        assert_eq!(s.actors[0].steps[1].action, Action::StopHub("a".into()));
+        assert_eq!(s.actors[1].steps[0].action, Action::Connect);
+        for (text, problem) in [
+            ("set hubs a\nx: connect\n", "two or more"),
+            ("set hubs a a\nx: connect\n", "named twice"),
+            ("set hubs a b\nx: connect c\n", "no hub is called \"c\""),
+            ("x: stop-hub a\n", "set hubs a b"),
+        ] {
+            let e = parse("t", text).unwrap_err();
+            assert!(e.problem.contains(problem), "{text:?}: {e}");
+        }
     }
 
     #[test]

@@ -139,19 +139,28 @@ pub fn run(
         state: Mutex::new(State::default()),
         changed: Condvar::new(),
         sockets: Mutex::new(Vec::new()),
+        hubs: Mutex::new(Vec::new()),
     };
     match &scenario.title {
         Some(title) => shared.header(&format!("scenario {}: {title}", scenario.source)),
         None => shared.header(&format!("scenario {}", scenario.source)),
     }
 
-    let (hub, addr) = start_hub(target, &scenario.settings, &shared)?;
-    let spawned = run_actors(scenario, &addr, &shared);
-    // Close every connection that is still open, then stop the hub.
+    let linked = !scenario.settings.hubs.is_empty() && *target == HubToUse::InProcess;
+    let (hub, addr, named) = if linked {
+        let named = start_linked(&scenario.settings, &shared)?;
+        (None, named[0].1.clone(), named)
+    } else {
+        let (hub, addr) = start_hub(target, &scenario.settings, &shared)?;
+        (hub, addr, Vec::new())
+    };
+    let spawned = run_actors(scenario, &addr, &named, &shared);
+    // Close every connection that is still open, then stop the hub(s).
     shared.shutdown_sockets();
     if let Some(hub) = hub {
         hub.shutdown();
     }
+    shared.stop_hubs();
     spawned.map_err(ScenarioError::Spawn)?;
     let elapsed = shared.start.elapsed();
     Ok(Report {
@@ -200,15 +209,76 @@ fn start_hub(
     }
 }
 
+/// `set hubs a b c`: one in-process hub per name, each dialling the one
+/// before it (a chain: a - b - c), all linked before any actor starts.
+/// Returns each hub's name and client address; the hubs go into `shared`
+/// (so `stop-hub` can stop one).
+fn start_linked(
+    settings: &Settings,
+    shared: &Shared,
+) -> Result<Vec<(String, String)>, ScenarioError> {
+    let mut named = Vec::new();
+    let mut previous: Option<String> = None;
+    for name in &settings.hubs {
+        let mut config = Config::ephemeral();
+        if let Some(t) = settings.write_timeout {
+            config.write_timeout = t;
+        }
+        if let Some(n) = settings.max_clients {
+            config.max_clients = n;
+        }
+        if let Some(n) = settings.max_line {
+            config.max_line = n;
+        }
+        config.name = Some(name.clone());
+        config.link_listen = Some("127.0.0.1:0".into());
+        config.links = previous.take().into_iter().collect();
+        config.link_key = Some("simulate".into());
+        config.link_timeout = Duration::from_secs(2);
+        let hub = Hub::start(config).map_err(ScenarioError::Hub)?;
+        previous = hub.link_addr().map(|a| a.to_string());
+        named.push((name.clone(), hub.local_addr().to_string()));
+        shared.lock_hubs().push((name.clone(), Some(hub)));
+    }
+    // Every hub reaches every other one before the story starts.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let others = settings.hubs.len() - 1;
+    while !shared
+        .lock_hubs()
+        .iter()
+        .all(|(_, h)| h.as_ref().is_some_and(|h| h.reachable_hubs() == others))
+    {
+        if Instant::now() > deadline {
+            shared.stop_hubs();
+            return Err(ScenarioError::Hub(crate::HubError::Link(
+                "the in-process hubs did not link within 10 s".into(),
+            )));
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let list: Vec<String> = named.iter().map(|(n, a)| format!("{n} {a}")).collect();
+    shared.header(&format!(
+        "hubs {} (in-process, linked {})",
+        list.join(", "),
+        settings.hubs.join(" - ")
+    ));
+    Ok(named)
+}
+
 /// One thread per actor, named `actor-<name>`, all joined before returning.
-fn run_actors(scenario: &Scenario, addr: &str, shared: &Shared) -> std::io::Result<()> {
+fn run_actors(
+    scenario: &Scenario,
+    addr: &str,
+    named: &[(String, String)],
+    shared: &Shared,
+) -> std::io::Result<()> {
     thread::scope(|scope| {
         let mut handles = Vec::new();
         for actor in &scenario.actors {
             let handle = thread::Builder::new()
                 .name(format!("actor-{}", actor.name))
                 .spawn_scoped(scope, move || {
-                    ActorRun::new(actor, scenario, addr, shared).run();
+                    ActorRun::new(actor, scenario, addr, named, shared).run();
                 });
             match handle {
                 Ok(h) => handles.push(h),
@@ -271,6 +341,8 @@ struct Shared {
     /// A clone of every connection, to shut them all down on failure (which
     /// wakes any actor blocked reading) and at the end.
     sockets: Mutex<Vec<TcpStream>>,
+    /// `set hubs`: the in-process hubs by name (`None` once stopped).
+    hubs: Mutex<Vec<(String, Option<Hub>)>>,
 }
 
 #[derive(Default)]
@@ -301,6 +373,37 @@ impl Shared {
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         let _ = writeln!(out, "{text}");
         let _ = out.flush();
+    }
+
+    fn lock_hubs(&self) -> MutexGuard<'_, Vec<(String, Option<Hub>)>> {
+        self.hubs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `stop-hub`: stops one named hub; false if there is none running.
+    fn stop_hub(&self, name: &str) -> bool {
+        let hub = self
+            .lock_hubs()
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, h)| h.take());
+        match hub {
+            Some(hub) => {
+                hub.shutdown();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn stop_hubs(&self) {
+        let hubs: Vec<Hub> = self
+            .lock_hubs()
+            .iter_mut()
+            .filter_map(|(_, h)| h.take())
+            .collect();
+        for hub in hubs {
+            hub.shutdown();
+        }
     }
 
     fn aborted(&self) -> bool {
@@ -403,6 +506,8 @@ struct ActorRun<'a> {
     actor: &'a Actor,
     source: &'a str,
     addr: &'a str,
+    /// `set hubs`: each hub's name and client address.
+    named: &'a [(String, String)],
     shared: &'a Shared,
     timeout: Duration,
     ignores: Vec<Pattern>,
@@ -410,11 +515,18 @@ struct ActorRun<'a> {
 }
 
 impl<'a> ActorRun<'a> {
-    fn new(actor: &'a Actor, scenario: &'a Scenario, addr: &'a str, shared: &'a Shared) -> Self {
+    fn new(
+        actor: &'a Actor,
+        scenario: &'a Scenario,
+        addr: &'a str,
+        named: &'a [(String, String)],
+        shared: &'a Shared,
+    ) -> Self {
         ActorRun {
             actor,
             source: &scenario.source,
             addr,
+            named,
             shared,
             timeout: scenario.settings.timeout,
             ignores: Vec::new(),
@@ -460,7 +572,24 @@ impl<'a> ActorRun<'a> {
 
     fn step(&mut self, step: &Step) -> Result<(), Unmet> {
         match &step.action {
-            Action::Connect => self.connect(),
+            Action::Connect => self.connect(self.addr, None),
+            Action::ConnectTo(hub) => {
+                let Some((_, addr)) = self.named.iter().find(|(n, _)| n == hub) else {
+                    return Err(unmet(
+                        format!("hub {hub}"),
+                        "no such hub here: named hubs are in-process only (run without --addr)",
+                    ));
+                };
+                self.connect(addr, Some(hub))
+            }
+            Action::StopHub(hub) => {
+                self.say("..", &format!("stop hub {hub}"));
+                if self.shared.stop_hub(hub) {
+                    Ok(())
+                } else {
+                    Err(unmet(format!("hub {hub} running"), "it is not"))
+                }
+            }
             Action::Send(text) => {
                 let mut line = text.clone().into_bytes();
                 line.push(b'\n');
@@ -528,9 +657,9 @@ impl<'a> ActorRun<'a> {
         }
     }
 
-    fn connect(&mut self) -> Result<(), Unmet> {
+    fn connect(&mut self, addr: &str, hub: Option<&str>) -> Result<(), Unmet> {
         let socket =
-            hub_connection::connect(self.addr).map_err(|e| unmet("a connection", e.to_string()))?;
+            hub_connection::connect(addr).map_err(|e| unmet("a connection", e.to_string()))?;
         let setup = || -> std::io::Result<(TcpStream, TcpStream)> {
             socket.set_write_timeout(Some(self.timeout))?;
             Ok((socket.try_clone()?, socket.try_clone()?))
@@ -550,7 +679,10 @@ impl<'a> ActorRun<'a> {
             writer: socket,
             reader: LineReader::new(reading),
         });
-        self.say("..", &format!("connect (from {local})"));
+        match hub {
+            Some(hub) => self.say("..", &format!("connect to hub {hub} (from {local})")),
+            None => self.say("..", &format!("connect (from {local})")),
+        }
         Ok(())
     }
 
