@@ -50,9 +50,14 @@ struct Published {
 pub fn run(args: &FanoutArgs) -> Result<FanoutReport, BenchError> {
     check_args(args)?;
     let clients = (args.publishers + args.subscribers) as usize;
-    let target = match &args.addr {
-        Some(addr) => ServerUnderTest::external(addr, args.pid)?,
-        None => ServerUnderTest::in_process(clients + 16)?,
+    let target = match (&args.addr, &args.pub_addr) {
+        (Some(addr), _) | (None, Some(addr)) => ServerUnderTest::external(addr, args.pid)?,
+        (None, None) => ServerUnderTest::in_process(clients + 16)?,
+    };
+    // Across linked hubs, subscribers connect to the other hub.
+    let sub_addr = match &args.sub_addr {
+        Some(addr) => ServerUnderTest::external(addr, None)?.addr(),
+        None => target.addr(),
     };
     // Each connection is one descriptor here, and one more in an
     // in-process hub; plus some slack for the process itself.
@@ -60,6 +65,7 @@ pub fn run(args: &FanoutArgs) -> Result<FanoutReport, BenchError> {
     check_fd_limit((clients * per_client + 64) as u64)?;
     let mut progress = Progress::new();
     let mut run = Run::new(args, &target, &mut progress);
+    run.sub_addr = sub_addr;
     let report = run.measure();
     let streams = std::mem::take(&mut run.streams);
     drop(run);
@@ -120,6 +126,8 @@ struct Run<'a> {
     target: &'a ServerUnderTest,
     progress: &'a mut Progress,
     addr: SocketAddr,
+    /// Where subscribers connect: `addr`, or the other hub (`--sub-addr`).
+    sub_addr: SocketAddr,
     deadline: Instant,
     shared: Arc<Shared>,
     /// Reader threads: the subscribers' sweepers, and one per publisher.
@@ -145,6 +153,7 @@ impl<'a> Run<'a> {
             target,
             progress,
             addr: target.addr(),
+            sub_addr: target.addr(),
             deadline: Instant::now() + Duration::from_secs(args.timeout_s),
             shared: Arc::new(Shared::new()),
             sweepers: Vec::new(),
@@ -154,6 +163,18 @@ impl<'a> Run<'a> {
             streams: Vec::new(),
             flow: Arc::new(Flow::new(args.publishers + args.subscribers - 1)),
             publish_start_ns: None,
+        }
+    }
+
+    /// The server as the report names it; `A -> B` across linked hubs.
+    fn describe(&self) -> String {
+        match self.sub_addr == self.addr {
+            true => self.target.describe(),
+            false => format!(
+                "{} -> subscribers on {}",
+                self.target.describe(),
+                self.sub_addr
+            ),
         }
     }
 
@@ -169,7 +190,7 @@ impl<'a> Run<'a> {
     fn measure(&mut self) -> FanoutReport {
         let args = self.args;
         let mut report = FanoutReport {
-            server: self.target.describe(),
+            server: self.describe(),
             raw: args.raw,
             publishers: args.publishers as usize,
             subscribers: args.subscribers as usize,
@@ -252,7 +273,7 @@ impl<'a> Run<'a> {
     fn connect_subscribers(&mut self, feeds: &[Sender<Conn>]) {
         let subscribers = self.args.subscribers as usize;
         let expect = self.expect(None);
-        let addr = self.addr;
+        let addr = self.sub_addr;
         for s in 0..subscribers {
             if self.failure.is_some() || feeds.is_empty() {
                 return;

@@ -58,8 +58,15 @@ pub enum BenchKind {
 pub struct FanoutArgs {
     /// Server to measure (host:port); without it, the threaded hub is
     /// started in this process on a free port.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["pub_addr", "sub_addr"])]
     pub addr: Option<String>,
+    /// Linked hubs: publishers connect to this hub (host:port)...
+    #[arg(long, requires = "sub_addr", value_name = "ADDR")]
+    pub pub_addr: Option<String>,
+    /// ...and subscribers to this one, so every line crosses the link(s)
+    /// between them: the cost of a hop (docs/linking.md).
+    #[arg(long, requires = "pub_addr", value_name = "ADDR")]
+    pub sub_addr: Option<String>,
     /// Clients that publish (each also receives the others' lines).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=wire::MAX_PUBLISHERS as u64))]
     pub publishers: u64,
