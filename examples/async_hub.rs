@@ -109,7 +109,7 @@ async fn main() -> ExitCode {
     let admission = Arc::new(Admission::new(config.max_clients));
     let (events, inbox) = mpsc::channel(config.channel_capacity);
     let routing = Routing {
-        router: Router::new(admission.clone()),
+        router: Router::new(admission.clone()).with_max_subs(config.max_subs),
         outboxes: Outboxes {
             open: HashMap::new(),
             stuck: Vec::new(),

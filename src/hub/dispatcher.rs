@@ -13,20 +13,28 @@
 //! gets anything. So every socket has a write timeout (`--write-timeout-ms`),
 //! and a client that cannot take its lines within it is cut off.
 
-use std::collections::HashMap;
-use std::io::{self, IoSlice, Write};
+use std::collections::{HashMap, HashSet};
+use std::io::{IoSlice, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{Level, debug, info, log_enabled, warn};
 
+use crate::hub::Config;
+use crate::hub::acceptor::PerIp;
+use crate::hub::budget::{self, Intake, Quota};
+use crate::hub::outbox::{Outbox, write_all_within};
 use crate::proto::admission::Admission;
 use crate::proto::framing::Inbound;
 use crate::proto::router::{ClientId, Outlet, Router};
 use crate::proto::server_line::server_full_line;
 use crate::support::timeouts::is_timeout;
+
+/// While some client has bytes pending, the dispatcher wakes at least this
+/// often to hand them to the kernel, even if no event arrives.
+pub const RETRY_EVERY: Duration = Duration::from_millis(5);
 
 /// Everything that reaches the dispatcher comes as one of these, through one
 /// channel, so it sees a single ordered story of the hub.
@@ -38,6 +46,8 @@ pub enum Event {
         id: ClientId,
         socket: Arc<TcpStream>,
         peer: SocketAddr,
+        /// Its share of the channel: given back as its lines are applied.
+        quota: Arc<Quota>,
     },
     /// From the acceptor: the hub is full; answer `ERR server-full` and close.
     Full { socket: TcpStream, peer: SocketAddr },
@@ -60,22 +70,47 @@ pub struct Dispatcher {
 /// Every admitted client's socket, as the dispatcher writes to it: the
 /// threaded hub's [`Outlet`].
 struct Sockets {
-    open: HashMap<ClientId, Arc<TcpStream>>,
+    open: HashMap<ClientId, Outbox>,
+    /// Clients with bytes pending (or closing once drained).
+    behind: HashSet<ClientId>,
+    /// Clients whose socket failed while retrying, for [`Outlet::overdue`].
+    failed: Vec<(ClientId, String)>,
+    /// When [`Sockets::retry`] and [`Outlet::overdue`] last went round
+    /// everyone behind.
+    last_retry: Instant,
+    last_overdue: Instant,
+    /// Each client's share of the channel.
+    quotas: HashMap<ClientId, Arc<Quota>>,
+    intake: Arc<Intake>,
+    per_ip: Arc<PerIp>,
     write_timeout: Duration,
+    max_pending: usize,
+    blocking_writes: bool,
 }
 
 impl Dispatcher {
     pub fn new(
         events: Receiver<Event>,
         admission: Arc<Admission>,
-        write_timeout: Duration,
+        intake: Arc<Intake>,
+        per_ip: Arc<PerIp>,
+        config: &Config,
     ) -> Self {
         Dispatcher {
             events,
-            router: Router::new(admission),
+            router: Router::new(admission).with_max_subs(config.max_subs),
             sockets: Sockets {
                 open: HashMap::new(),
-                write_timeout,
+                behind: HashSet::new(),
+                failed: Vec::new(),
+                last_retry: Instant::now(),
+                last_overdue: Instant::now(),
+                quotas: HashMap::new(),
+                intake,
+                per_ip,
+                write_timeout: config.write_timeout,
+                max_pending: config.max_pending,
+                blocking_writes: config.blocking_writes,
             },
         }
     }
@@ -83,23 +118,35 @@ impl Dispatcher {
     /// The dispatcher thread's whole life: wait, route a batch, write it.
     pub fn run(mut self) {
         loop {
-            // The one place this thread waits for work.
-            debug!("blocking in recv() on the channel");
-            let Ok(first) = self.events.recv() else {
-                break;
+            // The one place this thread waits for work. While someone has
+            // bytes pending, it waits only a little, to retry them.
+            let first = if self.sockets.behind.is_empty() {
+                debug!("blocking in recv() on the channel");
+                self.events.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            } else {
+                self.events.recv_timeout(RETRY_EVERY)
             };
-            let mut stop = !self.apply(first);
-            let mut taken = 1;
-            // Take whatever else is already queued, without waiting, so many
-            // lines for the same socket leave in one write.
-            while !stop && self.router.batch_has_room(taken) {
-                let Ok(event) = self.events.try_recv() else {
-                    break;
-                };
-                stop = !self.apply(event);
-                taken += 1;
+            let mut stop = false;
+            match first {
+                Ok(first) => {
+                    stop = !self.apply(first);
+                    let mut taken = 1;
+                    // Take whatever else is already queued, without waiting,
+                    // so many lines for the same socket leave in one write.
+                    while !stop && self.router.batch_has_room(taken) {
+                        let Ok(event) = self.events.try_recv() else {
+                            break;
+                        };
+                        stop = !self.apply(event);
+                        taken += 1;
+                    }
+                    debug!("batch of {taken} events");
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
             }
-            debug!("batch of {taken} events");
+            // Older bytes first: what is pending goes before the new batch.
+            self.sockets.retry();
             self.router.flush(&mut self.sockets);
             if stop {
                 break;
@@ -109,16 +156,26 @@ impl Dispatcher {
             "shutting down: closing {} connections",
             self.sockets.open.len()
         );
-        for (_, socket) in self.sockets.open.drain() {
-            let _ = socket.shutdown(Shutdown::Both);
+        for (_, outbox) in self.sockets.open.drain() {
+            let _ = outbox.socket.shutdown(Shutdown::Both);
+        }
+        // Readers waiting for room in the channel must not wait for ever.
+        for (_, quota) in self.sockets.quotas.drain() {
+            quota.close();
         }
     }
 
     /// Applies one event to the routing state. Returns false on shutdown.
     fn apply(&mut self, event: Event) -> bool {
         match event {
-            Event::Connected { id, socket, peer } => {
-                self.sockets.open.insert(id, socket);
+            Event::Connected {
+                id,
+                socket,
+                peer,
+                quota,
+            } => {
+                self.sockets.open.insert(id, Outbox::new(socket, peer));
+                self.sockets.quotas.insert(id, quota);
                 let nick = self.router.connect(id);
                 info!(
                     "{peer} connected as {nick} ({} clients)",
@@ -132,6 +189,9 @@ impl Dispatcher {
             Event::Line { id, line } => {
                 debug!("{id}: {line:?}");
                 self.router.on_line(id, &line);
+                // Its room in the channel is free again: the reader may go on.
+                let quota = self.sockets.quotas.get(&id).map(Arc::as_ref);
+                self.sockets.intake.give_back(quota, budget::cost(&line));
             }
             Event::Closed { id, why } => self.router.disconnect(id, &why),
             Event::Shutdown => return false,
@@ -141,37 +201,146 @@ impl Dispatcher {
 }
 
 impl Outlet for Sockets {
-    /// One `writev` (or a few, if the kernel takes it in parts) per
-    /// recipient per batch, within the write timeout.
+    /// Hands the kernel what it takes now, keeps the rest (see
+    /// [`Outbox::deliver`]); or, with `--blocking-writes`, one `writev` that
+    /// may block for up to the write timeout while everyone waits.
     fn deliver(&mut self, id: ClientId, chunks: &mut [IoSlice<'_>]) -> Result<(), String> {
-        let Some(socket) = self.open.get(&id) else {
+        let Some(outbox) = self.open.get_mut(&id) else {
             return Ok(());
         };
         if log_enabled!(Level::Debug) {
             let bytes: usize = chunks.iter().map(|c| c.len()).sum();
             debug!("writing {bytes} bytes to {id} ({} chunks)", chunks.len());
         }
-        write_all_within(socket, chunks, self.write_timeout).map_err(|e| {
-            if is_timeout(&e) {
-                let ms = self.write_timeout.as_millis();
-                format!("not reading: write blocked past {ms} ms")
-            } else {
-                format!("write error: {e}")
-            }
-        })
+        if self.blocking_writes {
+            return write_all_within(&outbox.socket, chunks, self.write_timeout).map_err(|e| {
+                if is_timeout(&e) {
+                    let ms = self.write_timeout.as_millis();
+                    format!("not reading: write blocked past {ms} ms")
+                } else {
+                    format!("write error: {e}")
+                }
+            });
+        }
+        let result = outbox.deliver(chunks, self.max_pending);
+        if outbox.pending() > 0 {
+            self.behind.insert(id);
+        }
+        result
     }
 
-    /// Closes a connection for good. Shutting it down also wakes its reader
-    /// thread, whose blocking `read()` returns 0, so that thread ends too.
+    /// Closes a connection for good, once what is pending for it (`BYE`,
+    /// say) is written, or the write timeout passes. Shutting it down also
+    /// wakes its reader thread, whose blocking `read()` returns 0, so that
+    /// thread ends too.
     fn close(&mut self, id: ClientId) {
-        if let Some(socket) = self.open.remove(&id) {
-            debug!("closing {id}");
-            let _ = socket.shutdown(Shutdown::Both);
+        if let Some(quota) = self.quotas.remove(&id) {
+            quota.close();
         }
+        let Some(outbox) = self.open.get_mut(&id) else {
+            return;
+        };
+        self.per_ip.release(outbox.peer.ip());
+        if outbox.pending() > 0 {
+            debug!("closing {id} once its {} bytes are written", outbox.pending());
+            outbox.closing = true;
+            return;
+        }
+        if let Some(outbox) = self.open.remove(&id) {
+            debug!("closing {id}");
+            let _ = outbox.socket.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Clients whose oldest pending bytes waited past the write timeout, or
+    /// whose socket failed while retrying.
+    fn overdue(&mut self) -> Vec<(ClientId, String)> {
+        let mut cut = std::mem::take(&mut self.failed);
+        // Once per RETRY_EVERY is precise enough, and keeps thousands of
+        // clients behind from costing a sweep per batch.
+        let now = Instant::now();
+        if self.behind.is_empty() || now.duration_since(self.last_overdue) < RETRY_EVERY {
+            return cut;
+        }
+        self.last_overdue = now;
+        let mut done = Vec::new();
+        for &id in &self.behind {
+            let Some(outbox) = self.open.get_mut(&id) else {
+                done.push(id);
+                continue;
+            };
+            let why = match outbox.overdue(now, self.write_timeout) {
+                Some(why) => why,
+                None if outbox.pending() == 0 => {
+                    done.push(id);
+                    continue;
+                }
+                None => continue,
+            };
+            outbox.discard();
+            done.push(id);
+            if outbox.closing {
+                // The router is done with it already: just close.
+                if let Some(outbox) = self.open.remove(&id) {
+                    let _ = outbox.socket.shutdown(Shutdown::Both);
+                }
+            } else {
+                cut.push((id, why));
+            }
+        }
+        for id in done {
+            self.behind.remove(&id);
+        }
+        cut
     }
 }
 
 impl Sockets {
+    /// Hands the kernel what it takes now of every pending buffer; closes
+    /// the clients that were only waiting for theirs to drain. A socket
+    /// that fails is reported by [`Outlet::overdue`], to be cut off.
+    ///
+    /// At most once per [`RETRY_EVERY`], not once per batch: with thousands
+    /// of clients behind (a join storm to slow readers), a send to each of
+    /// them after every small batch would be most of the dispatcher's work.
+    /// Recipients of a batch are retried anyway, by `deliver`.
+    fn retry(&mut self) {
+        if self.behind.is_empty() || self.last_retry.elapsed() < RETRY_EVERY {
+            return;
+        }
+        self.last_retry = Instant::now();
+        let mut drained = Vec::new();
+        for &id in &self.behind {
+            let Some(outbox) = self.open.get_mut(&id) else {
+                drained.push(id);
+                continue;
+            };
+            match outbox.drain() {
+                Ok(true) => drained.push(id),
+                Ok(false) => {}
+                Err(why) => {
+                    outbox.discard();
+                    drained.push(id);
+                    if !outbox.closing {
+                        self.failed.push((id, why));
+                    }
+                }
+            }
+        }
+        for id in drained {
+            self.behind.remove(&id);
+            if self
+                .open
+                .get(&id)
+                .is_some_and(|o| o.closing && o.pending() == 0)
+                && let Some(outbox) = self.open.remove(&id)
+            {
+                debug!("closing {id}: its last bytes are written");
+                let _ = outbox.socket.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
     /// `ERR server-full` to a connection that was never admitted, then close.
     fn refuse(&self, mut socket: TcpStream) {
         // A fresh socket's send buffer is empty, so this cannot block for
@@ -180,44 +349,4 @@ impl Sockets {
         let _ = socket.write_all(&server_full_line());
         let _ = socket.shutdown(Shutdown::Both);
     }
-}
-
-/// Writes all `chunks`, giving up once `timeout` has passed in total.
-///
-/// The socket's own write timeout (`SO_SNDTIMEO`, set by the acceptor) ends a
-/// write that makes no progress at all. A client that reads a trickle makes
-/// some progress on every write, so the total time is checked here as well.
-fn write_all_within(
-    mut socket: &TcpStream,
-    mut chunks: &mut [IoSlice<'_>],
-    timeout: Duration,
-) -> io::Result<()> {
-    let start = Instant::now();
-    let mut shortened = false;
-    let result = loop {
-        if chunks.is_empty() {
-            break Ok(());
-        }
-        // Blocks while the client's kernel buffer is full.
-        match socket.write_vectored(chunks) {
-            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut chunks, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => break Err(e),
-        }
-        if chunks.is_empty() {
-            break Ok(());
-        }
-        // A partial write: the buffer is full. Wait at most what is left.
-        let left = timeout.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            break Err(io::ErrorKind::TimedOut.into());
-        }
-        shortened = true;
-        socket.set_write_timeout(Some(left))?;
-    };
-    if shortened {
-        let _ = socket.set_write_timeout(Some(timeout));
-    }
-    result
 }

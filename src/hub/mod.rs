@@ -10,8 +10,10 @@
 //! `dispatcher` thread). What they compute comes from [`crate::proto`].
 
 pub mod acceptor;
+pub mod budget;
 pub mod dispatcher;
 pub mod error;
+pub mod outbox;
 pub mod reader;
 
 pub use error::HubError;
@@ -25,7 +27,8 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use log::{debug, warn};
 
-use crate::hub::acceptor::Acceptor;
+use crate::hub::acceptor::{Acceptor, PerIp};
+use crate::hub::budget::Intake;
 use crate::hub::dispatcher::{Dispatcher, Event};
 use crate::proto::admission::Admission;
 
@@ -46,12 +49,37 @@ pub struct Config {
     /// How many events may wait in the channel before readers block
     /// (`--channel-capacity`).
     pub channel_capacity: usize,
+    /// Bytes of parsed lines the channel may hold, all readers together,
+    /// before readers block (`--channel-bytes`).
+    pub channel_bytes: usize,
+    /// Bytes the dispatcher may keep for one client that does not take
+    /// them fast enough; past it the client is cut off (`--max-pending`).
+    pub max_pending: usize,
+    /// The old single writer: every write blocks until the kernel takes it
+    /// all, or `write_timeout` passes, and everyone waits (`--blocking-writes`).
+    pub blocking_writes: bool,
+    /// Topics one client may be subscribed to at once (`--max-subs`).
+    pub max_subs: usize,
+    /// How long a line may stay unfinished (`--line-timeout-ms`; None: off).
+    pub line_timeout: Option<Duration>,
+    /// How long a client may send nothing (`--idle-timeout-ms`; None: off).
+    pub idle_timeout: Option<Duration>,
+    /// Connections from one IP address at once (`--max-per-ip`; None: off).
+    pub max_per_ip: Option<usize>,
 }
 
 /// Events the channel holds by default: 16 Ki. A burst of that many lines
 /// is absorbed without any reader waiting; past it, readers block in
 /// [`reader::hand_over`] until the dispatcher catches up.
 pub const DEFAULT_CHANNEL_CAPACITY: usize = 16 * 1024;
+/// Bytes the channel holds by default, all readers together: 16 MiB.
+pub const DEFAULT_CHANNEL_BYTES: usize = 16 * 1024 * 1024;
+/// Bytes kept for one client that is behind, by default: 1 MiB.
+pub const DEFAULT_MAX_PENDING: usize = 1024 * 1024;
+/// Subscriptions per client, by default.
+pub const DEFAULT_MAX_SUBS: usize = 4096;
+/// How long a line may stay unfinished, by default: 30 s.
+pub const DEFAULT_LINE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for Config {
     fn default() -> Self {
@@ -62,6 +90,13 @@ impl Default for Config {
             max_line: 4096,
             write_timeout: Duration::from_millis(2000),
             channel_capacity: DEFAULT_CHANNEL_CAPACITY,
+            channel_bytes: DEFAULT_CHANNEL_BYTES,
+            max_pending: DEFAULT_MAX_PENDING,
+            blocking_writes: false,
+            max_subs: DEFAULT_MAX_SUBS,
+            line_timeout: Some(DEFAULT_LINE_TIMEOUT),
+            idle_timeout: None,
+            max_per_ip: None,
         }
     }
 }
@@ -98,7 +133,15 @@ impl Hub {
         let admission = Arc::new(Admission::new(config.max_clients));
         let stop = Arc::new(AtomicBool::new(false));
 
-        let dispatcher = Dispatcher::new(inbox, admission.clone(), config.write_timeout);
+        let intake = Arc::new(Intake::new(config.channel_bytes));
+        let per_ip = Arc::new(PerIp::new(config.max_per_ip));
+        let dispatcher = Dispatcher::new(
+            inbox,
+            admission.clone(),
+            intake.clone(),
+            per_ip.clone(),
+            &config,
+        );
         let dispatcher = thread::Builder::new()
             .name("dispatcher".into())
             .spawn(move || dispatcher.run())
@@ -114,6 +157,10 @@ impl Hub {
             stop: stop.clone(),
             max_line: config.max_line,
             write_timeout: config.write_timeout,
+            line_timeout: config.line_timeout,
+            idle_timeout: config.idle_timeout,
+            intake,
+            per_ip,
         };
         let acceptor = match thread::Builder::new()
             .name("acceptor".into())
