@@ -98,8 +98,14 @@ struct ErrorLog {
 impl ErrorLog {
     fn failed(&mut self, e: &io::Error) {
         self.unlogged += 1;
-        if self.last.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-            warn!("accept failed: {e} ({} times since the last report)", self.unlogged);
+        if self
+            .last
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+        {
+            warn!(
+                "accept failed: {e} ({} times since the last report)",
+                self.unlogged
+            );
             self.last = Some(Instant::now());
             self.unlogged = 0;
         }

@@ -27,10 +27,10 @@ use std::time::Duration;
 use crate::proto::framing::Inbound;
 
 /// Lines one client may have in the channel at once.
-pub const CLIENT_LINES: usize = 64;
+pub const CLIENT_LINES: usize = 256;
 /// Bytes one client may have in the channel at once (one line longer than
 /// this still goes, alone).
-pub const CLIENT_BYTES: usize = 64 * 1024;
+pub const CLIENT_BYTES: usize = 1024 * 1024;
 
 /// What one parsed line costs in the channel, in bytes: the event itself
 /// and the text it carries. Reader and dispatcher compute the same number.
@@ -102,6 +102,15 @@ impl Quota {
         lines == 0 || (lines < CLIENT_LINES && held + bytes <= CLIENT_BYTES)
     }
 
+    /// Half the budget or less in the channel: a reader that had to wait
+    /// goes on only then, so it is woken once per half budget, not once
+    /// per line (a context switch per line would be the flooder's
+    /// throughput).
+    fn half_empty(&self) -> bool {
+        self.lines.load(Ordering::Acquire) <= CLIENT_LINES / 2
+            && self.bytes.load(Ordering::Acquire) <= CLIENT_BYTES / 2
+    }
+
     /// Wakes the reader and makes it stop waiting for good.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
@@ -110,6 +119,7 @@ impl Quota {
 
     fn wake(&self) {
         if self.waiting.load(Ordering::Acquire)
+            && (self.half_empty() || self.closed.load(Ordering::Acquire))
             && let Some(reader) = self.reader.get()
         {
             reader.unpark();
@@ -152,18 +162,19 @@ impl Intake {
     /// one line of `bytes`, then takes it. Returns false if the client was
     /// closed meanwhile (the reader should stop).
     pub fn take(&self, quota: &Quota, bytes: usize) -> bool {
-        // Its own budget first: a flooder waits here, alone.
-        while !quota.has_room(bytes) {
-            if quota.closed.load(Ordering::Acquire) {
-                return false;
-            }
+        // Its own budget first: a flooder waits here, alone, until half
+        // of its lines in the channel are applied.
+        if !quota.has_room(bytes) {
             quota.waiting.store(true, Ordering::Release);
             // Look again after saying so: a release in between has seen
             // `waiting` and unparked us, so park returns at once.
-            if !quota.has_room(bytes) && !quota.closed.load(Ordering::Acquire) {
+            while !quota.half_empty() && !quota.closed.load(Ordering::Acquire) {
                 thread::park_timeout(RECHECK);
             }
             quota.waiting.store(false, Ordering::Release);
+        }
+        if quota.closed.load(Ordering::Acquire) {
+            return false;
         }
         if !self.has_room(bytes) {
             self.waiters.fetch_add(1, Ordering::AcqRel);
@@ -225,10 +236,13 @@ mod tests {
             start.elapsed()
         });
         thread::sleep(Duration::from_millis(50));
-        intake.give_back(Some(&quota), 10);
+        // It goes on once half of its lines are applied, not after each.
+        for _ in 0..CLIENT_LINES / 2 {
+            intake.give_back(Some(&quota), 10);
+        }
         let waited = reader.join().unwrap();
         assert!(waited >= Duration::from_millis(40), "{waited:?}");
-        assert_eq!(intake.held(), CLIENT_LINES * 10);
+        assert_eq!(intake.held(), (CLIENT_LINES / 2 + 1) * 10);
     }
 
     #[test]

@@ -122,7 +122,9 @@ impl Dispatcher {
             // bytes pending, it waits only a little, to retry them.
             let first = if self.sockets.behind.is_empty() {
                 debug!("blocking in recv() on the channel");
-                self.events.recv().map_err(|_| RecvTimeoutError::Disconnected)
+                self.events
+                    .recv()
+                    .map_err(|_| RecvTimeoutError::Disconnected)
             } else {
                 self.events.recv_timeout(RETRY_EVERY)
             };
@@ -242,7 +244,10 @@ impl Outlet for Sockets {
         };
         self.per_ip.release(outbox.peer.ip());
         if outbox.pending() > 0 {
-            debug!("closing {id} once its {} bytes are written", outbox.pending());
+            debug!(
+                "closing {id} once its {} bytes are written",
+                outbox.pending()
+            );
             outbox.closing = true;
             return;
         }

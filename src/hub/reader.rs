@@ -218,11 +218,17 @@ fn expired(
         && since.elapsed() >= limit
     {
         let ms = limit.as_millis();
-        return Some((ErrorCode::LineTimeout, format!("a line must arrive within {ms} ms")));
+        return Some((
+            ErrorCode::LineTimeout,
+            format!("a line must arrive within {ms} ms"),
+        ));
     }
     if let Some(limit) = idle {
         let ms = limit.as_millis();
-        return Some((ErrorCode::IdleTimeout, format!("nothing received for {ms} ms")));
+        return Some((
+            ErrorCode::IdleTimeout,
+            format!("nothing received for {ms} ms"),
+        ));
     }
     None
 }

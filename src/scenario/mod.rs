@@ -50,12 +50,18 @@ pub struct Settings {
     pub max_clients: Option<usize>,
     /// The in-process hub's `--max-line` (`set max-line`).
     pub max_line: Option<usize>,
+    /// The in-process hub's `--blocking-writes` (`set blocking-writes on`):
+    /// the old single writer that stalls everyone behind one slow reader.
+    pub blocking_writes: bool,
 }
 
 impl Settings {
     /// True if any setting is for the hub (they cannot apply with `--addr`).
     pub fn configures_hub(&self) -> bool {
-        self.write_timeout.is_some() || self.max_clients.is_some() || self.max_line.is_some()
+        self.write_timeout.is_some()
+            || self.max_clients.is_some()
+            || self.max_line.is_some()
+            || self.blocking_writes
     }
 }
 
@@ -66,6 +72,7 @@ impl Default for Settings {
             write_timeout: None,
             max_clients: None,
             max_line: None,
+            blocking_writes: false,
         }
     }
 }
