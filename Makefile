@@ -5,14 +5,18 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 NOFILE := ulimit -n 20000 2>/dev/null || ulimit -n $$(ulimit -Hn) 2>/dev/null || true
+# Where `make run`, `make debug` and `make trace` listen: `make run PORT=3001`,
+# `make run HOST=0.0.0.0` (every interface: other laptops can connect).
+HOST ?= 127.0.0.1
+PORT ?= 3000
 
 .PHONY: help run build test fmt lint check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
 
-run: ## start the hub on 127.0.0.1:3000 (RUST_LOG=debug to see every thread)
-	$(CARGO) run --release -- serve --host 127.0.0.1 --port 3000
+run: ## start the hub on HOST:PORT, 127.0.0.1:3000 by default (RUST_LOG=debug to see every thread)
+	$(CARGO) run --release -- serve --host $(HOST) --port $(PORT)
 
 build: ## build the release binary (target/release/tcphub)
 	$(CARGO) build --release
@@ -28,18 +32,23 @@ fmt: ## format the code
 lint: ## clippy, warnings as errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+.PHONY: handout
+
+handout: ## the students' copy of exercises/ (starters, no solutions): target/handout/ + .tar.gz
+	bash exercises/make-handout.sh target/handout
+
 .PHONY: demo simulate student-copies
 
 demo: ## the hub + logger, driver and vendor agents together (~12 s, stops by itself)
 	$(CARGO) build --quiet
 	bash examples/demo.sh
 
-student-copies: ## the exercises' student copies (answers out, blanks in) under target/handout/scenarios/
+student-copies: ## the exercises' student copies (answers out, blanks in) under target/student-copies/
 	$(CARGO) build --quiet
-	mkdir -p target/handout/scenarios
+	mkdir -p target/student-copies
 	for f in docs/scenarios/exercises/*.scenario; do \
-	  target/debug/tcphub simulate --student-copy $$f > target/handout/scenarios/$$(basename $$f); done
-	@ls target/handout/scenarios
+	  target/debug/tcphub simulate --student-copy $$f > target/student-copies/$$(basename $$f); done
+	@ls target/student-copies
 
 simulate: ## run every built-in scenario against an in-process hub
 	$(CARGO) build --quiet
@@ -58,13 +67,12 @@ compare: ## threaded hub vs async and Node twins: docs/benchmarks.md and .svg (~
 .PHONY: debug trace
 
 GDB ?= rust-gdb
-PORT ?= 3000
 STRACE_SYSCALLS := accept4,recvfrom,writev,futex
 
-debug: ## the hub (PORT=3000) under rust-gdb with the breakpoints of docs/debugging.md
+debug: ## the hub (HOST:PORT) under rust-gdb with the breakpoints of docs/debugging.md
 	$(CARGO) build --quiet
-	$(GDB) -q -x docs/gdb/walkthrough.gdb --args target/debug/tcphub serve --port $(PORT)
+	$(GDB) -q -x docs/gdb/walkthrough.gdb --args target/debug/tcphub serve --host $(HOST) --port $(PORT)
 
-trace: ## the hub (PORT=3000) under strace -f, thread names shown: docs/blocking-io.md
+trace: ## the hub (HOST:PORT) under strace -f, thread names shown: docs/blocking-io.md
 	$(CARGO) build --quiet
-	strace -f -Y -tt -e trace=$(STRACE_SYSCALLS) -e signal=none target/debug/tcphub serve --port $(PORT)
+	strace -f -Y -tt -e trace=$(STRACE_SYSCALLS) -e signal=none target/debug/tcphub serve --host $(HOST) --port $(PORT)

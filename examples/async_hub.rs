@@ -86,6 +86,14 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     tcphub::cli::init_logging();
     let args = cli.serve;
+    if args.monitor.is_some() {
+        // The live view reads the threaded hub's scoreboard (one slot per
+        // thread); the twin has tasks, and no scoreboard yet.
+        eprintln!(
+            "async_hub: --monitor is not supported by the async twin (see docs/live-view.md)"
+        );
+        return ExitCode::from(2);
+    }
     let listener = match TcpListener::bind((args.host.as_str(), args.port)).await {
         Ok(listener) => listener,
         Err(e) => {

@@ -54,6 +54,20 @@ pub enum Program {
     /// Prints a short report (or one JSON object with --json); exits 1 if
     /// anything was lost, reordered or timed out, 2 if it could not start.
     Bench(crate::bench::BenchArgs),
+    /// Watch a hub's threads, channel and clients, like `top`.
+    ///
+    /// ADDR is the hub's monitor (`tcphub serve --monitor HOST:PORT`).
+    /// Threads held up longest come first. --once prints one snapshot and
+    /// exits; otherwise it redraws every --interval until Ctrl-C, and keeps
+    /// trying while the monitor is unreachable.
+    Top(crate::top::TopArgs),
+    /// Grade any protocol v1 server, in any language, by its address.
+    ///
+    /// Runs the contract's checks (docs/check.md) and prints PASS, FAIL
+    /// (what was expected, what came back) or SKIP for each, then a score.
+    /// Exits 0 if every check that ran passed, 1 if any failed, 2 on bad
+    /// usage or when nothing listens at ADDR.
+    Check(CheckArgs),
 }
 
 /// Flags of `tcphub serve`.
@@ -115,6 +129,12 @@ pub struct ServeArgs {
     /// `ERR server-full`. 0 (the default) turns it off.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub max_per_ip: u64,
+    /// Serve the live view on HOST:PORT (or PORT, on 127.0.0.1): `GET /` is
+    /// a page of every thread, the channel and each client, `GET /stats`
+    /// the same as JSON (docs/live-view.md), `tcphub top` reads it.
+    /// Off by default.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub monitor: Option<String>,
 }
 
 impl ServeArgs {
@@ -133,6 +153,7 @@ impl ServeArgs {
             line_timeout: millis_or_off(self.line_timeout_ms),
             idle_timeout: millis_or_off(self.idle_timeout_ms),
             max_per_ip: (self.max_per_ip > 0).then_some(self.max_per_ip as usize),
+            monitor: self.monitor.clone(),
         }
     }
 }
@@ -162,6 +183,8 @@ pub fn run(cli: Cli) -> ExitCode {
             simulate(&args)
         }
         Program::Bench(args) => crate::bench::run(&args),
+        Program::Top(args) => crate::top::run(&args),
+        Program::Check(args) => check(&args),
     }
 }
 
@@ -176,6 +199,10 @@ fn serve(args: &ServeArgs) -> ExitCode {
     // The one line of output: scripts read the port from it.
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "listening on {}", hub.local_addr());
+    if let Some(monitor) = hub.monitor_addr() {
+        // Only with --monitor: scripts read the monitor's port from it.
+        let _ = writeln!(out, "monitor on http://{monitor}/");
+    }
     let _ = out.flush();
     drop(out);
     hub.wait();
@@ -464,5 +491,90 @@ fn simulate(args: &SimulateArgs) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+// ---- check ------------------------------------------------------------
+
+/// Flags of `tcphub check`. The limits are the server's own serve flags:
+/// the grader cannot ask a server what it was started with, so checks that
+/// depend on a limit run only when told it (the others say SKIP).
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The server's address, host:port.
+    #[arg(required_unless_present = "list")]
+    pub addr: Option<String>,
+    /// List the checks, one line each, and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Run only these checks (comma-separated names, see --list).
+    #[arg(long, value_name = "A,B")]
+    pub only: Option<String>,
+    /// Longest wait for any one line or connection, in milliseconds.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub timeout_ms: u64,
+    /// The server's --max-clients (enables `server-full`; keep it small).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_clients: Option<u64>,
+    /// The server's --max-line.
+    #[arg(long, value_name = "BYTES", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=16 * 1024 * 1024))]
+    pub max_line: u64,
+    /// The server's --write-timeout-ms (enables `slow-consumer`).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub write_timeout_ms: Option<u64>,
+    /// The server was just started and nobody has connected yet, so
+    /// `guest-numbers` can check that numbering starts at guest-1.
+    #[arg(long)]
+    pub fresh: bool,
+}
+
+fn check(args: &CheckArgs) -> ExitCode {
+    use crate::check::{self, grade};
+    use std::net::ToSocketAddrs;
+    let mut stdout = std::io::stdout();
+    if args.list {
+        let _ = grade::list(&mut stdout);
+        return ExitCode::SUCCESS;
+    }
+    let checks = match &args.only {
+        Some(only) => match check::select(only) {
+            Ok(checks) => checks,
+            Err(e) => {
+                eprintln!("tcphub check: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => check::CHECKS.iter().collect(),
+    };
+    let text = args.addr.as_deref().unwrap_or_default();
+    let addr = match text.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(addr)) => addr,
+        Ok(None) => {
+            eprintln!("tcphub check: {text:?} resolves to no address");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("tcphub check: bad address {text:?} (want host:port): {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let limits = check::Limits {
+        max_clients: args.max_clients.map(|n| n as usize),
+        max_line: args.max_line as usize,
+        write_timeout: args.write_timeout_ms.map(Duration::from_millis),
+    };
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let mut target = grade::Address::new(addr, limits, timeout, args.fresh);
+    match grade::grade(&mut target, &checks, &mut stdout) {
+        Err(grade::Unreachable(why)) => {
+            eprintln!("tcphub check: cannot connect to {text}: {why} (is the server running?)");
+            ExitCode::from(2)
+        }
+        Ok(score) if score.failed > 0 => ExitCode::FAILURE,
+        Ok(score) if score.passed == 0 => {
+            eprintln!("tcphub check: no check ran (see the SKIP lines)");
+            ExitCode::from(2)
+        }
+        Ok(_) => ExitCode::SUCCESS,
     }
 }

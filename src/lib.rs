@@ -15,17 +15,22 @@
 //!   the per-recipient write buffers ([`proto::batch`]).
 //! - [`client`]: `tcphub client`, and the client side of a connection that
 //!   the agents, scenarios and client share.
-//! - [`agent`], [`scenario`], [`bench`]: programs that talk *to* a hub.
+//! - [`agent`], [`scenario`], [`bench`], [`check`]: programs that talk *to*
+//!   a hub: the lab's services, scripted scenarios, the load generator, and
+//!   the grader that checks any server against protocol v1.
 //! - [`cli`]: the command line, the only place that sets up logging.
-//! - [`support`]: small text helpers (JSON, durations) the programs share.
+//! - [`support`]: small helpers (JSON, durations, timeouts) the programs share.
+//! - [`top`]: `tcphub top`, the live view (`serve --monitor`) in a terminal.
 
 pub mod agent;
 pub mod bench;
+pub mod check;
 pub mod cli;
 pub mod client;
 pub mod hub;
 pub mod proto;
 pub mod scenario;
 pub mod support;
+pub mod top;
 
 pub use hub::{Config, Hub, HubError};

@@ -340,4 +340,77 @@ fn the_gdb_walkthrough_shows_the_threads_and_hits_every_breakpoint() {
         has_line(&["Value returned is", "= 25"]),
         "sendmsg should return the 25 bytes of the EVENT line:\n{out}"
     );
+    let doc = fs::read_to_string(root().join("docs/debugging.md")).unwrap();
+    let stale = stale_quotes(&doc, &out);
+    assert!(
+        stale.is_empty(),
+        "docs/debugging.md no longer matches a real run (rerun it and paste the output):\n{}",
+        stale.join("\n")
+    );
+}
+
+/// `file src/x.rs, line 12` or `at src/x.rs:12`: the file and line a gdb
+/// line names, if any.
+fn file_and_line(line: &str) -> Option<(String, usize)> {
+    if let Some(i) = line.find(": file ") {
+        let rest = &line[i + 7..];
+        let (file, rest) = rest.split_once(", line ")?;
+        let number = rest.trim_end_matches('.').trim();
+        return Some((file.to_string(), number.parse().ok()?));
+    }
+    let (_, at) = line.rsplit_once(" at ")?;
+    let (file, number) = at.trim().rsplit_once(':')?;
+    file.starts_with("src/")
+        .then(|| Some((file.to_string(), number.parse().ok()?)))
+        .flatten()
+}
+
+/// What the document quotes that a real run contradicts: every breakpoint
+/// location (`Breakpoint N at ...: file F, line L.`, `hit Breakpoint N, ...
+/// at F:L`) must be the run's, and every source line gdb printed under a
+/// hit (`L<tab>text`) must be that line of `src/` today.
+fn stale_quotes(doc: &str, run: &str) -> Vec<String> {
+    let mut stale = Vec::new();
+    let run_has = |needle: &str| run.lines().any(|l| l.contains(needle));
+    let lines: Vec<&str> = doc.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let is_location = line.starts_with("Breakpoint ") || line.contains("hit Breakpoint");
+        let Some((file, number)) = is_location.then(|| file_and_line(line)).flatten() else {
+            continue;
+        };
+        let located = [
+            format!("file {file}, line {number}."),
+            format!("{file}:{number}"),
+        ];
+        if !located.iter().any(|l| run_has(l)) {
+            stale.push(format!(
+                "doc line {}: {file}:{number} is not where gdb stops now",
+                i + 1
+            ));
+        }
+        let quoted = lines
+            .get(i + 1)
+            .and_then(|next| next.split_once('\t'))
+            .filter(|(n, _)| n.trim() == number.to_string());
+        if let Some((_, text)) = quoted {
+            let source = fs::read_to_string(root().join(&file)).unwrap_or_default();
+            let actual = source.lines().nth(number - 1).unwrap_or("");
+            if actual.trim() != text.trim() {
+                stale.push(format!(
+                    "doc line {}: quotes {file}:{number} as {text:?}, but it is {actual:?}",
+                    i + 2
+                ));
+            }
+        }
+    }
+    stale
+}
+
+#[test]
+fn the_staleness_check_can_fail() {
+    let run = "Breakpoint 1 at 0x1: file src/hub/reader.rs, line 63.\n";
+    let doc = "Breakpoint 1 at 0x9: file src/hub/reader.rs, line 99.\n\
+               hit Breakpoint 1, f () at src/hub/reader.rs:63\n63\tnot the source\n";
+    let stale = stale_quotes(doc, run);
+    assert_eq!(stale.len(), 2, "{stale:?}");
 }

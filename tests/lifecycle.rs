@@ -29,7 +29,9 @@ fn thread_names() -> Vec<String> {
 fn hub_threads() -> Vec<String> {
     let mut names: Vec<String> = thread_names()
         .into_iter()
-        .filter(|n| n == "acceptor" || n == "dispatcher" || n.starts_with("client-"))
+        .filter(|n| {
+            n == "acceptor" || n == "dispatcher" || n == "monitor" || n.starts_with("client-")
+        })
         .collect();
     names.sort();
     names
@@ -38,8 +40,15 @@ fn hub_threads() -> Vec<String> {
 #[test]
 fn threads_are_named_and_all_joined_on_shutdown() {
     assert!(hub_threads().is_empty(), "{:?}", hub_threads());
-    let hub = Hub::start(Config::ephemeral()).unwrap();
+    // With the live view on, so its `monitor` thread is counted too.
+    let hub = Hub::start(Config {
+        monitor: Some("127.0.0.1:0".into()),
+        ..Config::ephemeral()
+    })
+    .unwrap();
     let addr = hub.local_addr();
+    let monitor = hub.monitor_addr().expect("the monitor runs");
+    assert!(monitor.ip().is_loopback());
     assert!(addr.ip().is_loopback() && addr.port() != 0);
     let mut peers: Vec<Peer> = (1..=5)
         .map(|i| Peer::join(addr, &format!("p{i}")).0)
@@ -48,7 +57,7 @@ fn threads_are_named_and_all_joined_on_shutdown() {
     for p in &mut peers {
         p.settle();
     }
-    let mut expected: Vec<String> = ["acceptor", "dispatcher"]
+    let mut expected: Vec<String> = ["acceptor", "dispatcher", "monitor"]
         .into_iter()
         .map(String::from)
         .chain((1..=5).map(|i| format!("client-{i}")))
@@ -66,6 +75,7 @@ fn threads_are_named_and_all_joined_on_shutdown() {
     }
     // the port is free again
     TcpListener::bind(addr).expect("the listener was closed");
+    TcpListener::bind(monitor).expect("the monitor's listener was closed");
 }
 
 fn tcphub(args: &[&str]) -> std::process::Output {
@@ -152,7 +162,7 @@ fn bad_flags_exit_2() {
 fn help_explains_every_flag() {
     let top = tcphub(&["--help"]);
     let text = String::from_utf8_lossy(&top.stdout);
-    for word in ["serve", "client", "agent", "simulate", "bench"] {
+    for word in ["serve", "client", "agent", "simulate", "bench", "top"] {
         assert!(text.contains(word), "tcphub --help lacks {word}: {text}");
     }
     let serve = tcphub(&["serve", "--help"]);
@@ -163,6 +173,7 @@ fn help_explains_every_flag() {
         "--max-clients",
         "--max-line",
         "--write-timeout-ms",
+        "--monitor",
         "[default: 3000]",
         "[default: 1024]",
         "[default: 4096]",

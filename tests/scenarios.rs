@@ -116,7 +116,7 @@ fn slow_consumer_is_cut_off_and_the_others_carry_on() {
     assert!(carol.contains(&"LEAVE slow".to_string()), "{carol:?}");
     assert_eq!(
         carol.last().map(String::as_str),
-        Some("MSG flood yes, and the hub never stalled")
+        Some("MSG flood yes: the hub stalled us all until it cut slow off, then carried on")
     );
     let slow = entries(&timeline, "slow", "<-");
     assert!(

@@ -20,6 +20,7 @@ use log::{debug, error, warn};
 use crate::hub::budget::{Intake, Quota};
 use crate::hub::dispatcher::Event;
 use crate::hub::reader::{self, ReaderSettings};
+use crate::hub::score::{Counters, Scoreboard, State};
 use crate::proto::admission::Admission;
 use crate::proto::server_line::{ErrorCode, ServerLine};
 
@@ -40,6 +41,8 @@ pub struct Acceptor {
     pub idle_timeout: Option<Duration>,
     pub intake: Arc<Intake>,
     pub per_ip: Arc<PerIp>,
+    /// Where this thread and each client thread say what they wait for.
+    pub score: Arc<Scoreboard>,
 }
 
 /// Connections per IP address (`--max-per-ip`): counted up by the
@@ -135,10 +138,13 @@ impl Acceptor {
         let mut prune_at = 64;
         let mut spare = spare_descriptor();
         let mut errors = ErrorLog::default();
+        let me = self.score.register_thread("acceptor");
         loop {
             // Parked in the kernel until a client completes the TCP handshake.
             debug!("blocking in accept()");
+            me.enter(State::Accept);
             let accepted = self.listener.accept();
+            me.enter(State::Admit);
             if self.stop.load(Ordering::SeqCst) {
                 debug!("stop requested");
                 break;
@@ -163,6 +169,7 @@ impl Acceptor {
                     // Back off instead of spinning, and keep serving who is
                     // connected.
                     errors.failed(&e);
+                    me.enter(State::BackOff);
                     thread::sleep(Duration::from_millis(50));
                     spare = spare.or_else(spare_descriptor);
                     continue;
@@ -178,6 +185,7 @@ impl Acceptor {
             }
             let Some(id) = self.admission.try_admit() else {
                 self.per_ip.release(peer.ip());
+                // Counted by the dispatcher, which answers it.
                 if self.events.send(Event::Full { socket, peer }).is_err() {
                     break;
                 }
@@ -194,6 +202,11 @@ impl Acceptor {
             // descriptor (rather than `try_clone`, which dups it) keeps each
             // client at one file descriptor: 10,000 clients, 10,000 fds.
             let socket = Arc::new(socket);
+            // Its place on the scoreboard exists before the dispatcher hears
+            // of it, so the dispatcher can find it on Connected.
+            let slot = self.score.register_client(id, peer);
+            let slot_if_no_thread = slot.clone();
+            Counters::add(&self.score.counters.accepted);
             let quota = Arc::new(Quota::default());
             let settings = ReaderSettings {
                 max_line: self.max_line,
@@ -201,6 +214,7 @@ impl Acceptor {
                 idle_timeout: self.idle_timeout,
                 quota: quota.clone(),
                 intake: self.intake.clone(),
+                slot,
             };
             let (events, reader_half) = (self.events.clone(), Arc::clone(&socket));
             // The thread first, then `Connected`: a client the hub cannot
@@ -216,6 +230,7 @@ impl Acceptor {
                 Ok(handle) => handle,
                 Err(e) => {
                     error!("cannot start a thread for {peer}: {e}");
+                    slot_if_no_thread.enter(State::Exited);
                     self.admission.release();
                     self.per_ip.release(peer.ip());
                     if let Ok(socket) = Arc::try_unwrap(socket) {
@@ -249,6 +264,7 @@ impl Acceptor {
                 prune_at = (readers.len() * 2).max(64);
             }
         }
+        me.enter(State::Exited);
         readers
     }
 
@@ -256,6 +272,7 @@ impl Acceptor {
     /// Nobody else hears of it. A fresh socket's send buffer is empty, so
     /// the write cannot block for long; the write timeout bounds it anyway.
     fn refuse(&self, mut socket: TcpStream, code: ErrorCode, text: &str) {
+        Counters::add(&self.score.counters.refused_full);
         let mut line = Vec::new();
         ServerLine::Err { code, text }.encode(&mut line);
         let _ = socket.set_write_timeout(Some(self.write_timeout));

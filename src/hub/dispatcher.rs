@@ -26,7 +26,9 @@ use crate::hub::Config;
 use crate::hub::acceptor::PerIp;
 use crate::hub::budget::{self, Intake, Quota};
 use crate::hub::outbox::{Outbox, write_all_within};
+use crate::hub::score::{Counters, Scoreboard, Slot, State};
 use crate::proto::admission::Admission;
+use crate::proto::client_line::Command;
 use crate::proto::framing::Inbound;
 use crate::proto::router::{ClientId, Outlet, Router};
 use crate::proto::server_line::server_full_line;
@@ -86,6 +88,13 @@ struct Sockets {
     write_timeout: Duration,
     max_pending: usize,
     blocking_writes: bool,
+    /// The scoreboard (src/hub/score.rs): this thread's slot, and each
+    /// client's, whose out-counters only this thread writes.
+    score: Arc<Scoreboard>,
+    me: Arc<Slot>,
+    slots: HashMap<ClientId, Arc<Slot>>,
+    /// Lines in the share about to be delivered (see `share_lines`).
+    share_lines: usize,
 }
 
 impl Dispatcher {
@@ -95,7 +104,9 @@ impl Dispatcher {
         intake: Arc<Intake>,
         per_ip: Arc<PerIp>,
         config: &Config,
+        score: Arc<Scoreboard>,
     ) -> Self {
+        let me = score.register_thread("dispatcher");
         Dispatcher {
             events,
             router: Router::new(admission).with_max_subs(config.max_subs),
@@ -111,6 +122,10 @@ impl Dispatcher {
                 write_timeout: config.write_timeout,
                 max_pending: config.max_pending,
                 blocking_writes: config.blocking_writes,
+                score,
+                me,
+                slots: HashMap::new(),
+                share_lines: 0,
             },
         }
     }
@@ -120,6 +135,7 @@ impl Dispatcher {
         loop {
             // The one place this thread waits for work. While someone has
             // bytes pending, it waits only a little, to retry them.
+            self.sockets.me.enter(State::Recv);
             let first = if self.sockets.behind.is_empty() {
                 debug!("blocking in recv() on the channel");
                 self.events
@@ -128,6 +144,7 @@ impl Dispatcher {
             } else {
                 self.events.recv_timeout(RETRY_EVERY)
             };
+            self.sockets.me.enter(State::Route);
             let mut stop = false;
             match first {
                 Ok(first) => {
@@ -165,6 +182,7 @@ impl Dispatcher {
         for (_, quota) in self.sockets.quotas.drain() {
             quota.close();
         }
+        self.sockets.me.enter(State::Exited);
     }
 
     /// Applies one event to the routing state. Returns false on shutdown.
@@ -179,6 +197,12 @@ impl Dispatcher {
                 self.sockets.open.insert(id, Outbox::new(socket, peer));
                 self.sockets.quotas.insert(id, quota);
                 let nick = self.router.connect(id);
+                if let Some(slot) = self.sockets.score.client(id) {
+                    if let Some(c) = slot.client() {
+                        c.publish(nick, 0, true);
+                    }
+                    self.sockets.slots.insert(id, slot);
+                }
                 info!(
                     "{peer} connected as {nick} ({} clients)",
                     self.sockets.open.len()
@@ -186,11 +210,13 @@ impl Dispatcher {
             }
             Event::Full { socket, peer } => {
                 warn!("{peer} refused: server full");
+                Counters::add(&self.sockets.score.counters.refused_full);
                 self.sockets.refuse(socket);
             }
             Event::Line { id, line } => {
                 debug!("{id}: {line:?}");
                 self.router.on_line(id, &line);
+                self.sockets.publish(&self.router, id, &line);
                 // Its room in the channel is free again: the reader may go on.
                 let quota = self.sockets.quotas.get(&id).map(Arc::as_ref);
                 self.sockets.intake.give_back(quota, budget::cost(&line));
@@ -214,21 +240,49 @@ impl Outlet for Sockets {
             let bytes: usize = chunks.iter().map(|c| c.len()).sum();
             debug!("writing {bytes} bytes to {id} ({} chunks)", chunks.len());
         }
-        if self.blocking_writes {
-            return write_all_within(&outbox.socket, chunks, self.write_timeout).map_err(|e| {
-                if is_timeout(&e) {
-                    let ms = self.write_timeout.as_millis();
-                    format!("not reading: write blocked past {ms} ms")
-                } else {
-                    format!("write error: {e}")
-                }
-            });
+        let client = self.slots.get(&id).and_then(|s| s.client());
+        // The clock read the write timeout needs anyway, also the time
+        // the live view shows the dispatcher in writev() since.
+        let start = Instant::now();
+        self.me.enter_at(State::Writev, id, self.me.nanos_at(start));
+        let result = if self.blocking_writes {
+            write_all_within(&outbox.socket, chunks, self.write_timeout, start, client).map_err(
+                |e| {
+                    if is_timeout(&e) {
+                        Counters::add(&self.score.counters.cut_off);
+                        let ms = self.write_timeout.as_millis();
+                        format!("not reading: write blocked past {ms} ms")
+                    } else {
+                        Counters::add(&self.score.counters.write_errors);
+                        format!("write error: {e}")
+                    }
+                },
+            )
+        } else {
+            let before = outbox.written();
+            let result = outbox.deliver(chunks, self.max_pending);
+            if let Some(c) = client {
+                c.wrote_bytes((outbox.written() - before) as usize);
+                c.set_pending(outbox.pending());
+            }
+            if outbox.pending() > 0 {
+                self.behind.insert(id);
+            }
+            if result.is_err() {
+                Counters::add(&self.score.counters.cut_off);
+            }
+            result
+        };
+        if let (Ok(()), Some(c)) = (&result, client) {
+            c.wrote_lines(self.share_lines);
         }
-        let result = outbox.deliver(chunks, self.max_pending);
-        if outbox.pending() > 0 {
-            self.behind.insert(id);
-        }
+        // Keeps the time the write began: no second clock read per write.
+        self.me.switch(State::Flush);
         result
+    }
+
+    fn share_lines(&mut self, _id: ClientId, lines: usize) {
+        self.share_lines = lines;
     }
 
     /// Closes a connection for good, once what is pending for it (`BYE`,
@@ -238,6 +292,10 @@ impl Outlet for Sockets {
     fn close(&mut self, id: ClientId) {
         if let Some(quota) = self.quotas.remove(&id) {
             quota.close();
+        }
+        if let Some(c) = self.slots.remove(&id).as_deref().and_then(Slot::client) {
+            c.set_pending(0);
+            c.publish("", 0, false);
         }
         let Some(outbox) = self.open.get_mut(&id) else {
             return;
@@ -284,6 +342,7 @@ impl Outlet for Sockets {
             };
             outbox.discard();
             done.push(id);
+            Counters::add(&self.score.counters.cut_off);
             if outbox.closing {
                 // The router is done with it already: just close.
                 if let Some(outbox) = self.open.remove(&id) {
@@ -301,6 +360,24 @@ impl Outlet for Sockets {
 }
 
 impl Sockets {
+    /// After a line: count refusals, and publish the nick and subscription
+    /// count of its sender when the line may have changed them (the only
+    /// lock this thread takes, contended by the monitor alone).
+    fn publish(&self, router: &Router, id: ClientId, line: &Inbound) {
+        match line {
+            Inbound::Refused(_) => Counters::add(&self.score.counters.refused_line),
+            Inbound::Command(Command::Nick(_) | Command::Sub(_) | Command::Unsub(_)) => {
+                if let (Some(nick), Some(c)) = (
+                    router.nick(id),
+                    self.slots.get(&id).and_then(|s| s.client()),
+                ) {
+                    c.publish(nick, router.subscriptions(id), true);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Hands the kernel what it takes now of every pending buffer; closes
     /// the clients that were only waiting for theirs to drain. A socket
     /// that fails is reported by [`Outlet::overdue`], to be cut off.
@@ -320,12 +397,19 @@ impl Sockets {
                 drained.push(id);
                 continue;
             };
-            match outbox.drain() {
+            let before = outbox.written();
+            let drained_now = outbox.drain();
+            if let Some(c) = self.slots.get(&id).and_then(|s| s.client()) {
+                c.wrote_bytes((outbox.written() - before) as usize);
+                c.set_pending(outbox.pending());
+            }
+            match drained_now {
                 Ok(true) => drained.push(id),
                 Ok(false) => {}
                 Err(why) => {
                     outbox.discard();
                     drained.push(id);
+                    Counters::add(&self.score.counters.write_errors);
                     if !outbox.closing {
                         self.failed.push((id, why));
                     }

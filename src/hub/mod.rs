@@ -13,8 +13,10 @@ pub mod acceptor;
 pub mod budget;
 pub mod dispatcher;
 pub mod error;
+pub mod monitor;
 pub mod outbox;
 pub mod reader;
+pub mod score;
 
 pub use error::HubError;
 
@@ -30,6 +32,8 @@ use log::{debug, warn};
 use crate::hub::acceptor::{Acceptor, PerIp};
 use crate::hub::budget::Intake;
 use crate::hub::dispatcher::{Dispatcher, Event};
+use crate::hub::monitor::Monitor;
+use crate::hub::score::Scoreboard;
 use crate::proto::admission::Admission;
 
 /// How a hub is set up; every field is a `tcphub serve` flag.
@@ -66,6 +70,9 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// Connections from one IP address at once (`--max-per-ip`; None: off).
     pub max_per_ip: Option<usize>,
+    /// Where the live view's HTTP server listens, `HOST:PORT` (or just a
+    /// port, on loopback); `None` for no monitor (`--monitor`).
+    pub monitor: Option<String>,
 }
 
 /// Events the channel holds by default: 16 Ki. A burst of that many lines
@@ -97,6 +104,7 @@ impl Default for Config {
             line_timeout: Some(DEFAULT_LINE_TIMEOUT),
             idle_timeout: None,
             max_per_ip: None,
+            monitor: None,
         }
     }
 }
@@ -119,12 +127,23 @@ pub struct Hub {
     acceptor: Option<JoinHandle<Vec<JoinHandle<()>>>>,
     dispatcher: Option<JoinHandle<()>>,
     admission: Arc<Admission>,
+    /// The `monitor` thread and its address, with `--monitor`.
+    monitor: Option<(JoinHandle<()>, SocketAddr)>,
 }
 
 impl Hub {
     /// Binds, starts the dispatcher and acceptor threads, and returns at once.
     pub fn start(config: Config) -> Result<Hub, HubError> {
         let (listener, addr) = bind(&config.host, config.port)?;
+        let monitor_listener = match &config.monitor {
+            Some(spec) => {
+                let (host, port) = split_host_port(spec);
+                Some(bind(host, port)?)
+            }
+            None => None,
+        };
+        // What every thread is doing, for the live view (src/hub/score.rs).
+        let score = Arc::new(Scoreboard::new());
 
         // The one channel: many senders (the acceptor, every reader), one
         // receiver (the dispatcher). Bounded, so a flood of input slows the
@@ -141,6 +160,7 @@ impl Hub {
             intake.clone(),
             per_ip.clone(),
             &config,
+            score.clone(),
         );
         let dispatcher = thread::Builder::new()
             .name("dispatcher".into())
@@ -161,6 +181,7 @@ impl Hub {
             idle_timeout: config.idle_timeout,
             intake,
             per_ip,
+            score: score.clone(),
         };
         let acceptor = match thread::Builder::new()
             .name("acceptor".into())
@@ -177,20 +198,47 @@ impl Hub {
             }
         };
 
-        Ok(Hub {
+        let mut hub = Hub {
             addr,
-            stop,
-            events,
+            stop: stop.clone(),
+            events: events.clone(),
             acceptor: Some(acceptor),
             dispatcher: Some(dispatcher),
-            admission,
-        })
+            admission: admission.clone(),
+            monitor: None,
+        };
+        if let Some((listener, monitor_addr)) = monitor_listener {
+            let monitor = Monitor {
+                listener,
+                score,
+                events,
+                admission,
+                stop,
+                hub_addr: addr,
+                max_clients: config.max_clients,
+                write_timeout: config.write_timeout,
+            };
+            let handle = thread::Builder::new()
+                .name("monitor".into())
+                .spawn(move || monitor.run())
+                .map_err(|source| HubError::Spawn {
+                    thread: "monitor",
+                    source,
+                })?; // dropping `hub` stops the others
+            hub.monitor = Some((handle, monitor_addr));
+        }
+        Ok(hub)
     }
 
     /// The address the hub listens on (with the real port when started with
     /// port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the live view (`--monitor`) listens, if it runs.
+    pub fn monitor_addr(&self) -> Option<SocketAddr> {
+        self.monitor.as_ref().map(|(_, addr)| *addr)
     }
 
     /// Clients currently admitted.
@@ -219,6 +267,7 @@ impl Hub {
         };
         debug!("shutdown: waking the acceptor");
         self.stop.store(true, Ordering::SeqCst);
+        self.stop_monitor();
         // accept() only returns when someone connects: so connect.
         let _ = TcpStream::connect_timeout(&wake_address(self.addr), Duration::from_secs(1));
         let readers = match acceptor.join() {
@@ -231,7 +280,19 @@ impl Hub {
         self.stop_threads(readers);
     }
 
+    /// Wakes the monitor's accept() (the stop flag is already set) and joins it.
+    fn stop_monitor(&mut self) {
+        if let Some((monitor, addr)) = self.monitor.take() {
+            self.stop.store(true, Ordering::SeqCst);
+            let _ = TcpStream::connect_timeout(&wake_address(addr), Duration::from_secs(1));
+            if monitor.join().is_err() {
+                warn!("the monitor thread panicked");
+            }
+        }
+    }
+
     fn stop_threads(&mut self, readers: Vec<JoinHandle<()>>) {
+        self.stop_monitor();
         let _ = self.events.send(Event::Shutdown);
         if let Some(dispatcher) = self.dispatcher.take()
             && dispatcher.join().is_err()
@@ -282,6 +343,22 @@ pub fn bind(host: &str, port: u16) -> Result<(TcpListener, SocketAddr), HubError
         );
         resolve_error(none)
     }))
+}
+
+/// `HOST:PORT`, `[::1]:PORT` or a bare `PORT` (meaning loopback) as a
+/// host and a port for [`bind`]; a port that is not a number is given as
+/// port 0 with the whole text as host, so that resolving fails and says so.
+pub fn split_host_port(spec: &str) -> (&str, u16) {
+    if let Ok(port) = spec.parse::<u16>() {
+        return ("127.0.0.1", port);
+    }
+    match spec.rsplit_once(':') {
+        Some((host, port)) => match port.parse::<u16>() {
+            Ok(port) => (host.trim_start_matches('[').trim_end_matches(']'), port),
+            Err(_) => (spec, 0),
+        },
+        None => (spec, 0),
+    }
 }
 
 /// How many finished handshakes the kernel may queue for `accept()`.

@@ -19,6 +19,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::hub::score::ClientSlot;
 use crate::support::timeouts::is_timeout;
 
 /// One admitted client's socket and what is waiting for it.
@@ -52,6 +53,11 @@ impl Outbox {
             since: None,
             closing: false,
         }
+    }
+
+    /// Bytes the kernel has taken, ever.
+    pub fn written(&self) -> u64 {
+        self.written
     }
 
     /// Bytes waiting for the kernel to take them.
@@ -291,13 +297,20 @@ pub fn send_now(mut socket: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
 /// The socket's own write timeout (`SO_SNDTIMEO`, set by the acceptor) ends a
 /// write that makes no progress at all. A client that reads a trickle makes
 /// some progress on every write, so the total time is checked here as well.
+/// `start` is when the write began; `client` is where the bytes still held
+/// for this client, and those written, are counted for the live view.
 pub fn write_all_within(
     mut socket: &TcpStream,
     mut chunks: &mut [IoSlice<'_>],
     timeout: Duration,
+    start: Instant,
+    client: Option<&ClientSlot>,
 ) -> io::Result<()> {
-    let start = Instant::now();
     let mut shortened = false;
+    let mut left_to_write: usize = chunks.iter().map(|c| c.len()).sum();
+    if let Some(c) = client {
+        c.set_pending(left_to_write);
+    }
     let result = loop {
         if chunks.is_empty() {
             break Ok(());
@@ -305,7 +318,14 @@ pub fn write_all_within(
         // Blocks while the client's kernel buffer is full.
         match socket.write_vectored(chunks) {
             Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut chunks, n),
+            Ok(n) => {
+                if let Some(c) = client {
+                    c.wrote_bytes(n);
+                    left_to_write -= n;
+                    c.set_pending(left_to_write);
+                }
+                IoSlice::advance_slices(&mut chunks, n)
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => break Err(e),
         }

@@ -12,11 +12,12 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Sender, TrySendError};
 use log::debug;
 
 use crate::hub::budget::{self, Intake, Quota};
 use crate::hub::dispatcher::Event;
+use crate::hub::score::{Slot, State};
 use crate::proto::client_line::Refusal;
 use crate::proto::framing::{Inbound, LineFramer};
 use crate::proto::router::ClientId;
@@ -34,6 +35,9 @@ pub struct ReaderSettings {
     /// This client's share of the channel, and the channel's byte budget.
     pub quota: Arc<Quota>,
     pub intake: Arc<Intake>,
+    /// This thread's place on the scoreboard (src/hub/score.rs): what it
+    /// waits for.
+    pub slot: Arc<Slot>,
 }
 
 /// Runs one client's read loop until end of stream, an error, `/quit`, a
@@ -54,8 +58,13 @@ pub fn run(id: ClientId, socket: Arc<TcpStream>, events: Sender<Event>, settings
     if let Some(why) = reader.read_loop() {
         debug!("reader done: {why}");
         // Ignored if the hub is already gone.
-        hand_over(&reader.events, Event::Closed { id, why });
+        hand_over(
+            &reader.events,
+            Event::Closed { id, why },
+            &reader.settings.slot,
+        );
     }
+    reader.settings.slot.enter(State::Exited);
 }
 
 /// One reader thread's state. Kept out of the frame that blocks in
@@ -98,6 +107,7 @@ impl Reader {
             // dispatcher shuts the socket down. The bytes land in the
             // framer's buffer.
             debug!("blocking in read()");
+            self.settings.slot.enter(State::Read);
             let read = (&*self.socket).read(self.framer.spare());
             match self.after_read(read) {
                 Next::Read => {}
@@ -134,6 +144,7 @@ impl Reader {
             Err(e) => return Next::End(format!("read error: {e}")),
         };
         debug!("read() returned {n} bytes");
+        self.settings.slot.read_returned(n);
         self.last_read = Instant::now();
         self.framer.filled(n);
         // Every complete line of this read, parsed, one at a time.
@@ -169,8 +180,9 @@ impl Reader {
             }
             self.started = true;
         }
+        s.slot.line_in();
         s.intake.take(&s.quota, budget::cost(&line))
-            && hand_over(&self.events, Event::Line { id: self.id, line })
+            && hand_over(&self.events, Event::Line { id: self.id, line }, &s.slot)
     }
 
     /// `ERR <code>` to the client, then the end of its connection.
@@ -238,9 +250,20 @@ fn expired(
 ///
 /// Blocks while the channel is full: the dispatcher is behind, so this
 /// client waits, stops reading its socket, and TCP slows its sender down.
+/// (Its own budget, [`Intake::take`], was checked just before.)
 /// A function of its own so a debugger can stop exactly here:
 /// `break tcphub::hub::reader::hand_over` (docs/debugging.md).
+///
+/// It tries first without waiting, so the scoreboard can show a thread
+/// `blocked on full channel` only when it really is (docs/live-view.md).
 #[inline(never)]
-pub fn hand_over(events: &Sender<Event>, event: Event) -> bool {
-    events.send(event).is_ok()
+pub fn hand_over(events: &Sender<Event>, event: Event, slot: &Slot) -> bool {
+    match events.try_send(event) {
+        Ok(()) => true,
+        Err(TrySendError::Full(event)) => {
+            slot.enter(State::ChannelFull);
+            events.send(event).is_ok()
+        }
+        Err(TrySendError::Disconnected(_)) => false,
+    }
 }

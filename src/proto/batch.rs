@@ -48,7 +48,7 @@ pub struct Span {
 /// The spans waiting for one recipient, in order. Each client's state holds
 /// one, so queueing a line costs no lookup.
 #[derive(Debug, Default)]
-pub struct Pending(Vec<Span>);
+pub struct Pending(Vec<Span>, usize);
 
 impl Pending {
     /// True if nothing is waiting.
@@ -56,9 +56,15 @@ impl Pending {
         self.0.is_empty()
     }
 
+    /// How many lines are waiting (the live view counts lines out).
+    pub fn lines(&self) -> usize {
+        self.1
+    }
+
     /// Forgets what was waiting, once it is written.
     pub fn clear(&mut self) {
         self.0.clear();
+        self.1 = 0;
         // A burst (many JOINs interleaved with WELCOMEs) can leave a long
         // list behind; 10,000 idle clients must not keep it.
         self.0.shrink_to(4);
@@ -91,7 +97,9 @@ impl Batch {
     /// Adds a line to one recipient's pending spans, merging it with the
     /// previous span when they touch (the common case: one publisher, many
     /// readers, so a reader's share of a batch is one span).
+    #[inline]
     pub fn queue(&mut self, id: ClientId, pending: &mut Pending, line: Span) {
+        pending.1 += 1;
         match pending.0.last_mut() {
             Some(last) if last.buffer == line.buffer && last.end == line.start => {
                 last.end = line.end

@@ -11,5 +11,6 @@ pub mod admission;
 pub mod batch;
 pub mod client_line;
 pub mod framing;
+pub mod http;
 pub mod router;
 pub mod server_line;

@@ -57,6 +57,9 @@ pub trait Outlet {
     fn overdue(&mut self) -> Vec<(ClientId, String)> {
         Vec::new()
     }
+    /// Told just before [`Outlet::deliver`] how many lines `id`'s share
+    /// holds (the threaded hub's live view counts them). Nothing by default.
+    fn share_lines(&mut self, _id: ClientId, _lines: usize) {}
 }
 
 /// The routing state, owned by exactly one thread (the dispatcher) or task.
@@ -219,6 +222,7 @@ impl Router {
             for &id in self.batch.dirty() {
                 if let Some(client) = self.clients.get(&id) {
                     self.batch.slices(&client.pending, &mut slices);
+                    out.share_lines(id, client.pending.lines());
                     if let Err(why) = out.deliver(id, &mut slices) {
                         failed.push((id, why));
                     }
@@ -245,6 +249,14 @@ impl Router {
                 self.disconnect(id, &why);
             }
         }
+    }
+
+    /// How many topics (`*` included) a connected client subscribes to.
+    pub fn subscriptions(&self, id: ClientId) -> usize {
+        self.clients
+            .get(&id)
+            .filter(|c| c.open)
+            .map_or(0, |c| c.subs.len())
     }
 
     // ---- one method per command ---------------------------------------

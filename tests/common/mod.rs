@@ -68,6 +68,49 @@ pub fn start_threaded(limits: Limits) -> Box<dyn Server> {
     Box::new(Threaded(Some(Hub::start(config).expect("hub starts"))))
 }
 
+// ---- the library's checks, against a server started for each -------------
+
+/// How the conformance suite starts a server for one check.
+pub type Start = fn(Limits) -> Box<dyn Server>;
+
+/// A [`tcphub::check::Target`] that starts a new server for every check,
+/// with the small limits the check asks for: every check meets a fresh
+/// server (guest numbers from 1) whose limits are known.
+pub struct Launcher(pub Start);
+
+impl tcphub::check::Target for Launcher {
+    fn prepare(&mut self, check: &tcphub::check::Check) -> Result<tcphub::check::Ctx, String> {
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_clients: check.wants.max_clients.unwrap_or(defaults.max_clients),
+            max_line: check.wants.max_line.unwrap_or(defaults.max_line),
+            write_timeout_ms: check
+                .wants
+                .write_timeout_ms
+                .unwrap_or(defaults.write_timeout_ms),
+        };
+        let server = (self.0)(limits);
+        let known = tcphub::check::Limits {
+            max_clients: Some(limits.max_clients),
+            max_line: limits.max_line,
+            write_timeout: Some(Duration::from_millis(limits.write_timeout_ms)),
+        };
+        let ctx = tcphub::check::Ctx::new(server.addr(), known, true, LINE_TIMEOUT);
+        Ok(ctx.keeping(Box::new(server)))
+    }
+}
+
+/// Runs the library's check `name` against a server from `start`; panics
+/// with the check's report (expected, got, hint) if it fails.
+pub fn run_check(start: Start, name: &str) {
+    let check = tcphub::check::find(name).unwrap_or_else(|| panic!("no check named {name}"));
+    match tcphub::check::run_on(&mut Launcher(start), check) {
+        tcphub::check::Outcome::Pass => {}
+        tcphub::check::Outcome::Fail(failure) => panic!("FAIL {name}\n{failure}"),
+        tcphub::check::Outcome::Skip(why) => panic!("SKIP {name}: {why}"),
+    }
+}
+
 /// One client connection, reading lines with a timeout.
 pub struct Peer {
     pub name: String,

@@ -1,0 +1,728 @@
+//! The scoreboard: what every hub thread is doing now, and since when.
+//!
+//! Each thread (the `acceptor`, the `dispatcher`, the `monitor`, every
+//! `client-<id>`) owns one [`Slot`] of atomics, registered once when the
+//! thread is started. Before each blocking call the thread stores what it
+//! is about to wait for ([`State`]), for whom (a client id) and since when
+//! (nanoseconds since the hub started): a few relaxed stores and one clock
+//! read. No reader thread ever takes a lock for it.
+//!
+//! A client's slot also holds its counters (lines and bytes in, written by
+//! its reader thread; lines and bytes out and the bytes the hub still holds
+//! for it, written by the dispatcher). Each counter has exactly one writer,
+//! so they are plain load-then-store, not read-modify-write. The nick and
+//! the subscription count are known only to the dispatcher: it publishes
+//! them behind a small lock that only the monitor contends.
+//!
+//! The `monitor` thread ([`crate::hub::monitor`]) reads all of it to answer
+//! `GET /stats`; nothing else reads it. The field names of that JSON are in
+//! docs/live-view.md.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::proto::router::ClientId;
+use crate::support::json::push_string;
+
+/// What a thread is doing. Stored as a `u8` in its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// Not started yet (or a value from a newer build).
+    Starting = 0,
+    /// `acceptor`, `monitor`: blocked in `accept()`.
+    Accept = 1,
+    /// `acceptor`: admitting a new connection, starting its thread.
+    Admit = 2,
+    /// `acceptor`: `accept()` failed (out of descriptors); sleeping.
+    BackOff = 3,
+    /// `client-<id>`: blocked in `read()` on its socket.
+    Read = 4,
+    /// `client-<id>`: framing, parsing and handing lines to the channel.
+    HandOver = 5,
+    /// `client-<id>`: blocked in `send()`: the channel is full.
+    ChannelFull = 6,
+    /// `dispatcher`: blocked in `recv()`, waiting for events.
+    Recv = 7,
+    /// `dispatcher`: routing a batch.
+    Route = 8,
+    /// `dispatcher`: blocked in `writev()` to the slot's target client.
+    Writev = 9,
+    /// `dispatcher`: between two writes of a flush (since the last began).
+    Flush = 10,
+    /// `monitor`: reading requests and answering them.
+    Serve = 11,
+    /// The thread has ended.
+    Exited = 12,
+}
+
+impl State {
+    const ALL: [State; 13] = [
+        State::Starting,
+        State::Accept,
+        State::Admit,
+        State::BackOff,
+        State::Read,
+        State::HandOver,
+        State::ChannelFull,
+        State::Recv,
+        State::Route,
+        State::Writev,
+        State::Flush,
+        State::Serve,
+        State::Exited,
+    ];
+
+    fn from_u8(n: u8) -> State {
+        State::ALL
+            .get(n as usize)
+            .copied()
+            .unwrap_or(State::Starting)
+    }
+
+    /// The name used in `/stats` (`"state"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Accept => "accept",
+            State::Admit => "admit",
+            State::BackOff => "back_off",
+            State::Read => "read",
+            State::HandOver => "hand_over",
+            State::ChannelFull => "channel_full",
+            State::Recv => "recv",
+            State::Route => "route",
+            State::Writev => "writev",
+            State::Flush => "flush",
+            State::Serve => "serve",
+            State::Exited => "exited",
+        }
+    }
+
+    /// What the thread waits for (`"waits_on"` in `/stats`): `peer` (a
+    /// remote peer: a connection, bytes), `channel` (the hub's channel: for
+    /// events, or for room in it), `client` (a client to take its bytes),
+    /// `clock` (a back-off sleep), `cpu` (nothing: it is working), `none`.
+    pub fn waits_on(self) -> &'static str {
+        match self {
+            State::Accept | State::Read => "peer",
+            State::Recv | State::ChannelFull => "channel",
+            State::Writev => "client",
+            State::BackOff => "clock",
+            State::Admit | State::HandOver | State::Route | State::Flush | State::Serve => "cpu",
+            State::Starting | State::Exited => "none",
+        }
+    }
+
+    /// True for the waits that hold the hub up (`"blocked"` in `/stats`):
+    /// a reader on a full channel, the dispatcher in `writev()`, a back-off.
+    /// Waiting for a peer or for work is a thread's normal rest.
+    pub fn blocked(self) -> bool {
+        matches!(self, State::ChannelFull | State::Writev | State::BackOff)
+    }
+
+    /// How `/stats` words it for people (`"doing"`).
+    pub fn doing(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Accept => "in accept()",
+            State::Admit => "admitting a client",
+            State::BackOff => "backing off after a failed accept()",
+            State::Read => "in read()",
+            State::HandOver => "handing lines to the channel",
+            State::ChannelFull => "blocked on full channel",
+            State::Recv => "waiting on the channel",
+            State::Route => "routing",
+            State::Writev => "in writev() to",
+            State::Flush => "flushing",
+            State::Serve => "serving a request",
+            State::Exited => "exited",
+        }
+    }
+}
+
+/// No target: the `target` of a slot whose state is about nobody.
+const NO_TARGET: u64 = u64::MAX;
+
+/// One thread's entry on the scoreboard.
+#[derive(Debug)]
+pub struct Slot {
+    /// The thread's name (`client-7`).
+    name: String,
+    /// The hub's start, copied here so [`Slot::enter`] needs no other memory.
+    epoch: Instant,
+    state: AtomicU8,
+    target: AtomicU64,
+    since: AtomicU64,
+    /// Only for `client-<id>` slots.
+    client: Option<ClientSlot>,
+}
+
+/// What the scoreboard keeps about one client (inside its thread's slot).
+#[derive(Debug)]
+pub struct ClientSlot {
+    pub id: ClientId,
+    pub peer: SocketAddr,
+    /// When it was admitted, in nanoseconds since the hub started.
+    connected: u64,
+    // Written by the client's reader thread.
+    lines_in: AtomicU64,
+    bytes_in: AtomicU64,
+    /// When its last read() returned bytes.
+    last_in: AtomicU64,
+    // Written by the dispatcher.
+    lines_out: AtomicU64,
+    bytes_out: AtomicU64,
+    /// Bytes the hub holds for it and has not written yet.
+    pending: AtomicU64,
+    /// Published by the dispatcher; read by the monitor.
+    names: Mutex<Names>,
+}
+
+/// The parts of a client only the dispatcher knows.
+#[derive(Debug, Default, Clone)]
+pub struct Names {
+    pub nick: String,
+    pub subs: usize,
+    /// False once the dispatcher is done with it.
+    pub open: bool,
+}
+
+/// Adds `n` to a counter that has one writer: a load and a store, no
+/// locked instruction.
+#[inline]
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl Slot {
+    fn new(name: String, epoch: Instant, client: Option<ClientSlot>) -> Slot {
+        Slot {
+            name,
+            epoch,
+            state: AtomicU8::new(State::Starting as u8),
+            target: AtomicU64::new(NO_TARGET),
+            since: AtomicU64::new(nanos(epoch.elapsed())),
+            client,
+        }
+    }
+
+    /// Now, in nanoseconds since the hub started: the one clock read.
+    #[inline]
+    pub fn now(&self) -> u64 {
+        nanos(self.epoch.elapsed())
+    }
+
+    /// `t` in nanoseconds since the hub started (for a time already read).
+    #[inline]
+    pub fn nanos_at(&self, t: Instant) -> u64 {
+        nanos(t.saturating_duration_since(self.epoch))
+    }
+
+    /// The thread is about to do `state` (about nobody in particular).
+    #[inline]
+    pub fn enter(&self, state: State) {
+        self.enter_at(state, NO_TARGET, self.now());
+    }
+
+    /// The thread is about to do `state` about client `target`.
+    #[inline]
+    pub fn enter_for(&self, state: State, target: ClientId) {
+        self.enter_at(state, target, self.now());
+    }
+
+    /// [`Slot::enter`] with a time already read.
+    #[inline]
+    pub fn enter_at(&self, state: State, target: u64, now: u64) {
+        self.since.store(now, Ordering::Relaxed);
+        self.target.store(target, Ordering::Relaxed);
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    /// Changes the state and keeps the time (no clock read).
+    #[inline]
+    pub fn switch(&self, state: State) {
+        self.target.store(NO_TARGET, Ordering::Relaxed);
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    /// The client's counters, for a `client-<id>` slot.
+    pub fn client(&self) -> Option<&ClientSlot> {
+        self.client.as_ref()
+    }
+
+    /// `read()` returned `n > 0` bytes: count them, and the thread now hands
+    /// lines over. One clock read for both.
+    #[inline]
+    pub fn read_returned(&self, n: usize) {
+        let now = self.now();
+        if let Some(c) = &self.client {
+            bump(&c.bytes_in, n as u64);
+            c.last_in.store(now, Ordering::Relaxed);
+        }
+        self.enter_at(State::HandOver, NO_TARGET, now);
+    }
+
+    /// One line handed to the channel.
+    #[inline]
+    pub fn line_in(&self) {
+        if let Some(c) = &self.client {
+            bump(&c.lines_in, 1);
+        }
+    }
+
+    fn read(&self) -> (State, Option<u64>, u64) {
+        let state = State::from_u8(self.state.load(Ordering::Acquire));
+        let target = self.target.load(Ordering::Relaxed);
+        let since = self.since.load(Ordering::Relaxed);
+        (state, (target != NO_TARGET).then_some(target), since)
+    }
+}
+
+impl ClientSlot {
+    /// The dispatcher is about to write `bytes` to this client.
+    #[inline]
+    pub fn set_pending(&self, bytes: usize) {
+        self.pending.store(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// The dispatcher wrote `bytes` more to this client.
+    #[inline]
+    pub fn wrote_bytes(&self, bytes: usize) {
+        bump(&self.bytes_out, bytes as u64);
+    }
+
+    /// The dispatcher finished writing a share of `lines` lines.
+    #[inline]
+    pub fn wrote_lines(&self, lines: usize) {
+        bump(&self.lines_out, lines as u64);
+    }
+
+    /// Publishes what the dispatcher knows about this client.
+    pub fn publish(&self, nick: &str, subs: usize, open: bool) {
+        let mut names = lock(&self.names);
+        if names.nick != nick {
+            names.nick = nick.to_string();
+        }
+        names.subs = subs;
+        names.open = open;
+    }
+
+    fn names(&self) -> Names {
+        lock(&self.names).clone()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Numbers about the whole hub (each an atomic a hub thread adds to).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Connections admitted.
+    pub accepted: AtomicU64,
+    /// Connections refused with `ERR server-full`.
+    pub refused_full: AtomicU64,
+    /// Lines refused (too long, bad UTF-8, malformed command).
+    pub refused_line: AtomicU64,
+    /// Clients cut off because a write to them did not finish in time.
+    pub cut_off: AtomicU64,
+    /// Clients cut off for other write errors (reset, broken pipe).
+    pub write_errors: AtomicU64,
+}
+
+impl Counters {
+    pub fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Every slot of one hub.
+#[derive(Debug)]
+pub struct Scoreboard {
+    epoch: Instant,
+    pub counters: Counters,
+    registry: Mutex<Registry>,
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    /// `acceptor`, `dispatcher`, `monitor`.
+    threads: Vec<Arc<Slot>>,
+    /// Client threads, in the order they were started.
+    clients: Vec<Arc<Slot>>,
+    prune_at: usize,
+}
+
+impl Default for Scoreboard {
+    fn default() -> Self {
+        Scoreboard::new()
+    }
+}
+
+impl Scoreboard {
+    pub fn new() -> Scoreboard {
+        Scoreboard {
+            epoch: Instant::now(),
+            counters: Counters::default(),
+            registry: Mutex::new(Registry {
+                prune_at: 64,
+                ..Registry::default()
+            }),
+        }
+    }
+
+    /// Nanoseconds since the hub started.
+    pub fn now(&self) -> u64 {
+        nanos(self.epoch.elapsed())
+    }
+
+    /// A slot for a hub thread that is not a client's (`acceptor`, ...).
+    pub fn register_thread(&self, name: &str) -> Arc<Slot> {
+        let slot = Arc::new(Slot::new(name.to_string(), self.epoch, None));
+        lock(&self.registry).threads.push(slot.clone());
+        slot
+    }
+
+    /// A slot for client `id`'s thread, registered by the acceptor before
+    /// the thread starts. Slots of ended threads are forgotten now and then.
+    pub fn register_client(&self, id: ClientId, peer: SocketAddr) -> Arc<Slot> {
+        let now = self.now();
+        let client = ClientSlot {
+            id,
+            peer,
+            connected: now,
+            lines_in: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            last_in: AtomicU64::new(now),
+            lines_out: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
+            names: Mutex::new(Names {
+                nick: format!("guest-{id}"),
+                subs: 0,
+                open: true,
+            }),
+        };
+        let slot = Arc::new(Slot::new(format!("client-{id}"), self.epoch, Some(client)));
+        let mut registry = lock(&self.registry);
+        if registry.clients.len() >= registry.prune_at {
+            registry
+                .clients
+                .retain(|s| State::from_u8(s.state.load(Ordering::Relaxed)) != State::Exited);
+            registry.prune_at = (registry.clients.len() * 2).max(64);
+        }
+        registry.clients.push(slot.clone());
+        slot
+    }
+
+    /// The slot of client `id`, if its thread is registered (the dispatcher
+    /// asks once per connection).
+    pub fn client(&self, id: ClientId) -> Option<Arc<Slot>> {
+        let registry = lock(&self.registry);
+        registry
+            .clients
+            .iter()
+            .rev()
+            .find(|s| s.client.as_ref().is_some_and(|c| c.id == id))
+            .cloned()
+    }
+
+    /// Everything, copied out at one moment (each slot read without a lock).
+    pub fn snapshot(&self) -> Snapshot {
+        let (threads, clients) = {
+            let registry = lock(&self.registry);
+            (registry.threads.clone(), registry.clients.clone())
+        };
+        let now = self.now();
+        let mut snap = Snapshot {
+            now,
+            threads: Vec::new(),
+            clients: Vec::new(),
+            accepted: self.counters.accepted.load(Ordering::Relaxed),
+            refused_full: self.counters.refused_full.load(Ordering::Relaxed),
+            refused_line: self.counters.refused_line.load(Ordering::Relaxed),
+            cut_off: self.counters.cut_off.load(Ordering::Relaxed),
+            write_errors: self.counters.write_errors.load(Ordering::Relaxed),
+        };
+        for slot in threads.iter().chain(clients.iter()) {
+            let (state, target, since) = slot.read();
+            if state == State::Exited {
+                continue;
+            }
+            snap.threads.push(ThreadView {
+                name: slot.name.clone(),
+                state,
+                target,
+                for_ns: now.saturating_sub(since),
+            });
+        }
+        for slot in &clients {
+            let Some(c) = &slot.client else { continue };
+            let names = c.names();
+            if !names.open {
+                continue;
+            }
+            let (state, ..) = slot.read();
+            if state == State::Exited {
+                continue;
+            }
+            snap.clients.push(ClientView {
+                id: c.id,
+                nick: names.nick,
+                peer: c.peer,
+                connected_ns: now.saturating_sub(c.connected),
+                lines_in: c.lines_in.load(Ordering::Relaxed),
+                bytes_in: c.bytes_in.load(Ordering::Relaxed),
+                lines_out: c.lines_out.load(Ordering::Relaxed),
+                bytes_out: c.bytes_out.load(Ordering::Relaxed),
+                pending: c.pending.load(Ordering::Relaxed),
+                idle_ns: now.saturating_sub(c.last_in.load(Ordering::Relaxed)),
+                subs: names.subs,
+            });
+        }
+        snap
+    }
+}
+
+/// One thread, as the snapshot saw it.
+#[derive(Debug, Clone)]
+pub struct ThreadView {
+    pub name: String,
+    pub state: State,
+    pub target: Option<ClientId>,
+    pub for_ns: u64,
+}
+
+/// One client, as the snapshot saw it.
+#[derive(Debug, Clone)]
+pub struct ClientView {
+    pub id: ClientId,
+    pub nick: String,
+    pub peer: SocketAddr,
+    pub connected_ns: u64,
+    pub lines_in: u64,
+    pub bytes_in: u64,
+    pub lines_out: u64,
+    pub bytes_out: u64,
+    pub pending: u64,
+    pub idle_ns: u64,
+    pub subs: usize,
+}
+
+/// The scoreboard at one moment.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub now: u64,
+    pub threads: Vec<ThreadView>,
+    pub clients: Vec<ClientView>,
+    pub accepted: u64,
+    pub refused_full: u64,
+    pub refused_line: u64,
+    pub cut_off: u64,
+    pub write_errors: u64,
+}
+
+/// What `/stats` says about the hub besides the scoreboard.
+#[derive(Debug, Clone)]
+pub struct HubFacts {
+    pub addr: SocketAddr,
+    pub max_clients: usize,
+    pub write_timeout: Duration,
+    pub channel_len: usize,
+    pub channel_capacity: usize,
+    pub clients: usize,
+}
+
+/// A client is flagged `at_risk` once a write to it has been blocked for
+/// this share of the write timeout (in percent).
+pub const AT_RISK_PERCENT: u64 = 50;
+
+fn ms(ns: u64) -> u64 {
+    ns / 1_000_000
+}
+
+impl Snapshot {
+    /// The `/stats` body: one JSON object (fields in docs/live-view.md).
+    pub fn to_json(&self, hub: &HubFacts) -> String {
+        use std::fmt::Write;
+        let timeout_ms = u64::try_from(hub.write_timeout.as_millis()).unwrap_or(u64::MAX);
+        // Who the dispatcher is blocked on, and for how long.
+        let blocked: Option<(ClientId, u64)> = self
+            .threads
+            .iter()
+            .find(|t| t.state == State::Writev)
+            .and_then(|t| t.target.map(|id| (id, ms(t.for_ns))));
+        let nick_of = |id: ClientId| {
+            self.clients
+                .iter()
+                .find(|c| c.id == id)
+                .map(|c| c.nick.as_str())
+        };
+        let mut o = String::with_capacity(512 + 256 * (self.threads.len() + self.clients.len()));
+        let _ = write!(
+            o,
+            "{{\"version\":1,\"uptime_ms\":{},\"hub\":{{\"addr\":",
+            ms(self.now)
+        );
+        push_string(&mut o, &hub.addr.to_string());
+        let _ = write!(
+            o,
+            ",\"clients\":{},\"max_clients\":{},\"write_timeout_ms\":{},\
+             \"accepted\":{},\"refused_full\":{},\"refused_line\":{},\
+             \"cut_off\":{},\"write_errors\":{}}},\
+             \"channel\":{{\"len\":{},\"capacity\":{}}},\"threads\":[",
+            hub.clients,
+            hub.max_clients,
+            timeout_ms,
+            self.accepted,
+            self.refused_full,
+            self.refused_line,
+            self.cut_off,
+            self.write_errors,
+            hub.channel_len,
+            hub.channel_capacity,
+        );
+        for (i, t) in self.threads.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            o.push_str("{\"name\":");
+            push_string(&mut o, &t.name);
+            o.push_str(",\"state\":");
+            push_string(&mut o, t.state.name());
+            o.push_str(",\"doing\":");
+            push_string(&mut o, t.state.doing());
+            o.push_str(",\"waits_on\":");
+            push_string(&mut o, t.state.waits_on());
+            let _ = write!(
+                o,
+                ",\"blocked\":{},\"for_ms\":{},\"target\":",
+                t.state.blocked(),
+                ms(t.for_ns)
+            );
+            match t.target {
+                Some(id) => {
+                    let _ = write!(o, "{id},\"target_nick\":");
+                    match nick_of(id) {
+                        Some(nick) => push_string(&mut o, nick),
+                        None => o.push_str("null"),
+                    }
+                }
+                None => o.push_str("null,\"target_nick\":null"),
+            }
+            o.push('}');
+        }
+        o.push_str("],\"clients\":[");
+        for (i, c) in self.clients.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            let _ = write!(o, "{{\"id\":{},\"nick\":", c.id);
+            push_string(&mut o, &c.nick);
+            o.push_str(",\"peer\":");
+            push_string(&mut o, &c.peer.to_string());
+            let write_blocked_ms = match blocked {
+                Some((id, ms)) if id == c.id => ms,
+                _ => 0,
+            };
+            let at_risk = write_blocked_ms * 100 >= timeout_ms * AT_RISK_PERCENT;
+            let _ = write!(
+                o,
+                ",\"thread\":\"client-{}\",\"connected_ms\":{},\"lines_in\":{},\"bytes_in\":{},\
+                 \"lines_out\":{},\"bytes_out\":{},\"pending_bytes\":{},\"idle_ms\":{},\
+                 \"subs\":{},\"write_blocked_ms\":{},\"cut_off_in_ms\":{},\"at_risk\":{}}}",
+                c.id,
+                ms(c.connected_ns),
+                c.lines_in,
+                c.bytes_in,
+                c.lines_out,
+                c.bytes_out,
+                c.pending,
+                ms(c.idle_ns),
+                c.subs,
+                write_blocked_ms,
+                if write_blocked_ms > 0 {
+                    timeout_ms.saturating_sub(write_blocked_ms).to_string()
+                } else {
+                    "null".to_string()
+                },
+                write_blocked_ms > 0 && at_risk,
+            );
+        }
+        o.push_str("]}");
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_through_u8() {
+        for s in State::ALL {
+            assert_eq!(State::from_u8(s as u8), s);
+        }
+        assert_eq!(State::from_u8(200), State::Starting);
+    }
+
+    #[test]
+    fn a_snapshot_shows_states_counters_and_names() {
+        let board = Scoreboard::new();
+        let d = board.register_thread("dispatcher");
+        let peer: SocketAddr = "127.0.0.1:5555".parse().unwrap();
+        let c = board.register_client(3, peer);
+        c.enter(State::Read);
+        c.read_returned(10);
+        c.line_in();
+        c.enter(State::Read);
+        let cs = board.client(3).unwrap();
+        let cs = cs.client().unwrap();
+        cs.publish("ann", 2, true);
+        cs.set_pending(100);
+        cs.wrote_bytes(40);
+        cs.wrote_lines(2);
+        d.enter_for(State::Writev, 3);
+        let snap = board.snapshot();
+        assert_eq!(snap.threads.len(), 2);
+        assert_eq!(snap.threads[0].state, State::Writev);
+        assert_eq!(snap.threads[0].target, Some(3));
+        assert_eq!(snap.threads[1].name, "client-3");
+        assert_eq!(snap.threads[1].state, State::Read);
+        let v = &snap.clients[0];
+        assert_eq!(
+            (v.nick.as_str(), v.lines_in, v.bytes_in, v.subs),
+            ("ann", 1, 10, 2)
+        );
+        assert_eq!((v.lines_out, v.bytes_out, v.pending), (2, 40, 100));
+        let facts = HubFacts {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            max_clients: 10,
+            write_timeout: Duration::from_millis(100),
+            channel_len: 1,
+            channel_capacity: 8,
+            clients: 1,
+        };
+        let json = snap.to_json(&facts);
+        assert!(json.contains("\"target_nick\":\"ann\""), "{json}");
+        assert!(
+            json.contains("\"channel\":{\"len\":1,\"capacity\":8}"),
+            "{json}"
+        );
+        // An ended thread leaves the view.
+        c.enter(State::Exited);
+        assert_eq!(board.snapshot().threads.len(), 1);
+        assert!(board.snapshot().clients.is_empty());
+    }
+}

@@ -1,0 +1,214 @@
+//! `tcphub check ADDR`, the binary, as a student runs it: against the hub
+//! (everything passes), against a naive lesson-style Node server (failures
+//! with hints a student can act on), and the ways it is used wrong.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use tcphub::{Config, Hub};
+
+/// Runs `tcphub check` with `args`; returns (exit code, stdout, stderr).
+fn check(args: &[&str]) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = Command::new(env!("CARGO_BIN_EXE_tcphub"))
+        .arg("check")
+        .args(args)
+        .output()
+        .expect("run tcphub check");
+    let text = |b: Vec<u8>| String::from_utf8(b).expect("the grader prints UTF-8");
+    (status.code().unwrap_or(-1), text(stdout), text(stderr))
+}
+
+/// A hub in this process with the limits the command line will be told.
+fn hub() -> Hub {
+    Hub::start(Config {
+        max_clients: 10,
+        write_timeout: Duration::from_millis(300),
+        ..Config::ephemeral()
+    })
+    .expect("hub starts")
+}
+
+#[test]
+fn the_hub_passes_every_check() {
+    let hub = hub();
+    let addr = hub.local_addr().to_string();
+    let args = [
+        &addr,
+        "--fresh",
+        "--max-clients",
+        "10",
+        "--write-timeout-ms",
+        "300",
+    ];
+    let (code, out, err) = check(&args);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    for c in tcphub::check::CHECKS {
+        assert!(
+            out.contains(&format!("PASS {}\n", c.name)),
+            "{}:\n{out}",
+            c.name
+        );
+    }
+    assert!(out.ends_with("19/19 checks passed\n"), "{out}");
+    hub.shutdown();
+}
+
+#[test]
+fn limits_not_given_are_skips_not_failures() {
+    let hub = hub();
+    let (code, out, _) = check(&[&hub.local_addr().to_string()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("SKIP server-full: needs the server's --max-clients"),
+        "{out}"
+    );
+    assert!(
+        out.contains("SKIP slow-consumer: needs the server's --write-timeout-ms"),
+        "{out}"
+    );
+    assert!(out.ends_with("17/17 checks passed, 2 skipped\n"), "{out}");
+    hub.shutdown();
+}
+
+#[test]
+fn only_runs_the_named_checks() {
+    let hub = hub();
+    let (code, out, _) = check(&[&hub.local_addr().to_string(), "--only", "dm,quit"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out, "PASS quit\nPASS dm\n2/2 checks passed\n");
+    hub.shutdown();
+}
+
+#[test]
+fn the_naive_node_server_fails_with_hints_a_student_can_act_on() {
+    if let Some(reason) = common::node_missing() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/naive_node_hub.js");
+    let mut node = Command::new("node");
+    node.arg(script);
+    let server = common::spawn_server(node, common::Limits::default());
+    let addr = server.addr().to_string();
+    let (code, out, err) = check(&[&addr, "--fresh", "--timeout-ms", "1000"]);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    for expected in [
+        "PASS welcome\n",
+        "FAIL line-endings-and-splits\n",
+        "  bob expected: \"MSG ann two\" after \"one\\ntwo\\n\" in one segment\n",
+        "  bob got:      \"two\"\n",
+        "if your server treats one `data` event (one read()) as one message, split what \
+         arrives on \\n and keep the rest for the next event",
+        "FAIL chat-verbatim\n",
+        "  bob got:      \"MSG ann hello,   world\"\n",
+        "do not trim() it",
+        "FAIL bad-utf8\n",
+        "FAIL quit\n",
+        "SKIP server-full: needs the server's --max-clients",
+        "checks passed, 2 skipped\n",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn nothing_listening_is_one_line_and_exit_2() {
+    let addr: SocketAddr = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr")
+    }; // dropped: nothing listens there now
+    let (code, out, err) = check(&[&addr.to_string()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(out, "");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!("tcphub check: cannot connect to {addr}: ")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_server_that_never_answers_fails_within_the_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    // accepts (the kernel does, from the backlog) but never writes a byte
+    let started = Instant::now();
+    let (code, out, _) = check(&[&addr, "--only", "welcome,quit", "--timeout-ms", "200"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL welcome\n  a expected: a line starting \"WELCOME \"\n  a got:      nothing within 200ms"), "{out}");
+    assert!(out.ends_with("0/2 checks passed\n"), "{out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(listener);
+}
+
+#[test]
+fn an_unknown_check_name_is_exit_2_with_the_valid_names() {
+    let (code, out, err) = check(&["127.0.0.1:1", "--only", "welcome,nope"]);
+    assert_eq!(code, 2);
+    assert_eq!(out, "");
+    assert!(
+        err.contains("unknown check nope; valid names: guest-numbers, welcome,"),
+        "{err}"
+    );
+}
+
+#[test]
+fn list_names_every_check_with_a_description() {
+    let (code, out, _) = check(&["--list"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), tcphub::check::CHECKS.len());
+    for c in tcphub::check::CHECKS {
+        assert!(
+            out.contains(&format!("{:<24} {}", c.name, c.about)),
+            "{out}"
+        );
+    }
+}
+
+/// The staged track's last hub (exercises/, step 7) is graded by the same
+/// command: everything it implements passes, and the one thing the track
+/// leaves out (`/help`) fails with what was expected.
+#[test]
+fn the_exercises_step_7_hub_is_graded_by_tcphub_check() {
+    use exercises::steps::step7_slow_consumers::serve;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    // The step 7 hub has no shutdown: its threads end with this process.
+    std::thread::Builder::new()
+        .name("step7-hub".into())
+        .spawn(move || serve(listener, Duration::from_millis(300)))
+        .expect("spawn the step 7 hub");
+    let names: Vec<&str> = tcphub::check::CHECKS
+        .iter()
+        .map(|c| c.name)
+        .filter(|n| !["ping-help-errors", "server-full"].contains(n))
+        .collect();
+    let only = names.join(",");
+    let args = [
+        &addr,
+        "--fresh",
+        "--write-timeout-ms",
+        "300",
+        "--only",
+        &only,
+    ];
+    let (code, out, err) = check(&args);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let (code, out, _) = check(&[&addr, "--only", "ping-help-errors"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL ping-help-errors") && out.contains("HELP"),
+        "{out}"
+    );
+}

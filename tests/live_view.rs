@@ -1,0 +1,501 @@
+//! The live view (`serve --monitor`, `GET /stats`, `GET /`, `tcphub top`):
+//! what it shows is what the threads really do, and nothing a monitor
+//! client does disturbs the hub's own clients.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::Peer;
+use tcphub::top::json::{self, Value};
+use tcphub::{Config, Hub};
+
+fn hub_with_monitor(config: Config) -> (Hub, SocketAddr) {
+    let hub = Hub::start(Config {
+        monitor: Some("127.0.0.1:0".into()),
+        ..config
+    })
+    .expect("hub starts");
+    let monitor = hub.monitor_addr().expect("the monitor runs");
+    (hub, monitor)
+}
+
+/// Sends `request` as is and reads the whole answer (the monitor closes).
+fn raw_request(monitor: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(monitor).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn get(monitor: SocketAddr, path: &str) -> (u16, String) {
+    let answer = raw_request(
+        monitor,
+        format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
+    );
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"));
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_string())
+}
+
+fn stats(monitor: SocketAddr) -> Value {
+    let (status, body) = get(monitor, "/stats");
+    assert_eq!(status, 200, "{body}");
+    json::parse(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+fn thread<'a>(stats: &'a Value, name: &str) -> Option<&'a Value> {
+    stats
+        .get("threads")
+        .arr()
+        .iter()
+        .find(|t| t.get("name").str() == Some(name))
+}
+
+fn client<'a>(stats: &'a Value, nick: &str) -> Option<&'a Value> {
+    stats
+        .get("clients")
+        .arr()
+        .iter()
+        .find(|c| c.get("nick").str() == Some(nick))
+}
+
+/// Polls `/stats` until `check` holds (returns that snapshot), for at most
+/// `within`.
+fn until(
+    monitor: SocketAddr,
+    within: Duration,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let start = Instant::now();
+    loop {
+        let s = stats(monitor);
+        if check(&s) {
+            return s;
+        }
+        assert!(
+            start.elapsed() < within,
+            "never saw {what}; last /stats:\n{s:?}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Publishes `line` on its own socket as fast as the hub takes it, until
+/// stopped; the hub's backpressure is what slows it down.
+fn flood(addr: SocketAddr, line: String, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
+    let (peer, _) = Peer::join(addr, "flooder");
+    thread::spawn(move || {
+        let mut s = peer.stream().try_clone().unwrap();
+        s.set_write_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let bytes = format!("{line}\n").repeat(16);
+        let mut sent = 0usize;
+        while !stop.load(Ordering::SeqCst) && sent < 64 << 20 {
+            match s.write(bytes.as_bytes()) {
+                Ok(n) => sent += n,
+                Err(e) if tcphub::support::timeouts::is_timeout(&e) => {}
+                Err(_) => break,
+            }
+        }
+        // Keeps the peer (and so the connection) until the flood ends.
+        let _ = peer.stream();
+    })
+}
+
+#[test]
+fn stats_shows_each_thread_blocked_where_it_really_is() {
+    // A long write timeout so the dispatcher visibly sits in writev(), and
+    // a channel of 2 so the flooder's thread visibly waits on it.
+    let (hub, monitor) = hub_with_monitor(Config {
+        write_timeout: Duration::from_secs(5),
+        channel_capacity: 2,
+        ..Config::ephemeral()
+    });
+    let addr = hub.local_addr();
+    let mut idle = Peer::named(addr, "idle");
+    let mut slow = Peer::named(addr, "slow");
+    slow.send("/sub t");
+    slow.expect("OK sub t");
+    idle.settle();
+
+    // An idle client's thread sits in read().
+    let s = until(monitor, Duration::from_secs(5), "client-1 in read()", |s| {
+        thread(s, "client-1").is_some_and(|t| t.get("state").str() == Some("read"))
+    });
+    let c = client(&s, "slow").expect("slow is listed");
+    assert_eq!(c.get("subs").u64(), Some(1));
+    assert_eq!(c.get("thread").str(), Some("client-2"));
+    assert_eq!(
+        thread(&s, "acceptor").unwrap().get("state").str(),
+        Some("accept")
+    );
+
+    // `slow` stops reading while events for it pour in.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooder = flood(addr, format!("/pub t {}", "x".repeat(1000)), stop.clone());
+    let in_writev = |s: &Value| {
+        thread(s, "dispatcher").is_some_and(|t| {
+            t.get("state").str() == Some("writev") && t.get("target_nick").str() == Some("slow")
+        })
+    };
+    let first = until(
+        monitor,
+        Duration::from_secs(20),
+        "the dispatcher in writev() to slow",
+        in_writev,
+    );
+    let first_ms = thread(&first, "dispatcher")
+        .unwrap()
+        .get("for_ms")
+        .u64()
+        .unwrap();
+    // Still the same write, a while later: the duration grows.
+    thread::sleep(Duration::from_millis(600));
+    let later = stats(monitor);
+    let d = thread(&later, "dispatcher").unwrap();
+    assert!(in_writev(&later), "{d:?}");
+    assert!(d.get("blocked").bool());
+    assert!(
+        d.get("for_ms").u64().unwrap() > first_ms,
+        "{first_ms} then {d:?}"
+    );
+    let c = client(&later, "slow").unwrap();
+    assert!(c.get("pending_bytes").u64().unwrap() > 0, "{c:?}");
+    assert!(c.get("write_blocked_ms").u64().unwrap() > 0, "{c:?}");
+    // The channel is full, and the flooder's thread waits for room in it.
+    let s = until(monitor, Duration::from_secs(5), "a full channel", |s| {
+        let ch = s.get("channel");
+        ch.get("len").u64() == Some(2)
+            && thread(s, "client-3").is_some_and(|t| t.get("state").str() == Some("channel_full"))
+    });
+    assert_eq!(s.get("channel").get("capacity").u64(), Some(2));
+    // Past half the write timeout `slow` is flagged, before it is cut off.
+    until(monitor, Duration::from_secs(5), "slow at risk", |s| {
+        client(s, "slow").is_some_and(|c| c.get("at_risk").bool())
+    });
+    // Then it is cut off, and counted.
+    let s = until(monitor, Duration::from_secs(15), "slow cut off", |s| {
+        s.get("hub").get("cut_off").u64() == Some(1)
+    });
+    assert!(client(&s, "slow").is_none());
+    stop.store(true, Ordering::SeqCst);
+    flooder.join().unwrap();
+    // The hub goes on: idle sees slow leave and its /ping is answered.
+    while idle.recv() != "LEAVE slow" {} // after JOIN guest-3, the flooder
+    idle.settle();
+    drop(slow);
+    hub.shutdown();
+}
+
+#[test]
+fn counters_count_lines_refusals_and_bytes() {
+    let (hub, monitor) = hub_with_monitor(Config {
+        max_clients: 2,
+        max_line: 16,
+        ..Config::ephemeral()
+    });
+    let addr = hub.local_addr();
+    let mut a = Peer::named(addr, "ann");
+    let mut b = Peer::named(addr, "bob");
+    a.settle();
+    a.send("hello bob");
+    b.expect("MSG ann hello bob");
+    a.send(&"y".repeat(40));
+    a.expect_err("line-too-long");
+    // A third connection is refused: the hub is full.
+    let mut c = Peer::connect(addr, "c");
+    c.expect_err("server-full");
+    a.sync();
+    let s = stats(monitor);
+    let hub_stats = s.get("hub");
+    assert_eq!(hub_stats.get("refused_line").u64(), Some(1), "{s:?}");
+    assert_eq!(hub_stats.get("refused_full").u64(), Some(1), "{s:?}");
+    assert_eq!(hub_stats.get("accepted").u64(), Some(2), "{s:?}");
+    let ann = client(&s, "ann").unwrap();
+    // /nick, /ping (settle), chat, too long, /ping (sync)
+    assert_eq!(ann.get("lines_in").u64(), Some(5), "{ann:?}");
+    let bob = client(&s, "bob").unwrap();
+    assert!(bob.get("lines_out").u64().unwrap() >= 3, "{bob:?}"); // WELCOME, OK nick, MSG
+    assert!(bob.get("bytes_out").u64().unwrap() >= "MSG ann hello bob\n".len() as u64);
+    hub.shutdown();
+}
+
+#[test]
+fn bad_http_is_answered_4xx_and_never_disturbs_hub_clients() {
+    let (hub, monitor) = hub_with_monitor(Config::ephemeral());
+    let mut p = Peer::named(hub.local_addr(), "p");
+    let status = |answer: String| answer.split(' ').nth(1).unwrap_or("").to_string();
+
+    assert_eq!(status(raw_request(monitor, b"hello there\r\n\r\n")), "400");
+    assert_eq!(get(monitor, "/nope").0, 404);
+    assert_eq!(
+        status(raw_request(
+            monitor,
+            b"POST /stats HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
+        )),
+        "405"
+    );
+    p.sync();
+    // A 1 MB request line.
+    let mut huge = b"GET /".to_vec();
+    huge.extend(vec![b'a'; 1 << 20]);
+    huge.extend(b" HTTP/1.1\r\n\r\n");
+    assert_eq!(status(raw_request(monitor, &huge)), "414");
+    p.sync();
+
+    // Headers that never end: 408, while the hub serves its client.
+    let mut never = TcpStream::connect(monitor).unwrap();
+    never
+        .write_all(b"GET /stats HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    p.sync();
+    never
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = never.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer:?}");
+
+    // 50 connections at once, saying nothing: some wait, the rest get 503.
+    let crowd: Vec<TcpStream> = (0..50)
+        .map(|_| TcpStream::connect(monitor).unwrap())
+        .collect();
+    p.sync();
+    p.sync();
+    drop(crowd);
+    // And the monitor serves again.
+    let start = Instant::now();
+    loop {
+        if get(monitor, "/stats").0 == 200 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the monitor stays busy"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let (status, page) = get(monitor, "/");
+    assert_eq!(status, 200);
+    assert!(page.contains("<title>tcphub live view</title>"));
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "self-contained"
+    );
+    p.sync();
+    hub.shutdown();
+}
+
+// ---- tcphub top, and the page in a browser: against `tcphub serve` ------
+
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+    monitor: SocketAddr,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(monitor: &str, extra: &[&str]) -> Served {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tcphub"))
+        .args(["serve", "--port", "0", "--monitor", monitor])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = || lines.next().expect("a line").expect("UTF-8");
+    let addr = next()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let monitor = next()
+        .strip_prefix("monitor on http://")
+        .and_then(|m| m.strip_suffix('/'))
+        .unwrap()
+        .parse()
+        .unwrap();
+    Served {
+        child,
+        addr,
+        monitor,
+    }
+}
+
+fn top(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tcphub"))
+        .arg("top")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn top_once_prints_every_thread_labelled() {
+    let hub = serve("127.0.0.1:0", &[]);
+    let mut a = Peer::named(hub.addr, "ann");
+    let mut b = Peer::named(hub.addr, "bob");
+    a.settle();
+    b.settle();
+    let out = top(&[&hub.monitor.to_string(), "--once"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    for label in [
+        "THREAD",
+        "acceptor",
+        "dispatcher",
+        "monitor",
+        "client-1",
+        "client-2",
+        "in read()",
+        "in accept()",
+        "ann",
+        "bob",
+        "channel 0/16384",
+    ] {
+        assert!(text.contains(label), "top --once lacks {label:?}:\n{text}");
+    }
+    assert!(!text.contains('\x1b'), "--once is plain text");
+}
+
+#[test]
+fn top_says_when_the_monitor_is_unreachable_and_recovers() {
+    // A port nobody listens on (for the moment).
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let monitor = format!("127.0.0.1:{port}");
+    let out = top(&[&monitor, "--once"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot read the monitor at 127.0.0.1:"),
+        "{err}"
+    );
+
+    // The redrawing view keeps trying, and shows the hub once it is there.
+    let mut watcher = Command::new(env!("CARGO_BIN_EXE_tcphub"))
+        .args(["top", &monitor, "--interval", "200ms", "--count", "40"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = watcher.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("retrying") {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "top ended early: {}", String::from_utf8_lossy(&seen));
+        seen.extend(&buf[..n]);
+    }
+    let _hub = serve(&monitor, &[]);
+    while !String::from_utf8_lossy(&seen).contains("dispatcher") {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "top never showed the hub: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend(&buf[..n]);
+    }
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    assert!(
+        String::from_utf8_lossy(&seen).contains("\x1b[H"),
+        "redrawn in place"
+    );
+}
+
+/// Headless Chromium, if this machine has it.
+fn chromium() -> Option<&'static str> {
+    let path = "/usr/bin/chromium";
+    if std::path::Path::new(path).exists() {
+        Some(path)
+    } else {
+        println!("SKIPPED: {path} is missing (apt-get install chromium)");
+        None
+    }
+}
+
+/// `chromium --headless ... URL` with a fresh profile; returns stdout.
+pub fn headless(browser: &str, extra: &[&str], url: &str) -> String {
+    let profile = std::env::temp_dir().join(format!(
+        "tcphub-chromium-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    ));
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .expect("run chromium");
+    let _ = std::fs::remove_dir_all(&profile);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_page_in_a_browser_shows_the_threads_and_updates() {
+    let Some(browser) = chromium() else { return };
+    let hub = serve("127.0.0.1:0", &[]);
+    let mut a = Peer::named(hub.addr, "ann");
+    a.settle();
+    let url = format!("http://{}/", hub.monitor);
+    let dom = headless(browser, &["--virtual-time-budget=3000", "--dump-dom"], &url);
+    assert!(dom.contains("tcphub live view"), "{dom}");
+    for thread in ["acceptor", "dispatcher", "monitor", "client-1"] {
+        assert!(
+            dom.contains(&format!("data-thread=\"{thread}\"")),
+            "no row for {thread}:\n{dom}"
+        );
+    }
+    assert!(dom.contains("data-nick=\"ann\""), "{dom}");
+    assert!(dom.contains("data-state=\"read\""), "{dom}");
+    // It polled, and redrew, at least twice.
+    let polls: u32 = dom
+        .split("<span id=\"polls\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no poll counter:\n{dom}"));
+    assert!(polls >= 2, "polled {polls} times:\n{dom}");
+}
