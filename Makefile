@@ -54,15 +54,20 @@ simulate: ## run every built-in scenario against an in-process hub
 	$(CARGO) build --quiet
 	target/debug/tcphub simulate $$(target/debug/tcphub simulate --list | cut -d' ' -f1)
 
-.PHONY: bench compare
+.PHONY: bench compare compare-docs
 
 bench: ## quick fan-out bench of the threaded hub (1 x 100, 64-byte lines)
 	$(CARGO) build --release
 	$(NOFILE); ./target/release/tcphub bench fanout --publishers 1 --subscribers 100 --messages 10000
 
-compare: ## threaded hub vs async and Node twins: docs/benchmarks.md and .svg (~5 min)
+# COMPARE_FLAGS: e.g. --quick (one short repetition), --reps 3, --full (adds 1x10).
+compare: ## threaded hub vs async and Node twins vs the relay ceiling: report and chart in target/compare/ (~10 min)
 	$(CARGO) build --release --bins --examples
-	$(NOFILE); ./target/release/examples/compare
+	$(NOFILE); ./target/release/examples/compare $(COMPARE_FLAGS)
+
+compare-docs: ## (maintainer) copy target/compare's report into docs/: benchmarks.md, .svg, async-comparison.md figures
+	$(CARGO) build --release --example compare
+	./target/release/examples/compare --publish target/compare
 
 .PHONY: debug trace
 

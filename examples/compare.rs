@@ -1,26 +1,35 @@
-//! `make compare`: the same bench matrix against the three servers (the
-//! threaded hub, the async twin, the Node twin), alternating them, then
-//! docs/benchmarks.md (table of medians, ratios to the threaded hub) and
-//! docs/benchmarks.svg (deliveries/s and p99 latency per server).
+//! `make compare`: the same bench matrix against every server (the
+//! threaded hub, the async twin, the Node twin, and the speed-of-light relay
+//! as the ceiling), alternating them, repeated; then a report with the
+//! median and spread of every figure, and a chart.
 //!
 //! Every run starts a fresh server process and runs `tcphub bench` as a
-//! separate process against it, so each server's figures are its own and
-//! no run inherits another's state. Expects the release binaries to be
-//! built (the Makefile does it): target/release/tcphub and
-//! target/release/examples/async_hub.
+//! separate process against it (a timed run: a warm-up, then a window of at
+//! least `--duration-s` seconds and `--min-deliveries` deliveries, at most
+//! `--max-duration-s`), so each server's figures are its own and its CPU is
+//! read from its own /proc/<pid>/stat. Expects the release binaries (the
+//! Makefile builds them).
 //!
-//! `--quick` runs one repetition with smaller counts (for trying it out);
-//! `--out DIR` writes somewhere else than docs/.
+//! Writes under `--out` (default target/compare): benchmarks.md,
+//! benchmarks.svg, async-figures.md (the figures docs/async-comparison.md
+//! quotes) and runs.jsonl (every bench's JSON). `--publish DIR` is `make
+//! compare-docs`: it copies a finished report from DIR into docs/ and fills
+//! the figures into docs/async-comparison.md between its markers; it runs
+//! nothing.
+//!
+//! `--quick`: one repetition of short runs, for trying it out.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use tcphub::bench::target::spawn_server;
+use tcphub::bench::stats::Spread;
+use tcphub::support::json::{self, Value};
+use tcphub::support::server_process::ServerProcess;
 
 /// One server of the comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -28,6 +37,7 @@ enum Server {
     Threaded,
     Async,
     Node,
+    Ceiling,
 }
 
 impl Server {
@@ -36,6 +46,7 @@ impl Server {
             Server::Threaded => "threaded hub",
             Server::Async => "async twin (tokio)",
             Server::Node => "Node twin",
+            Server::Ceiling => "relay ceiling",
         }
     }
 
@@ -44,6 +55,7 @@ impl Server {
             Server::Threaded => "threaded",
             Server::Async => "async",
             Server::Node => "node",
+            Server::Ceiling => "ceiling",
         }
     }
 
@@ -52,6 +64,7 @@ impl Server {
             Server::Threaded => RGBColor(31, 119, 180),
             Server::Async => RGBColor(255, 127, 14),
             Server::Node => RGBColor(44, 160, 44),
+            Server::Ceiling => RGBColor(0, 0, 0),
         }
     }
 }
@@ -69,7 +82,6 @@ enum Kind {
     Fanout {
         publishers: u64,
         subscribers: u64,
-        messages: u64,
         rate: Option<u64>,
     },
     Conns {
@@ -79,19 +91,90 @@ enum Kind {
     },
 }
 
-/// The figures of one run, as read from the bench's JSON.
+impl Scenario {
+    fn is_fanout(&self) -> bool {
+        matches!(self.kind, Kind::Fanout { .. })
+    }
+
+    /// The relay ceiling speaks no protocol: only one-publisher fan-outs.
+    fn runs_on(&self, server: Server) -> bool {
+        match self.kind {
+            Kind::Fanout { publishers, .. } => server != Server::Ceiling || publishers == 1,
+            Kind::Conns { .. } => server != Server::Ceiling,
+        }
+    }
+
+    fn rate_limited(&self) -> bool {
+        matches!(self.kind, Kind::Fanout { rate: Some(_), .. })
+    }
+}
+
+/// How long and how often: the knobs of a comparison.
+#[derive(Debug, Clone)]
+struct Plan {
+    quick: bool,
+    full: bool,
+    reps: usize,
+    warmup_s: f64,
+    duration_s: f64,
+    max_duration_s: f64,
+    min_deliveries: u64,
+}
+
+impl Plan {
+    fn default_for(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                quick,
+                full: false,
+                reps: 1,
+                warmup_s: 0.3,
+                duration_s: 1.0,
+                max_duration_s: 1.5,
+                min_deliveries: 0,
+            }
+        } else {
+            Plan {
+                quick,
+                full: false,
+                reps: 5,
+                warmup_s: 1.0,
+                duration_s: 5.0,
+                max_duration_s: 6.0,
+                min_deliveries: 20_000_000,
+            }
+        }
+    }
+}
+
+/// The figures of one run, read from the bench's JSON (NaN when absent).
 #[derive(Debug, Clone, Default)]
 struct Run {
     ok: bool,
     failure: Option<String>,
-    // fan-out
+    /// The bench command, as run.
+    command: String,
+    /// The bench's JSON line, as printed.
+    json: String,
+    /// Wall time of the whole run (server start to stop), seconds.
+    wall_s: f64,
     deliveries_per_s: f64,
+    window_s: f64,
+    window_deliveries: f64,
     p50_us: f64,
     p99_us: f64,
     max_us: f64,
     lost: f64,
     out_of_order: f64,
-    // conns
+    server_ns: f64,
+    server_cores: f64,
+    generator_cores: f64,
+    busiest_thread_cores: f64,
+    bottleneck: Option<String>,
+    saturated: bool,
+    machine_busy: f64,
+    steal: f64,
+    others: f64,
     welcomed: f64,
     count: f64,
     ramp_s: f64,
@@ -100,75 +183,274 @@ struct Run {
     fds: f64,
 }
 
+impl Run {
+    fn failed(why: impl Into<String>) -> Run {
+        Run {
+            failure: Some(why.into()),
+            ..Run::default()
+        }
+    }
+
+    /// Reads one bench JSON object.
+    fn from_json(text: &str) -> Result<Run, String> {
+        let v = json::parse(text).map_err(|e| e.to_string())?;
+        let num = |key: &str| v.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN);
+        let string = |key: &str| v.get(key).and_then(Value::as_str).map(str::to_string);
+        Ok(Run {
+            ok: v.get("ok").and_then(Value::as_bool).unwrap_or(false),
+            failure: string("failure"),
+            deliveries_per_s: num("deliveries_per_s"),
+            window_s: num("window_s"),
+            window_deliveries: num("window_deliveries"),
+            p50_us: num("latency_p50_us"),
+            p99_us: num("latency_p99_us"),
+            max_us: num("latency_max_us"),
+            lost: num("lost"),
+            out_of_order: num("out_of_order"),
+            server_ns: num("server_ns_per_delivery"),
+            server_cores: num("server_cores"),
+            generator_cores: num("generator_cores"),
+            busiest_thread_cores: num("busiest_thread_cores"),
+            bottleneck: string("generator_bottleneck"),
+            saturated: v
+                .get("machine_saturated")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            machine_busy: num("machine_busy_cores"),
+            steal: num("steal_cores"),
+            others: num("others_cores"),
+            welcomed: num("welcomed"),
+            count: num("count"),
+            ramp_s: num("ramp_s"),
+            rss_kib: num("hold_rss_kib"),
+            threads: num("hold_threads"),
+            fds: num("hold_fds"),
+            ..Run::default()
+        })
+    }
+}
+
+/// Every run, by (scenario index, server), in the order run.
+type Results = BTreeMap<(usize, Server), Vec<Run>>;
+
 struct Paths {
     root: PathBuf,
     tcphub: PathBuf,
     async_hub: PathBuf,
+    relay: PathBuf,
     out: PathBuf,
+}
+
+/// Everything the report says about how it was made.
+struct Context {
+    command: String,
+    node: Option<String>,
+    elapsed: Duration,
+    /// Wall time per scenario, all servers and repetitions.
+    scenario_s: Vec<f64>,
+    load_before: String,
+    load_after: String,
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let quick = args.iter().any(|a| a == "--quick");
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = args
-        .iter()
-        .position(|a| a == "--out")
-        .and_then(|i| args.get(i + 1))
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("docs"));
-    let Some(profile) = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
-    else {
-        eprintln!("compare: cannot find the build directory");
-        return ExitCode::from(2);
-    };
-    let paths = Paths {
-        tcphub: profile.join("tcphub"),
-        async_hub: profile.join("examples").join("async_hub"),
-        root,
-        out,
-    };
-    for bin in [&paths.tcphub, &paths.async_hub] {
-        if !bin.exists() {
-            eprintln!(
-                "compare: {} is missing; run `cargo build --release --bins --examples` (or `make compare`)",
-                bin.display()
-            );
+    if let Some(dir) = flag(&args, "--publish") {
+        return match publish(&root, Path::new(&dir)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("compare: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let plan = match parse_plan(&args) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("compare: {e}");
             return ExitCode::from(2);
         }
-    }
-    let node = node_version();
+    };
+    let out = flag(&args, "--out")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target").join("compare"));
+    let paths = match find_binaries(root, out) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("compare: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let node = command_line("node", &["--version"]);
     let mut servers = vec![Server::Threaded, Server::Async];
     match &node {
         Some(_) => servers.push(Server::Node),
         None => eprintln!("compare: `node` is not available: the Node twin is left out"),
     }
-
-    let scenarios = matrix(quick);
-    let reps = if quick { 1 } else { 3 };
+    servers.push(Server::Ceiling);
+    let scenarios = matrix(&plan);
+    let load_before = loadavg();
     let started = Instant::now();
-    let mut results: BTreeMap<(usize, Server), Vec<Run>> = BTreeMap::new();
-    let total_runs: usize = scenarios
-        .iter()
-        .map(|s| servers.len() * reps_of(s, reps))
-        .sum();
+    let (results, scenario_s) = run_matrix(&paths, &plan, &scenarios, &servers);
+    let context = Context {
+        command: format!("./target/release/examples/compare {}", args.join(" "))
+            .trim_end()
+            .to_string(),
+        node,
+        elapsed: started.elapsed(),
+        scenario_s,
+        load_before,
+        load_after: loadavg(),
+    };
+    match write_outputs(&paths, &plan, &scenarios, &servers, &results, &context) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("compare: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The value after `name`, if given.
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+fn parse_plan(args: &[String]) -> Result<Plan, String> {
+    let mut plan = Plan::default_for(args.iter().any(|a| a == "--quick"));
+    plan.full = args.iter().any(|a| a == "--full");
+    let number = |name: &str| -> Result<Option<f64>, String> {
+        flag(args, name)
+            .map(|v| v.parse::<f64>().map_err(|e| format!("{name} {v}: {e}")))
+            .transpose()
+    };
+    if let Some(r) = number("--reps")? {
+        plan.reps = (r as usize).max(1);
+    }
+    if let Some(s) = number("--warmup-s")? {
+        plan.warmup_s = s;
+    }
+    if let Some(s) = number("--duration-s")? {
+        plan.duration_s = s;
+        plan.max_duration_s = plan.max_duration_s.max(s);
+    }
+    if let Some(s) = number("--max-duration-s")? {
+        plan.max_duration_s = s;
+    }
+    if let Some(n) = number("--min-deliveries")? {
+        plan.min_deliveries = n as u64;
+    }
+    Ok(plan)
+}
+
+fn find_binaries(root: PathBuf, out: PathBuf) -> Result<Paths, String> {
+    let profile = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+        .ok_or("cannot find the build directory")?;
+    let paths = Paths {
+        tcphub: profile.join("tcphub"),
+        async_hub: profile.join("examples").join("async_hub"),
+        relay: profile.join("examples").join("relay_ceiling"),
+        root,
+        out,
+    };
+    for bin in [&paths.tcphub, &paths.async_hub, &paths.relay] {
+        if !bin.exists() {
+            return Err(format!(
+                "{} is missing; run `cargo build --release --bins --examples` (or `make compare`)",
+                bin.display()
+            ));
+        }
+    }
+    Ok(paths)
+}
+
+/// The bench matrix. `--full` adds 1x10; `--quick` shrinks the idle runs.
+fn matrix(plan: &Plan) -> Vec<Scenario> {
+    let fan = |key, title, publishers, subscribers| Scenario {
+        key,
+        title,
+        kind: Kind::Fanout {
+            publishers,
+            subscribers,
+            rate: None,
+        },
+    };
+    let mut out = Vec::new();
+    if plan.full {
+        out.push(fan("1x10", "fan-out 1x10", 1, 10));
+    }
+    out.push(fan("1x100", "fan-out 1x100", 1, 100));
+    out.push(fan("1x1000", "fan-out 1x1000", 1, 1000));
+    out.push(fan("10x100", "fan-out 10x100", 10, 100));
+    out.push(Scenario {
+        key: "latency",
+        title: "1,000 lines/s x 100",
+        kind: Kind::Fanout {
+            publishers: 1,
+            subscribers: 100,
+            rate: Some(1_000),
+        },
+    });
+    let idle = |key, title, count, hold_s, timeout_s| Scenario {
+        key,
+        title,
+        kind: Kind::Conns {
+            count,
+            hold_s,
+            timeout_s,
+        },
+    };
+    out.push(idle("idle-1000", "1,000 idle clients", 1_000, 1, 30));
+    let big = if plan.quick { 2_000 } else { 10_000 };
+    out.push(idle("idle-10000", "10,000 idle clients", big, 1, 25));
+    out
+}
+
+/// The 10,000-client run is long; it is done once per server.
+fn reps_of(scenario: &Scenario, plan: &Plan) -> usize {
+    if scenario.key == "idle-10000" {
+        1
+    } else {
+        plan.reps
+    }
+}
+
+/// Runs everything. Alternating: each repetition goes through every
+/// scenario, and within a scenario through every server, the order rotating
+/// per repetition so no server always runs first (or right after the
+/// heaviest run).
+fn run_matrix(
+    paths: &Paths,
+    plan: &Plan,
+    scenarios: &[Scenario],
+    servers: &[Server],
+) -> (Results, Vec<f64>) {
+    let mut results = Results::new();
+    let mut scenario_s = vec![0.0; scenarios.len()];
+    let cells = |s: &Scenario| servers.iter().filter(|&&v| s.runs_on(v)).count();
+    let total: usize = scenarios.iter().map(|s| cells(s) * reps_of(s, plan)).sum();
+    let started = Instant::now();
     let mut done = 0;
-    // Alternate: each repetition goes through every scenario, and within a
-    // scenario through every server, the order rotating per repetition so
-    // no server always runs first (or right after the heaviest run).
-    for rep in 0..reps {
+    for rep in 0..plan.reps {
         for (i, scenario) in scenarios.iter().enumerate() {
-            if rep >= reps_of(scenario, reps) {
+            if rep >= reps_of(scenario, plan) {
                 continue;
             }
             for k in 0..servers.len() {
                 let server = servers[(k + rep) % servers.len()];
+                if !scenario.runs_on(server) {
+                    continue;
+                }
                 done += 1;
-                let run = run_one(&paths, server, scenario);
+                let run = run_one(paths, plan, server, scenario);
+                scenario_s[i] += run.wall_s;
                 println!(
-                    "[{done:>2}/{total_runs}] {:>6.1} s  {:<9} {:<22} {}",
+                    "[{done:>3}/{total}] {:>6.1} s  {:<9} {:<20} {}",
                     started.elapsed().as_secs_f64(),
                     server.short(),
                     scenario.title,
@@ -178,95 +460,11 @@ fn main() -> ExitCode {
             }
         }
     }
-    let elapsed = started.elapsed();
-    let markdown = render_markdown(
-        &paths, &scenarios, &servers, &results, reps, node, elapsed, quick,
-    );
-    if let Err(e) = std::fs::create_dir_all(&paths.out) {
-        eprintln!("compare: cannot create {}: {e}", paths.out.display());
-        return ExitCode::from(2);
-    }
-    let md_path = paths.out.join("benchmarks.md");
-    let svg_path = paths.out.join("benchmarks.svg");
-    if let Err(e) = std::fs::write(&md_path, markdown) {
-        eprintln!("compare: cannot write {}: {e}", md_path.display());
-        return ExitCode::from(2);
-    }
-    if let Err(e) = draw_chart(&svg_path, &scenarios, &servers, &results) {
-        eprintln!("compare: cannot draw {}: {e}", svg_path.display());
-        return ExitCode::from(2);
-    }
-    println!(
-        "wrote {} and {} in {:.0} s",
-        md_path.display(),
-        svg_path.display(),
-        elapsed.as_secs_f64()
-    );
-    ExitCode::SUCCESS
+    (results, scenario_s)
 }
 
-/// The bench matrix of the issue. Message counts give about a million
-/// deliveries per fan-out run: a fraction of a second for the Rust servers,
-/// a few seconds for Node, so the whole comparison fits in five minutes.
-fn matrix(quick: bool) -> Vec<Scenario> {
-    let scale = if quick { 5 } else { 1 };
-    let fan = |key, title, publishers, subscribers, messages: u64| Scenario {
-        key,
-        title,
-        kind: Kind::Fanout {
-            publishers,
-            subscribers,
-            messages: messages / scale,
-            rate: None,
-        },
-    };
-    vec![
-        fan("1x10", "fan-out 1x10", 1, 10, 100_000),
-        fan("1x100", "fan-out 1x100", 1, 100, 10_000),
-        fan("1x1000", "fan-out 1x1000", 1, 1000, 1_000),
-        fan("10x100", "fan-out 10x100", 10, 100, 1_000),
-        Scenario {
-            key: "latency",
-            title: "1,000 lines/s x 100",
-            kind: Kind::Fanout {
-                publishers: 1,
-                subscribers: 100,
-                messages: 2_000 / scale,
-                rate: Some(1_000),
-            },
-        },
-        Scenario {
-            key: "idle-1000",
-            title: "1,000 idle clients",
-            kind: Kind::Conns {
-                count: 1_000,
-                hold_s: 1,
-                timeout_s: 30,
-            },
-        },
-        Scenario {
-            key: "idle-10000",
-            title: "10,000 idle clients",
-            kind: Kind::Conns {
-                count: if quick { 2_000 } else { 10_000 },
-                hold_s: 2,
-                timeout_s: 40,
-            },
-        },
-    ]
-}
-
-/// The 10,000-client run is long; it is done once per server.
-fn reps_of(scenario: &Scenario, reps: usize) -> usize {
-    if scenario.key == "idle-10000" {
-        1
-    } else {
-        reps
-    }
-}
-
-fn run_one(paths: &Paths, server: Server, scenario: &Scenario) -> Run {
-    let clients = 20_000u32.to_string();
+/// The command that starts `server` with the serve flags.
+fn server_command(paths: &Paths, server: Server) -> Command {
     let mut command = match server {
         Server::Threaded => {
             let mut c = Command::new(&paths.tcphub);
@@ -279,6 +477,7 @@ fn run_one(paths: &Paths, server: Server, scenario: &Scenario) -> Run {
             c.arg(paths.root.join("examples").join("node_hub.js"));
             c
         }
+        Server::Ceiling => Command::new(&paths.relay),
     };
     command
         .args([
@@ -287,36 +486,50 @@ fn run_one(paths: &Paths, server: Server, scenario: &Scenario) -> Run {
             "--port",
             "0",
             "--max-clients",
-            &clients,
+            "20000",
         ])
         .env("RUST_LOG", "warn")
         // A server's complaints when the bench hangs up on it are noise here.
-        .stderr(std::process::Stdio::null());
-    let (mut child, addr) = match spawn_server(command) {
-        Ok(pair) => pair,
-        Err(e) => {
-            return Run {
-                failure: Some(e.to_string()),
-                ..Run::default()
-            };
-        }
-    };
-    let mut bench = Command::new(&paths.tcphub);
-    bench.args(["bench"]);
+        .stderr(Stdio::null());
+    command
+}
+
+/// The bench's arguments for `scenario` against `addr` (server `pid`).
+fn bench_args(
+    plan: &Plan,
+    server: Server,
+    scenario: &Scenario,
+    addr: &str,
+    pid: u32,
+) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |words: &[&str]| a.extend(words.iter().map(|w| w.to_string()));
     match &scenario.kind {
         Kind::Fanout {
             publishers,
             subscribers,
-            messages,
             rate,
         } => {
-            bench.args(["fanout", "--addr", &addr.to_string(), "--json"]);
-            bench.args(["--publishers", &publishers.to_string()]);
-            bench.args(["--subscribers", &subscribers.to_string()]);
-            bench.args(["--messages", &messages.to_string(), "--size", "64"]);
-            bench.args(["--timeout-s", "60"]);
-            if let Some(rate) = rate {
-                bench.args(["--rate", &rate.to_string()]);
+            push(&["bench", "fanout", "--addr", addr, "--json"]);
+            push(&[
+                "--pid",
+                &pid.to_string(),
+                "--size",
+                "64",
+                "--timeout-s",
+                "60",
+            ]);
+            push(&["--publishers", &publishers.to_string()]);
+            push(&["--subscribers", &subscribers.to_string()]);
+            push(&["--warmup-s", &plan.warmup_s.to_string()]);
+            push(&["--duration-s", &plan.duration_s.to_string()]);
+            push(&["--max-duration-s", &plan.max_duration_s.to_string()]);
+            match rate {
+                Some(rate) => push(&["--rate", &rate.to_string()]),
+                None => push(&["--min-deliveries", &plan.min_deliveries.to_string()]),
+            }
+            if server == Server::Ceiling {
+                push(&["--raw"]);
             }
         }
         Kind::Conns {
@@ -324,50 +537,61 @@ fn run_one(paths: &Paths, server: Server, scenario: &Scenario) -> Run {
             hold_s,
             timeout_s,
         } => {
-            bench.args(["conns", "--addr", &addr.to_string(), "--json"]);
-            bench.args(["--pid", &child.id().to_string()]);
-            bench.args(["--count", &count.to_string()]);
-            bench.args(["--hold-s", &hold_s.to_string()]);
-            bench.args(["--timeout-s", &timeout_s.to_string()]);
+            push(&["bench", "conns", "--addr", addr, "--json"]);
+            push(&["--pid", &pid.to_string(), "--count", &count.to_string()]);
+            push(&["--hold-s", &hold_s.to_string()]);
+            push(&["--timeout-s", &timeout_s.to_string()]);
         }
     }
-    let output = bench.output();
-    let _ = child.kill();
-    let _ = child.wait();
-    let output = match output {
-        Ok(o) => o,
-        Err(e) => {
-            return Run {
-                failure: Some(format!("cannot run the bench: {e}")),
-                ..Run::default()
-            };
+    a
+}
+
+fn run_one(paths: &Paths, plan: &Plan, server: Server, scenario: &Scenario) -> Run {
+    let started = Instant::now();
+    let mut run = match ServerProcess::spawn(server_command(paths, server), Duration::from_secs(30))
+    {
+        Ok(process) => {
+            let addr = process.addr().to_string();
+            let args = bench_args(plan, server, scenario, &addr, process.pid());
+            let run = run_bench(&paths.tcphub, &args);
+            process.kill();
+            run
         }
+        Err(e) => Run::failed(e.to_string()),
+    };
+    run.wall_s = started.elapsed().as_secs_f64();
+    run
+}
+
+/// Runs `tcphub bench ...` and reads its JSON line.
+fn run_bench(tcphub: &Path, args: &[String]) -> Run {
+    let command = format!("tcphub {}", args.join(" "));
+    let output = match Command::new(tcphub)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => return Run::failed(format!("cannot run the bench: {e}")),
     };
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let Some(json) = stdout.lines().find(|l| l.starts_with('{')) else {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr.lines().last().unwrap_or("no output").to_string();
-        return Run {
-            failure: Some(last),
-            ..Run::default()
-        };
+    let parsed = match stdout.lines().find(|l| l.starts_with('{')) {
+        Some(line) => Run::from_json(line).map(|r| (r, line.to_string())),
+        None => {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            Err(stderr.lines().last().unwrap_or("no output").to_string())
+        }
     };
-    let num = |key: &str| json_number(json, key).unwrap_or(f64::NAN);
-    Run {
-        ok: json.contains("\"ok\":true"),
-        failure: json_string(json, "failure"),
-        deliveries_per_s: num("deliveries_per_s"),
-        p50_us: num("latency_p50_us"),
-        p99_us: num("latency_p99_us"),
-        max_us: num("latency_max_us"),
-        lost: num("lost"),
-        out_of_order: num("out_of_order"),
-        welcomed: num("welcomed"),
-        count: num("count"),
-        ramp_s: num("ramp_s"),
-        rss_kib: num("hold_rss_kib"),
-        threads: num("hold_threads"),
-        fds: num("hold_fds"),
+    match parsed {
+        Ok((mut run, line)) => {
+            run.command = command;
+            run.json = line;
+            run
+        }
+        Err(why) => Run {
+            command,
+            ..Run::failed(why)
+        },
     }
 }
 
@@ -380,15 +604,29 @@ fn describe(scenario: &Scenario, run: &Run) -> String {
             run.failure.as_deref().unwrap_or("see the numbers")
         )
     };
+    let load = format!(
+        "load: steal {:.2}, others {:.2} cores",
+        run.steal, run.others
+    );
     match scenario.kind {
         Kind::Fanout { .. } => format!(
-            "{:>9} deliveries/s  p50 {:>9}  p99 {:>9}  max {:>9}  lost {} ooo {}  {verdict}",
+            "{:>10} {:>8}/dlv  srv {:.2} gen {:.2} cores  p99 {:>9} max {:>9}  {:.1} s {}  lost {} ooo {}  {load}  {verdict}{}",
             rate(run.deliveries_per_s),
-            us(run.p50_us),
+            ns(run.server_ns),
+            run.server_cores,
+            run.generator_cores,
             us(run.p99_us),
             us(run.max_us),
+            run.window_s,
+            count(run.window_deliveries),
             run.lost,
-            run.out_of_order
+            run.out_of_order,
+            match (run.bottleneck.is_some(), run.saturated) {
+                (true, true) => "  [generator-bound, machine saturated]",
+                (true, false) => "  [generator-bound]",
+                (false, true) => "  [machine saturated]",
+                (false, false) => "",
+            }
         ),
         Kind::Conns { .. } => format!(
             "{}/{} welcomed in {:.2} s, RSS {}, {} threads, {} files open  {verdict}",
@@ -402,58 +640,104 @@ fn describe(scenario: &Scenario, run: &Run) -> String {
     }
 }
 
-// ---- the report ---------------------------------------------------------------
+// ---- the figures ----------------------------------------------------------------
 
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
+/// The spread of one figure of one cell.
+fn spread(results: &Results, i: usize, s: Server, f: fn(&Run) -> f64) -> Option<Spread> {
+    Spread::of(results.get(&(i, s))?.iter().map(f))
+}
+
+fn median(results: &Results, i: usize, s: Server, f: fn(&Run) -> f64) -> f64 {
+    spread(results, i, s, f).map_or(f64::NAN, |s| s.median)
+}
+
+/// `median (min–max)`, and `n=` when fewer runs than planned had it.
+fn cell(sp: Option<Spread>, planned: usize, format: fn(f64) -> String) -> String {
+    match sp {
+        None => "n/a".into(),
+        Some(s) if s.n == 1 => {
+            let n = if planned > 1 { " (n=1)" } else { "" };
+            format!("{}{n}", format(s.median))
+        }
+        Some(s) => format!(
+            "{} ({}–{}){}",
+            format(s.median),
+            format(s.min),
+            format(s.max),
+            if s.n < planned {
+                format!(" n={}", s.n)
+            } else {
+                String::new()
+            }
+        ),
     }
 }
 
-fn med(
-    results: &BTreeMap<(usize, Server), Vec<Run>>,
-    i: usize,
-    s: Server,
+/// A ratio, written one way throughout: this server's median divided by
+/// the reference's (`0.62x` = 62% of the reference's figure).
+fn ratio(value: f64, reference: f64) -> String {
+    if value.is_finite() && reference.is_finite() && reference > 0.0 {
+        format!("{:.2}x", value / reference)
+    } else {
+        "n/a".into()
+    }
+}
+
+/// A table: one row per scenario that `rows` selects, one column per server;
+/// `with_ceiling` adds each server's median as a ratio to the ceiling's.
+fn table(
+    md: &mut String,
+    t: &Tabled<'_>,
+    first: &str,
+    keep: fn(&Scenario) -> bool,
     f: fn(&Run) -> f64,
-) -> f64 {
-    results
-        .get(&(i, s))
-        .map(|runs| median(runs.iter().map(f)))
-        .unwrap_or(f64::NAN)
-}
-
-fn ratio(value: f64, base: f64) -> String {
-    if value.is_finite() && base.is_finite() && base > 0.0 {
-        format!(" ({:.2}x)", value / base)
-    } else {
-        String::new()
+    format: fn(f64) -> String,
+    with_ceiling: bool,
+) {
+    let _ = write!(md, "| {first} |");
+    for s in t.servers {
+        let _ = write!(md, " {} |", s.name());
     }
+    let _ = write!(md, "\n| --- |{}\n", " ---: |".repeat(t.servers.len()));
+    for (i, sc) in t.scenarios.iter().enumerate().filter(|(_, s)| keep(s)) {
+        let planned = reps_of(sc, t.plan);
+        let ceiling = median(t.results, i, Server::Ceiling, f);
+        let _ = write!(md, "| {} |", sc.title);
+        for &s in t.servers {
+            if !sc.runs_on(s) {
+                let _ = write!(md, " — |");
+                continue;
+            }
+            let c = cell(spread(t.results, i, s, f), planned, format);
+            let v = median(t.results, i, s, f);
+            if with_ceiling && s != Server::Ceiling && ceiling.is_finite() {
+                let _ = write!(md, " {c}; **{}** |", ratio(v, ceiling));
+            } else {
+                let _ = write!(md, " {c} |");
+            }
+        }
+        let _ = writeln!(md);
+    }
+    let _ = writeln!(md);
 }
 
-#[allow(clippy::too_many_arguments)]
-fn render_markdown(
-    paths: &Paths,
-    scenarios: &[Scenario],
-    servers: &[Server],
-    results: &BTreeMap<(usize, Server), Vec<Run>>,
-    reps: usize,
-    node: Option<String>,
-    elapsed: std::time::Duration,
-    quick: bool,
-) -> String {
-    let mut md = String::new();
-    let _ = writeln!(md, "# Benchmarks: the threaded hub and its twins\n");
+/// What every table needs.
+struct Tabled<'a> {
+    plan: &'a Plan,
+    scenarios: &'a [Scenario],
+    servers: &'a [Server],
+    results: &'a Results,
+}
+
+fn header(md: &mut String, t: &Tabled<'_>, ctx: &Context) {
+    let plan = t.plan;
     let _ = writeln!(
         md,
-        "Written by `make compare` (examples/compare.rs); do not edit by hand, run it again.\n"
+        "# Benchmarks: the threaded hub, its twins, and the ceiling\n"
+    );
+    let _ = writeln!(
+        md,
+        "Written by `make compare` (examples/compare.rs) under target/compare/, copied here by `make compare-docs`; do not edit by hand.\n"
     );
     let _ = writeln!(md, "- **Date:** {} UTC", utc_now());
     let _ = writeln!(md, "- **Machine:** {}", machine());
@@ -461,441 +745,831 @@ fn render_markdown(
         md,
         "- **Toolchain:** {}; Node {}",
         command_line("rustc", &["--version"]).unwrap_or_else(|| "rustc ?".into()),
-        node.as_deref().unwrap_or("absent (Node twin left out)")
+        ctx.node.as_deref().unwrap_or("absent (Node twin left out)")
     );
     let _ = writeln!(
         md,
-        "- **Command:** `make compare`{} ({} repetition(s) of each run, servers alternating; whole run {:.0} s)",
-        if quick { " -- --quick" } else { "" },
-        reps,
-        elapsed.as_secs_f64()
+        "- **Command:** `make compare`, which ran `{}`; each run's exact bench command is in the list of runs below.",
+        ctx.command
     );
     let _ = writeln!(
         md,
-        "- **Servers:** {} (`tcphub serve`), {} (`examples/async_hub.rs`), {} (`examples/node_hub.js`), each a fresh process per run, `--max-clients 20000`; the bench (`tcphub bench`) is a separate process.\n",
+        "- **Method:** {} repetition(s) of every fan-out and 1,000-client run (10,000 clients: once), servers alternating, a fresh server process per run; each fan-out run publishes for {} s of warm-up (delivered and checked, not measured), then a window of at least {} s{}, at most {} s.",
+        plan.reps,
+        plan.warmup_s,
+        plan.duration_s,
+        if plan.min_deliveries > 0 {
+            format!(
+                " and at least {} deliveries (unlimited-rate runs)",
+                count(plan.min_deliveries as f64)
+            )
+        } else {
+            String::new()
+        },
+        plan.max_duration_s
+    );
+    let _ = writeln!(
+        md,
+        "- **Servers:** {} (`tcphub serve`), {} (`examples/async_hub.rs`), {} (`examples/node_hub.js`), {} (`examples/relay_ceiling.rs`, one-publisher fan-outs only, measured with `bench fanout --raw`); the bench (`tcphub bench`) is a separate process.",
         Server::Threaded.name(),
         Server::Async.name(),
-        Server::Node.name()
+        Server::Node.name(),
+        Server::Ceiling.name()
     );
     let _ = writeln!(
         md,
-        "Figures are medians over the repetitions; ratios in parentheses are to the threaded hub (for deliveries/s higher is better, for latency lower is better). Lines are 64 bytes.\n"
+        "- **Time taken:** {:.0} s in all; per scenario (every server and repetition): {}.\n",
+        ctx.elapsed.as_secs_f64(),
+        t.scenarios
+            .iter()
+            .zip(&ctx.scenario_s)
+            .map(|(s, secs)| format!("{} {secs:.0} s", s.title))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    let _ = writeln!(
-        md,
-        "![deliveries/s and p99 latency per server](benchmarks.svg)\n"
-    );
+    load_section(md, t, ctx);
+}
 
-    // Throughput
-    let header = |md: &mut String, first: &str| {
-        let _ = write!(md, "| {first} |");
-        for s in servers {
-            let _ = write!(md, " {} |", s.name());
-        }
-        let _ = writeln!(md);
-        let _ = write!(md, "| --- |");
-        for _ in servers {
-            let _ = write!(md, " ---: |");
-        }
-        let _ = writeln!(md);
+/// The machine's load while the comparison ran.
+fn load_section(md: &mut String, t: &Tabled<'_>, ctx: &Context) {
+    let all: Vec<&Run> = t.results.values().flatten().collect();
+    let sp = |f: fn(&Run) -> f64| Spread::of(all.iter().map(|r| f(r)));
+    let show = |s: Option<Spread>| match s {
+        Some(s) => format!("median {:.2}, max {:.2} cores (n={})", s.median, s.max, s.n),
+        None => "n/a".into(),
     };
-    let _ = writeln!(md, "## Fan-out: deliveries per second\n");
-    header(&mut md, "scenario");
-    for (i, sc) in scenarios.iter().enumerate() {
-        if !matches!(sc.kind, Kind::Fanout { .. }) {
-            continue;
-        }
-        let base = med(results, i, Server::Threaded, |r| r.deliveries_per_s);
-        let _ = write!(md, "| {} |", sc.title);
-        for &s in servers {
-            let v = med(results, i, s, |r| r.deliveries_per_s);
-            let _ = write!(
-                md,
-                " {}{} |",
-                rate(v),
-                if s == Server::Threaded {
-                    String::new()
-                } else {
-                    ratio(v, base)
-                }
-            );
-        }
-        let _ = writeln!(md);
-    }
-    let _ = writeln!(md, "\n## Fan-out: latency, p50 / p99 / max\n");
+    let _ = writeln!(md, "## Load on the machine while it ran\n");
     let _ = writeln!(
         md,
-        "Unlimited-rate runs measure queueing (the publisher writes as fast as the server reads), so their latencies are mostly time spent waiting behind earlier lines; the rate-limited row is the one that measures latency.\n"
+        "Over each fan-out run's measured window, from /proc/stat: **steal** {}; **other processes** (every busy core not the server's or the bench's) {}; whole machine busy {}. Load average before: {}; after: {}.",
+        show(sp(|r| r.steal)),
+        show(sp(|r| r.others)),
+        show(sp(|r| r.machine_busy)),
+        ctx.load_before,
+        ctx.load_after
     );
-    header(&mut md, "scenario");
-    for (i, sc) in scenarios.iter().enumerate() {
-        if !matches!(sc.kind, Kind::Fanout { .. }) {
-            continue;
-        }
-        let base = med(results, i, Server::Threaded, |r| r.p99_us);
-        let _ = write!(md, "| {} |", sc.title);
-        for &s in servers {
-            let p99 = med(results, i, s, |r| r.p99_us);
-            let _ = write!(
-                md,
-                " {} / {}{} / {} |",
-                us(med(results, i, s, |r| r.p50_us)),
-                us(p99),
-                if s == Server::Threaded {
-                    String::new()
-                } else {
-                    ratio(p99, base)
-                },
-                us(med(results, i, s, |r| r.max_us))
-            );
-        }
-        let _ = writeln!(md);
-    }
+    let bound = all.iter().filter(|r| r.bottleneck.is_some()).count();
     let _ = writeln!(
         md,
-        "\n## Idle connections: time to welcome all, server memory and threads\n"
+        "{bound} of {} fan-out runs were **generator-bound** (a bench thread above 90% of a core, or the bench above 90% of all cores): there, deliveries/s says as much about the bench as about the server.\n",
+        all.iter().filter(|r| r.window_s.is_finite()).count()
     );
-    header(&mut md, "scenario");
-    for (i, sc) in scenarios.iter().enumerate() {
-        if !matches!(sc.kind, Kind::Conns { .. }) {
-            continue;
-        }
-        let base = med(results, i, Server::Threaded, |r| r.rss_kib);
-        let _ = write!(md, "| {} |", sc.title);
-        for &s in servers {
-            let rss = med(results, i, s, |r| r.rss_kib);
-            let _ = write!(
-                md,
-                " {:.0} of {:.0} in {:.2} s; RSS {}{}; {:.0} threads |",
-                med(results, i, s, |r| r.welcomed),
-                med(results, i, s, |r| r.count),
-                med(results, i, s, |r| r.ramp_s),
-                mib(rss),
-                if s == Server::Threaded {
-                    String::new()
-                } else {
-                    ratio(rss, base)
-                },
-                med(results, i, s, |r| r.threads)
-            );
-        }
-        let _ = writeln!(md);
-    }
-
-    // Loss and failures
-    let _ = writeln!(md, "\n## Loss, order and failures\n");
-    let mut failures = Vec::new();
-    let mut lost = 0.0;
-    let mut ooo = 0.0;
-    for ((i, s), runs) in results {
-        for (n, r) in runs.iter().enumerate() {
-            if r.lost.is_finite() {
-                lost += r.lost;
-            }
-            if r.out_of_order.is_finite() {
-                ooo += r.out_of_order;
-            }
-            if !r.ok {
-                failures.push(format!(
-                    "- {} / {} / run {}: {}",
-                    s.name(),
-                    scenarios[*i].title,
-                    n + 1,
-                    r.failure.as_deref().unwrap_or("see the figures")
-                ));
-            }
-        }
-    }
+    let saturated = all.iter().filter(|r| r.saturated).count();
     let _ = writeln!(
         md,
-        "Over all fan-out runs: {lost} deliveries lost, {ooo} out of order."
+        "{saturated} fan-out runs had the **machine saturated** (above 90% of all cores busy: server, bench and other processes together): there, the server did not have the CPU it could have used, so deliveries/s is a floor and CPU per delivery is the figure to compare.\n"
     );
-    if failures.is_empty() {
-        let _ = writeln!(
-            md,
-            "Every run passed (everyone welcomed, nothing lost or reordered)."
-        );
-    } else {
-        let _ = writeln!(md, "Runs that did not pass:\n");
-        for f in failures {
-            let _ = writeln!(md, "{f}");
-        }
-    }
+}
 
-    // Targets of the issue, for the threaded hub.
-    let _ = writeln!(md, "\n## The threaded hub against the targets of issue 4\n");
-    let find = |key: &str| scenarios.iter().position(|s| s.key == key);
-    let t = |key: &str, f: fn(&Run) -> f64, s: Server| {
-        find(key).map(|i| med(results, i, s, f)).unwrap_or(f64::NAN)
-    };
-    let mut rows: Vec<(String, String, bool)> = Vec::new();
-    for key in ["1x100", "1x1000"] {
-        let thr = t(key, |r| r.deliveries_per_s, Server::Threaded);
-        let asy = t(key, |r| r.deliveries_per_s, Server::Async);
-        rows.push((
-            format!("fan-out {key}: at least 1.65 M deliveries/s"),
-            rate(thr),
-            thr >= 1.65e6,
-        ));
-        rows.push((
-            format!("fan-out {key}: at least 1.5x the async twin"),
-            format!("{:.2}x", thr / asy),
-            thr >= 1.5 * asy,
-        ));
-    }
-    let p99 = t("latency", |r| r.p99_us, Server::Threaded);
-    let max = t("latency", |r| r.max_us, Server::Threaded);
-    rows.push((
-        "p99 at 1,000 lines/s x 100: at most 2 ms".into(),
-        us(p99),
-        p99 <= 2000.0,
-    ));
-    rows.push((
-        "max at 1,000 lines/s x 100: at most 10 ms".into(),
-        us(max),
-        max <= 10_000.0,
-    ));
-    if !quick {
-        let welcomed = t("idle-10000", |r| r.welcomed, Server::Threaded);
-        let ramp = t("idle-10000", |r| r.ramp_s, Server::Threaded);
-        let rss = t("idle-10000", |r| r.rss_kib, Server::Threaded);
-        rows.push((
-            "10,000 idle clients welcomed within 30 s".into(),
-            format!("{welcomed:.0} in {ramp:.2} s"),
-            welcomed >= 10_000.0 && ramp <= 30.0,
-        ));
-        rows.push((
-            "10,000 idle clients held in at most 150 MB RSS".into(),
-            mib(rss),
-            rss * 1024.0 <= 150e6,
-        ));
-    }
-    rows.push((
-        "0 lost, 0 out of order in every run".into(),
-        format!("{lost} lost, {ooo} out of order"),
-        lost == 0.0 && ooo == 0.0,
-    ));
-    let _ = writeln!(md, "| target | measured | met |\n| --- | ---: | :---: |");
-    for (what, value, ok) in rows {
-        let _ = writeln!(
-            md,
-            "| {what} | {value} | {} |",
-            if ok { "yes" } else { "**no**" }
-        );
-    }
-
-    // Every run, for the record.
-    let _ = writeln!(md, "\n## Every run\n");
+fn render_markdown(t: &Tabled<'_>, ctx: &Context) -> String {
+    let mut md = String::new();
+    header(&mut md, t, ctx);
     let _ = writeln!(
         md,
-        "<details><summary>{} runs</summary>\n",
-        results.values().map(Vec::len).sum::<usize>()
+        "Every figure is the **median over the runs, with the range (min–max) in parentheses**; `n=` says when fewer runs than planned produced it. **Ratios are written one way throughout: this server's median divided by the reference's** (the relay ceiling in the tables, the async twin where a target says so), whatever the figure: for deliveries/s higher is better, for CPU per delivery and latency lower is better. Lines are 64 bytes.\n"
     );
-    let _ = writeln!(md, "```text");
-    for (i, sc) in scenarios.iter().enumerate() {
-        for &s in servers {
-            for (n, r) in results.get(&(i, s)).into_iter().flatten().enumerate() {
-                let _ = writeln!(
-                    md,
-                    "{:<20} {:<9} #{} {}",
-                    sc.title,
-                    s.short(),
-                    n + 1,
-                    describe(sc, r)
-                );
-            }
-        }
-    }
-    let _ = writeln!(md, "```\n\n</details>\n");
-
-    let notes = paths.root.join("docs").join("benchmarks-notes.md");
+    let _ = writeln!(
+        md,
+        "![deliveries/s, CPU per delivery and p99 latency per server](benchmarks.svg)\n"
+    );
+    let unlimited = |s: &Scenario| s.is_fanout() && !s.rate_limited();
+    let _ = writeln!(
+        md,
+        "## Fan-out: deliveries per second, and as a ratio to the ceiling\n"
+    );
+    table(
+        &mut md,
+        t,
+        "scenario",
+        unlimited,
+        |r| r.deliveries_per_s,
+        rate,
+        true,
+    );
+    let _ = writeln!(
+        md,
+        "## Fan-out: server CPU per delivery, and as a ratio to the ceiling\n"
+    );
+    let _ = writeln!(
+        md,
+        "The server's user + system CPU time over the window (/proc/<pid>/stat) divided by the deliveries in it: the cost of one line reaching one client, kernel included. Lower is better.\n"
+    );
+    table(
+        &mut md,
+        t,
+        "scenario",
+        Scenario::is_fanout,
+        |r| r.server_ns,
+        ns,
+        true,
+    );
+    let _ = writeln!(md, "Cores the server used over the window:\n");
+    table(
+        &mut md,
+        t,
+        "scenario",
+        Scenario::is_fanout,
+        |r| r.server_cores,
+        cores,
+        false,
+    );
+    let _ = writeln!(
+        md,
+        "## The generator (`tcphub bench`): cores used, and its busiest thread\n"
+    );
+    table(
+        &mut md,
+        t,
+        "bench cores",
+        Scenario::is_fanout,
+        |r| r.generator_cores,
+        cores,
+        false,
+    );
+    table(
+        &mut md,
+        t,
+        "busiest bench thread",
+        Scenario::is_fanout,
+        |r| r.busiest_thread_cores,
+        percent,
+        false,
+    );
+    let _ = writeln!(md, "## Fan-out: latency p50 / p99 / max\n");
+    let _ = writeln!(
+        md,
+        "Unlimited-rate runs measure queueing (the publisher writes as fast as the server reads), so their latencies are mostly time spent behind earlier lines; the rate-limited row is the one that measures latency.\n"
+    );
+    table(
+        &mut md,
+        t,
+        "p50",
+        Scenario::is_fanout,
+        |r| r.p50_us,
+        us,
+        false,
+    );
+    table(
+        &mut md,
+        t,
+        "p99",
+        Scenario::is_fanout,
+        |r| r.p99_us,
+        us,
+        true,
+    );
+    table(
+        &mut md,
+        t,
+        "max",
+        Scenario::is_fanout,
+        |r| r.max_us,
+        us,
+        false,
+    );
+    idle_section(&mut md, t);
+    loss_section(&mut md, t);
+    targets_section(&mut md, t);
+    runs_section(&mut md, t);
+    let notes = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs")
+        .join("benchmarks-notes.md");
     let _ = writeln!(md, "## How to read these figures\n");
     match std::fs::read_to_string(&notes) {
         Ok(text) => md.push_str(&text),
-        Err(_) => {
-            let _ = writeln!(md, "(docs/benchmarks-notes.md is missing.)");
-        }
+        Err(_) => md.push_str("(docs/benchmarks-notes.md is missing.)\n"),
     }
     md
 }
 
-// ---- the chart ------------------------------------------------------------------
+fn idle_section(md: &mut String, t: &Tabled<'_>) {
+    let idle = |s: &Scenario| !s.is_fanout();
+    let _ = writeln!(
+        md,
+        "## Idle connections: time to welcome all, server memory and threads\n"
+    );
+    table(md, t, "welcomed", idle, |r| r.welcomed, int, false);
+    table(
+        md,
+        t,
+        "seconds to welcome all",
+        idle,
+        |r| r.ramp_s,
+        secs,
+        false,
+    );
+    table(md, t, "server RSS", idle, |r| r.rss_kib, mib, false);
+    table(md, t, "server threads", idle, |r| r.threads, int, false);
+}
 
-fn draw_chart(
-    path: &Path,
+/// Lost and reordered deliveries over every run, and the runs that failed.
+fn loss_totals(results: &Results) -> (f64, f64) {
+    let sum = |f: fn(&Run) -> f64| {
+        results
+            .values()
+            .flatten()
+            .map(f)
+            .filter(|x| x.is_finite())
+            .sum::<f64>()
+    };
+    (sum(|r| r.lost), sum(|r| r.out_of_order))
+}
+
+fn loss_section(md: &mut String, t: &Tabled<'_>) {
+    let _ = writeln!(md, "## Loss, order and failures\n");
+    let (lost, ooo) = loss_totals(t.results);
+    let _ = writeln!(
+        md,
+        "Over all fan-out runs: {lost} deliveries lost, {ooo} out of order."
+    );
+    let mut failures = Vec::new();
+    for ((i, s), runs) in t.results {
+        for (n, r) in runs.iter().enumerate().filter(|(_, r)| !r.ok) {
+            failures.push(format!(
+                "- {} / {} / run {}: {}",
+                s.name(),
+                t.scenarios[*i].title,
+                n + 1,
+                r.failure.as_deref().unwrap_or("see the figures")
+            ));
+        }
+    }
+    if failures.is_empty() {
+        let _ = writeln!(
+            md,
+            "Every run passed (everyone welcomed, nothing lost or reordered).\n"
+        );
+    } else {
+        let _ = writeln!(md, "Runs that did not pass:\n\n{}\n", failures.join("\n"));
+    }
+}
+
+/// One target: what it asks, what was measured, whether it is met.
+struct Target {
+    what: String,
+    measured: String,
+    met: bool,
+    note: String,
+}
+
+/// The median of `f` for scenario `key` and `server`.
+fn fig(t: &Tabled<'_>, key: &str, server: Server, f: fn(&Run) -> f64) -> f64 {
+    t.scenarios
+        .iter()
+        .position(|s| s.key == key)
+        .map_or(f64::NAN, |i| median(t.results, i, server, f))
+}
+
+/// How many of a cell's runs were generator-bound, and how many had the
+/// machine saturated.
+fn bound_runs(t: &Tabled<'_>, key: &str, server: Server) -> (usize, usize) {
+    let runs = t
+        .scenarios
+        .iter()
+        .position(|s| s.key == key)
+        .and_then(|i| t.results.get(&(i, server)));
+    let count = |f: fn(&Run) -> bool| runs.map_or(0, |r| r.iter().filter(|r| f(r)).count());
+    (count(|r| r.bottleneck.is_some()), count(|r| r.saturated))
+}
+
+/// Whether a throughput comparison was the servers' or the machine's.
+fn rate_note(bound: ((usize, usize), (usize, usize))) -> String {
+    let ((tg, ts), (ag, asat)) = bound;
+    let mut notes = Vec::new();
+    if tg + ag > 0 {
+        notes.push(format!(
+            "generator-bound in {tg} threaded and {ag} async runs (the bench set those rates)"
+        ));
+    }
+    if ts + asat > 0 {
+        notes.push(format!(
+            "machine saturated in {ts} threaded and {asat} async runs (the CPU, shared with the bench and other processes, set those rates)"
+        ));
+    }
+    if notes.is_empty() {
+        "the generator was not the bottleneck".into()
+    } else {
+        notes.join("; ")
+    }
+}
+
+fn targets(t: &Tabled<'_>) -> Vec<Target> {
+    let mut out = Vec::new();
+    for key in ["1x100", "1x1000"] {
+        let thr = fig(t, key, Server::Threaded, |r| r.server_ns);
+        let ceil = fig(t, key, Server::Ceiling, |r| r.server_ns);
+        let asy = fig(t, key, Server::Async, |r| r.server_ns);
+        out.push(Target {
+            what: format!("{key}: threaded CPU per delivery ≤ 1.15x the ceiling's"),
+            measured: format!("{} vs {}: {}", ns(thr), ns(ceil), ratio(thr, ceil)),
+            met: thr <= 1.15 * ceil,
+            note: String::new(),
+        });
+        out.push(Target {
+            what: format!("{key}: threaded CPU per delivery ≤ 0.5x the async twin's"),
+            measured: format!("{} vs {}: {}", ns(thr), ns(asy), ratio(thr, asy)),
+            met: thr <= 0.5 * asy,
+            note: String::new(),
+        });
+        let (thr, asy) = (
+            fig(t, key, Server::Threaded, |r| r.deliveries_per_s),
+            fig(t, key, Server::Async, |r| r.deliveries_per_s),
+        );
+        let bound = (
+            bound_runs(t, key, Server::Threaded),
+            bound_runs(t, key, Server::Async),
+        );
+        out.push(Target {
+            what: format!("{key}: threaded deliveries/s ≥ 1.5x the async twin's"),
+            measured: format!("{} vs {}: {}", rate(thr), rate(asy), ratio(thr, asy)),
+            met: thr >= 1.5 * asy,
+            note: rate_note(bound),
+        });
+    }
+    let p99 = fig(t, "latency", Server::Threaded, |r| r.p99_us);
+    let max = fig(t, "latency", Server::Threaded, |r| r.max_us);
+    out.push(Target {
+        what: "1,000 lines/s x 100: threaded p99 ≤ 1 ms".into(),
+        measured: us(p99),
+        met: p99 <= 1000.0,
+        note: String::new(),
+    });
+    out.push(Target {
+        what: "1,000 lines/s x 100: threaded max ≤ 5 ms".into(),
+        measured: us(max),
+        met: max <= 5000.0,
+        note: String::new(),
+    });
+    let (lost, ooo) = loss_totals(t.results);
+    out.push(Target {
+        what: "0 lost and 0 out of order in every run".into(),
+        measured: format!("{lost} lost, {ooo} out of order"),
+        met: lost == 0.0 && ooo == 0.0,
+        note: String::new(),
+    });
+    out
+}
+
+fn targets_section(md: &mut String, t: &Tabled<'_>) {
+    let _ = writeln!(
+        md,
+        "## The threaded hub against the targets of \"Benchmarks you can trust\"\n"
+    );
+    let _ = writeln!(
+        md,
+        "Medians; what limits the ones not met is in docs/benchmarks-notes.md (below) and docs/architecture.md.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| target | measured | met | note |\n| --- | ---: | :---: | --- |"
+    );
+    for target in targets(t) {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            target.what,
+            target.measured,
+            if target.met { "met" } else { "**not met**" },
+            target.note
+        );
+    }
+    let _ = writeln!(md);
+}
+
+fn runs_section(md: &mut String, t: &Tabled<'_>) {
+    let _ = writeln!(md, "## Every run\n");
+    let n = t.results.values().map(Vec::len).sum::<usize>();
+    let _ = writeln!(
+        md,
+        "<details><summary>{n} runs, in matrix order (they ran interleaved)</summary>\n\n```text"
+    );
+    for (i, sc) in t.scenarios.iter().enumerate() {
+        for &s in t.servers {
+            for (n, r) in t.results.get(&(i, s)).into_iter().flatten().enumerate() {
+                let _ = writeln!(
+                    md,
+                    "{:<20} {:<9} #{} {:.0} s {}",
+                    sc.title,
+                    s.short(),
+                    n + 1,
+                    r.wall_s,
+                    describe(sc, r)
+                );
+                let _ = writeln!(md, "    $ {}", r.command);
+            }
+        }
+    }
+    let _ = writeln!(md, "```\n\n</details>\n");
+}
+
+/// The figures docs/async-comparison.md quotes, as markdown.
+fn async_figures(t: &Tabled<'_>) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "<!-- Filled in by `make compare-docs` from target/compare/async-figures.md; do not edit between the markers. -->\n"
+    );
+    let keep = |s: &Scenario| s.key == "1x100" || s.key == "1x1000";
+    let _ = writeln!(
+        md,
+        "Fan-out deliveries/s (one line delivered to N subscribers counts N), median (min–max), ratio to the relay ceiling:\n"
+    );
+    table(
+        &mut md,
+        t,
+        "scenario",
+        keep,
+        |r| r.deliveries_per_s,
+        rate,
+        true,
+    );
+    let _ = writeln!(
+        md,
+        "Server CPU per delivery (lower is better), ratio to the relay ceiling:\n"
+    );
+    table(&mut md, t, "scenario", keep, |r| r.server_ns, ns, true);
+    let latency = |s: &Scenario| s.key == "latency";
+    let _ = writeln!(
+        md,
+        "Latency at a steady 1,000 lines/s to 100 subscribers, p99 and max:\n"
+    );
+    table(&mut md, t, "p99", latency, |r| r.p99_us, us, false);
+    table(&mut md, t, "max", latency, |r| r.max_us, us, false);
+    let idle = |s: &Scenario| !s.is_fanout();
+    let _ = writeln!(
+        md,
+        "Idle connections: seconds until all are welcomed, server RSS, threads:\n"
+    );
+    table(
+        &mut md,
+        t,
+        "seconds to welcome all",
+        idle,
+        |r| r.ramp_s,
+        secs,
+        false,
+    );
+    table(&mut md, t, "server RSS", idle, |r| r.rss_kib, mib, false);
+    table(
+        &mut md,
+        t,
+        "server threads",
+        idle,
+        |r| r.threads,
+        int,
+        false,
+    );
+    let _ = writeln!(
+        md,
+        "From the report of {} (see [benchmarks.md](benchmarks.md) for the machine and its load).",
+        utc_now()
+    );
+    md
+}
+
+// ---- outputs ----------------------------------------------------------------------
+
+fn write_outputs(
+    paths: &Paths,
+    plan: &Plan,
     scenarios: &[Scenario],
     servers: &[Server],
-    results: &BTreeMap<(usize, Server), Vec<Run>>,
+    results: &Results,
+    ctx: &Context,
 ) -> Result<(), String> {
-    let fanouts: Vec<(usize, &Scenario)> = scenarios
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| matches!(s.kind, Kind::Fanout { .. }))
-        .collect();
-    let root = SVGBackend::new(path, (960, 820)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let (top, bottom) = root.split_vertically(410);
-
-    // Panel 1: deliveries/s, log scale, throughput scenarios.
-    let throughput: Vec<(usize, &Scenario)> = fanouts
-        .iter()
-        .copied()
-        .filter(|(_, s)| s.key != "latency")
-        .collect();
-    panel(
-        &top,
-        Panel {
-            caption: "Fan-out deliveries per second (median, log scale; higher is better)",
-            x_desc: "64-byte lines; publishers x subscribers",
-            y_desc: "deliveries/s",
-            value: |r| r.deliveries_per_s,
-            format: rate,
-            headroom: 8.0,
-            legend: SeriesLabelPosition::UpperRight,
-        },
-        &throughput,
+    let t = Tabled {
+        plan,
+        scenarios,
         servers,
         results,
-    )?;
-    // Panel 2: p99 latency, log scale, every fan-out scenario.
-    panel(
-        &bottom,
-        Panel {
-            caption: "p99 latency (median, log scale; lower is better)",
-            x_desc: "unlimited rate (queueing) except 1,000 lines/s x 100",
-            y_desc: "p99 latency",
-            value: |r| r.p99_us,
-            format: us,
-            headroom: 10.0,
-            legend: SeriesLabelPosition::UpperLeft,
-        },
-        &fanouts,
-        servers,
-        results,
-    )?;
-    root.present().map_err(|e| e.to_string())?;
+    };
+    let out = &paths.out;
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let write = |name: &str, text: String| {
+        let path = out.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    };
+    write("benchmarks.md", render_markdown(&t, ctx))?;
+    write("async-figures.md", async_figures(&t))?;
+    let jsonl: String = results
+        .values()
+        .flatten()
+        .filter(|r| !r.json.is_empty())
+        .map(|r| format!("{}\n", r.json))
+        .collect();
+    write("runs.jsonl", jsonl)?;
+    let svg = out.join("benchmarks.svg");
+    draw_chart(&svg, &t).map_err(|e| format!("cannot draw {}: {e}", svg.display()))?;
+    println!(
+        "wrote benchmarks.md, benchmarks.svg, async-figures.md and runs.jsonl in {} ({:.0} s); `make compare-docs` copies them into docs/",
+        out.display(),
+        ctx.elapsed.as_secs_f64()
+    );
     Ok(())
 }
 
-/// What differs between the chart's two panels.
+const BEGIN: &str = "<!-- compare:figures:begin -->";
+const END: &str = "<!-- compare:figures:end -->";
+
+/// `doc` with what is between its markers replaced by `figures`.
+fn splice(doc: &str, figures: &str) -> Result<String, String> {
+    let begin = doc.find(BEGIN).ok_or(format!("no {BEGIN} marker"))?;
+    let end = doc.find(END).ok_or(format!("no {END} marker"))?;
+    if end < begin {
+        return Err("the markers are in the wrong order".into());
+    }
+    Ok(format!(
+        "{}{BEGIN}\n{}\n{}",
+        &doc[..begin],
+        figures.trim_end(),
+        &doc[end..]
+    ))
+}
+
+const NOTES: &str = "## How to read these figures\n";
+
+/// The report with its notes section replaced by docs/benchmarks-notes.md
+/// as it is now (notes are prose, edited after a run; the figures are not).
+fn with_current_notes(md: &str, docs: &Path) -> String {
+    match (
+        md.find(NOTES),
+        std::fs::read_to_string(docs.join("benchmarks-notes.md")),
+    ) {
+        (Some(at), Ok(notes)) => format!("{}{NOTES}\n{notes}", &md[..at]),
+        _ => md.to_string(),
+    }
+}
+
+/// `make compare-docs`: a finished report from `from` into docs/.
+fn publish(root: &Path, from: &Path) -> Result<(), String> {
+    let docs = root.join("docs");
+    let read = |name: &str| {
+        std::fs::read_to_string(from.join(name)).map_err(|e| {
+            format!(
+                "{}: {e} (run `make compare` first)",
+                from.join(name).display()
+            )
+        })
+    };
+    let md = with_current_notes(&read("benchmarks.md")?, &docs);
+    let svg = read("benchmarks.svg")?;
+    let figures = read("async-figures.md")?;
+    let doc_path = docs.join("async-comparison.md");
+    let doc =
+        std::fs::read_to_string(&doc_path).map_err(|e| format!("{}: {e}", doc_path.display()))?;
+    let doc = splice(&doc, &figures)?;
+    for (name, text) in [
+        ("benchmarks.md", &md),
+        ("benchmarks.svg", &svg),
+        ("async-comparison.md", &doc),
+    ] {
+        std::fs::write(docs.join(name), text).map_err(|e| format!("docs/{name}: {e}"))?;
+    }
+    println!(
+        "docs/benchmarks.md, docs/benchmarks.svg and docs/async-comparison.md now hold the report of {}",
+        from.display()
+    );
+    Ok(())
+}
+
+// ---- the chart ----------------------------------------------------------------------
+
+/// One panel: a figure on a fixed log axis.
 struct Panel {
     caption: &'static str,
-    x_desc: &'static str,
     y_desc: &'static str,
     value: fn(&Run) -> f64,
-    format: fn(f64) -> String,
-    /// How far above the largest bar the log axis reaches (room for the legend).
-    headroom: f64,
-    legend: SeriesLabelPosition,
+    /// The axis, in powers of ten: fixed, so charts of two runs compare.
+    decades: (i32, i32),
+    unit: fn(f64) -> String,
+    keep: fn(&Scenario) -> bool,
 }
 
-/// One panel: grouped bars of `panel.value` per scenario and server, on a
-/// log scale.
-fn panel(
-    area: &DrawingArea<SVGBackend<'_>, Shift>,
-    panel: Panel,
-    scenarios: &[(usize, &Scenario)],
-    servers: &[Server],
-    results: &BTreeMap<(usize, Server), Vec<Run>>,
-) -> Result<(), String> {
-    let values: Vec<f64> = scenarios
-        .iter()
-        .flat_map(|&(i, _)| {
-            servers
-                .iter()
-                .map(move |&s| med(results, i, s, panel.value))
-        })
-        .filter(|v| v.is_finite() && *v > 0.0)
-        .collect();
-    let lo = values
-        .iter()
-        .copied()
-        .fold(f64::INFINITY, f64::min)
-        .max(1.0)
-        / 2.0;
-    let hi = values.iter().copied().fold(1.0, f64::max) * panel.headroom;
-    let mut chart = ChartBuilder::on(area)
-        .caption(panel.caption, ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(45)
-        .y_label_area_size(80)
-        .build_cartesian_2d(-0.5f64..scenarios.len() as f64 - 0.5, (lo..hi).log_scale())
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(scenarios.len())
-        .x_label_formatter(&|x| scenario_label(scenarios, *x))
-        .x_desc(panel.x_desc)
-        .y_desc(panel.y_desc)
-        .y_label_formatter(&|v| (panel.format)(*v))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    bars(&mut chart, scenarios, servers, results, lo, panel.value)?;
-    chart
-        .configure_series_labels()
-        .position(panel.legend)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    Ok(())
+fn draw_chart(path: &Path, t: &Tabled<'_>) -> Result<(), String> {
+    let root = SVGBackend::new(path, (1000, 1260)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let panels = root.split_evenly((3, 1));
+    let unlimited = |s: &Scenario| s.is_fanout() && !s.rate_limited();
+    let specs = [
+        Panel {
+            caption: "Deliveries per second (higher is better)",
+            y_desc: "deliveries/s",
+            value: |r| r.deliveries_per_s,
+            decades: (4, 9),
+            unit: rate,
+            keep: unlimited,
+        },
+        Panel {
+            caption: "Server CPU per delivery (lower is better)",
+            y_desc: "CPU ns per delivery",
+            value: |r| r.server_ns,
+            decades: (0, 5),
+            unit: ns,
+            keep: Scenario::is_fanout,
+        },
+        Panel {
+            caption: "p99 latency (lower is better; unlimited rate = queueing)",
+            y_desc: "p99 latency",
+            value: |r| r.p99_us,
+            decades: (1, 7),
+            unit: us,
+            keep: Scenario::is_fanout,
+        },
+    ];
+    for (area, spec) in panels.iter().zip(&specs) {
+        panel(area, spec, t)?;
+    }
+    root.present().map_err(|e| e.to_string())
 }
 
 type LogChart<'a, 'b> = ChartContext<
     'a,
     SVGBackend<'b>,
-    Cartesian2d<
-        plotters::coord::types::RangedCoordf64,
-        plotters::coord::combinators::LogCoord<f64>,
-    >,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
 >;
 
-/// Grouped bars: one group per scenario, one bar per server.
-fn bars(
-    chart: &mut LogChart<'_, '_>,
-    scenarios: &[(usize, &Scenario)],
-    servers: &[Server],
-    results: &BTreeMap<(usize, Server), Vec<Run>>,
-    floor: f64,
-    value: fn(&Run) -> f64,
+/// Bars (median) with error bars (min–max) per scenario and server; the
+/// ceiling as a black line across each group. The y axis is log10 of the
+/// value, drawn on a linear scale so that ticks fall on every decade.
+fn panel(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    spec: &Panel,
+    t: &Tabled<'_>,
 ) -> Result<(), String> {
-    let width = 0.8 / servers.len() as f64;
-    for (k, &server) in servers.iter().enumerate() {
-        let color = server.color();
-        let rects: Vec<Rectangle<(f64, f64)>> = scenarios
-            .iter()
-            .enumerate()
-            .filter_map(|(x, &(i, _))| {
-                let v = med(results, i, server, value);
-                (v.is_finite() && v > floor).then(|| {
-                    let left = x as f64 - 0.4 + k as f64 * width;
-                    Rectangle::new([(left, floor), (left + width * 0.9, v)], color.filled())
-                })
-            })
-            .collect();
-        chart
-            .draw_series(rects)
-            .map_err(|e| e.to_string())?
-            .label(server.name())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+    let groups: Vec<(usize, &Scenario)> = t
+        .scenarios
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| (spec.keep)(s))
+        .collect();
+    let (lo, hi) = (f64::from(spec.decades.0), f64::from(spec.decades.1));
+    let labels: Vec<String> = groups
+        .iter()
+        .map(|(_, s)| s.title.trim_start_matches("fan-out ").to_string())
+        .collect();
+    let mut chart = ChartBuilder::on(area)
+        .caption(spec.caption, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(35)
+        .y_label_area_size(80)
+        .build_cartesian_2d(-0.5f64..groups.len() as f64 - 0.5, lo..hi)
+        .map_err(|e| e.to_string())?;
+    let unit = spec.unit;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(groups.len())
+        .x_label_formatter(&|x| label_at(&labels, *x))
+        .y_labels((hi - lo) as usize + 1)
+        .y_max_light_lines(0)
+        .y_label_formatter(&|v| {
+            if (v - v.round()).abs() < 1e-6 {
+                unit(10f64.powf(*v))
+            } else {
+                String::new()
+            }
+        })
+        .y_desc(spec.y_desc)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    minor_ticks(&mut chart, spec.decades, groups.len())?;
+    let bars: Vec<Server> = t
+        .servers
+        .iter()
+        .copied()
+        .filter(|&s| s != Server::Ceiling)
+        .collect();
+    let width = 0.8 / bars.len() as f64;
+    for (k, &server) in bars.iter().enumerate() {
+        server_bars(
+            &mut chart,
+            t,
+            &groups,
+            server,
+            spec,
+            lo,
+            -0.4 + k as f64 * width,
+            width,
+        )?;
     }
+    ceiling_lines(&mut chart, t, &groups, spec)?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
+/// Minor ticks (2, 3, ... 9 times each power of ten) on the y axis, and a
+/// faint line across for each.
+fn minor_ticks(
+    chart: &mut LogChart<'_, '_>,
+    decades: (i32, i32),
+    groups: usize,
+) -> Result<(), String> {
+    let left = -0.5;
+    let right = groups as f64 - 0.5;
+    let tick = (right - left) * 0.012;
+    let mut lines = Vec::new();
+    for d in decades.0..decades.1 {
+        for m in 2..10 {
+            let y = f64::from(d) + f64::from(m).log10();
+            lines.push(PathElement::new(
+                vec![(left, y), (right, y)],
+                RGBColor(238, 238, 238),
+            ));
+            lines.push(PathElement::new(vec![(left, y), (left + tick, y)], BLACK));
+        }
+    }
+    chart.draw_series(lines).map_err(|e| e.to_string())?;
     Ok(())
 }
 
-// ---- small helpers --------------------------------------------------------------
+/// One server's bars and error bars across the groups.
+#[allow(clippy::too_many_arguments)]
+fn server_bars(
+    chart: &mut LogChart<'_, '_>,
+    t: &Tabled<'_>,
+    groups: &[(usize, &Scenario)],
+    server: Server,
+    spec: &Panel,
+    floor: f64,
+    offset: f64,
+    width: f64,
+) -> Result<(), String> {
+    let color = server.color();
+    let mut bars = Vec::new();
+    let mut errors = Vec::new();
+    for (x, &(i, _)) in groups.iter().enumerate() {
+        let Some(s) = spread(t.results, i, server, spec.value).filter(|s| s.median > 0.0) else {
+            continue;
+        };
+        let left = x as f64 + offset;
+        let mid = left + width * 0.45;
+        let log = |v: f64| v.max(1e-9).log10();
+        bars.push(Rectangle::new(
+            [(left, floor), (left + width * 0.9, log(s.median))],
+            color.mix(0.8).filled(),
+        ));
+        let cap = width * 0.2;
+        for (a, b) in [
+            ((mid, log(s.min)), (mid, log(s.max))),
+            ((mid - cap, log(s.min)), (mid + cap, log(s.min))),
+            ((mid - cap, log(s.max)), (mid + cap, log(s.max))),
+        ] {
+            errors.push(PathElement::new(vec![a, b], BLACK.stroke_width(1)));
+        }
+    }
+    chart
+        .draw_series(bars)
+        .map_err(|e| e.to_string())?
+        .label(server.name())
+        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+    chart.draw_series(errors).map_err(|e| e.to_string())?;
+    Ok(())
+}
 
-/// The x-axis label at position `x`: the scenario centred there, if any.
-fn scenario_label(scenarios: &[(usize, &Scenario)], x: f64) -> String {
+/// The relay ceiling's median as a line across each group it ran in.
+fn ceiling_lines(
+    chart: &mut LogChart<'_, '_>,
+    t: &Tabled<'_>,
+    groups: &[(usize, &Scenario)],
+    spec: &Panel,
+) -> Result<(), String> {
+    let lines: Vec<PathElement<(f64, f64)>> = groups
+        .iter()
+        .enumerate()
+        .filter_map(|(x, &(i, _))| {
+            let v = median(t.results, i, Server::Ceiling, spec.value);
+            (v.is_finite() && v > 0.0).then(|| {
+                let y = v.log10();
+                PathElement::new(
+                    vec![(x as f64 - 0.47, y), (x as f64 + 0.47, y)],
+                    BLACK.stroke_width(3),
+                )
+            })
+        })
+        .collect();
+    chart
+        .draw_series(lines)
+        .map_err(|e| e.to_string())?
+        .label("relay ceiling (median; no protocol)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], BLACK.stroke_width(3)));
+    Ok(())
+}
+
+/// The x-axis label at position `x`: the group centred there, if any.
+fn label_at(labels: &[String], x: f64) -> String {
     let i = x.round();
     if (x - i).abs() > 0.01 || i < 0.0 {
         return String::new();
     }
-    scenarios
-        .get(i as usize)
-        .map(|(_, s)| s.title.trim_start_matches("fan-out ").to_string())
-        .unwrap_or_default()
+    labels.get(i as usize).cloned().unwrap_or_default()
 }
+
+// ---- small helpers --------------------------------------------------------------------
 
 fn rate(v: f64) -> String {
     if !v.is_finite() {
@@ -906,6 +1580,18 @@ fn rate(v: f64) -> String {
         format!("{:.0} k/s", v / 1e3)
     } else {
         format!("{v:.0}/s")
+    }
+}
+
+fn ns(v: f64) -> String {
+    if !v.is_finite() {
+        "n/a".into()
+    } else if v >= 1e3 {
+        format!("{:.1} µs", v / 1e3)
+    } else if v >= 10.0 {
+        format!("{v:.0} ns")
+    } else {
+        format!("{v:.1} ns")
     }
 }
 
@@ -921,6 +1607,50 @@ fn us(v: f64) -> String {
     }
 }
 
+fn cores(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.2}")
+    } else {
+        "n/a".into()
+    }
+}
+
+fn percent(v: f64) -> String {
+    if v.is_finite() {
+        format!("{:.0}%", v * 100.0)
+    } else {
+        "n/a".into()
+    }
+}
+
+fn int(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.0}")
+    } else {
+        "n/a".into()
+    }
+}
+
+fn secs(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.2} s")
+    } else {
+        "n/a".into()
+    }
+}
+
+fn count(v: f64) -> String {
+    if !v.is_finite() {
+        "n/a".into()
+    } else if v >= 1e6 {
+        format!("{:.1} M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.0} k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
 fn mib(kib: f64) -> String {
     if kib.is_finite() {
         format!("{:.1} MiB", kib / 1024.0)
@@ -929,37 +1659,17 @@ fn mib(kib: f64) -> String {
     }
 }
 
-/// The number after `"key":` in a one-line JSON object.
-fn json_number(json: &str, key: &str) -> Option<f64> {
-    let pattern = format!("\"{key}\":");
-    let start = json.find(&pattern)? + pattern.len();
-    let rest = &json[start..];
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
-    rest[..end].trim().parse().ok()
-}
-
-/// The string after `"key":` (None for `null`); escapes are left as they are.
-fn json_string(json: &str, key: &str) -> Option<String> {
-    let pattern = format!("\"{key}\":\"");
-    let start = json.find(&pattern)? + pattern.len();
-    let rest = &json[start..];
-    let mut end = 0;
-    let bytes = rest.as_bytes();
-    while end < bytes.len() && bytes[end] != b'"' {
-        end += if bytes[end] == b'\\' { 2 } else { 1 };
-    }
-    Some(rest[..end.min(rest.len())].to_string())
-}
-
-fn node_version() -> Option<String> {
-    command_line("node", &["--version"])
-}
-
 fn command_line(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }
 
 fn machine() -> String {
@@ -983,9 +1693,7 @@ fn machine() -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "?".into());
-    format!(
-        "{cpu}, {cores} cores, {mem} memory, Linux {kernel} (shared with other work while it ran)"
-    )
+    format!("{cpu}, {cores} cores, {mem} memory, Linux {kernel}")
 }
 
 /// Now, as `YYYY-MM-DD HH:MM`, computed from the Unix clock (no date crate).
@@ -1006,4 +1714,166 @@ fn utc_now() -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{d:02} {h:02}:{m:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tcphub::bench::report::FanoutReport;
+
+    fn synthetic() -> (Plan, Vec<Scenario>, Vec<Server>, Results) {
+        let plan = Plan::default_for(false);
+        let scenarios = matrix(&plan);
+        let servers = vec![Server::Threaded, Server::Async, Server::Ceiling];
+        let mut results = Results::new();
+        let run = |dps: f64, ns: f64| Run {
+            ok: true,
+            deliveries_per_s: dps,
+            server_ns: ns,
+            window_s: 5.0,
+            p99_us: 500.0,
+            max_us: 2000.0,
+            lost: 0.0,
+            out_of_order: 0.0,
+            steal: 0.01,
+            others: 0.5,
+            ..Run::default()
+        };
+        for (i, s) in scenarios.iter().enumerate().filter(|(_, s)| s.is_fanout()) {
+            for (server, base) in [
+                (Server::Threaded, 1.0),
+                (Server::Async, 2.0),
+                (Server::Ceiling, 0.9),
+            ] {
+                if s.runs_on(server) {
+                    let runs = [1.0, 1.1, 0.9, 1.2, 1.0]
+                        .iter()
+                        .map(|k| run(30e6 / (base * k), 40.0 * base * k))
+                        .collect();
+                    results.insert((i, server), runs);
+                }
+            }
+        }
+        (plan, scenarios, servers, results)
+    }
+
+    fn context() -> Context {
+        Context {
+            command: "./target/release/examples/compare".into(),
+            node: None,
+            elapsed: Duration::from_secs(100),
+            scenario_s: vec![10.0; 6],
+            load_before: "0.5 0.4 0.3".into(),
+            load_after: "1.0 0.8 0.5".into(),
+        }
+    }
+
+    #[test]
+    fn reads_the_fields_of_the_bench_json() {
+        let report = FanoutReport {
+            received: 10,
+            expected: 10,
+            window: Duration::from_secs(2),
+            window_deliveries: 8,
+            latency_p99: Duration::from_micros(700),
+            ..FanoutReport::default()
+        };
+        let run = Run::from_json(&report.to_json()).unwrap();
+        assert!(run.ok, "{run:?}");
+        assert_eq!(run.deliveries_per_s, 4.0);
+        assert_eq!(run.window_deliveries, 8.0);
+        assert_eq!(run.p99_us, 700.0);
+        assert!(run.server_ns.is_nan(), "no usage, no CPU figure");
+        assert!(run.bottleneck.is_none());
+        assert!(Run::from_json("{not json").is_err());
+    }
+
+    #[test]
+    fn report_has_medians_spreads_ratios_load_and_targets() {
+        let (plan, scenarios, servers, results) = synthetic();
+        let t = Tabled {
+            plan: &plan,
+            scenarios: &scenarios,
+            servers: &servers,
+            results: &results,
+        };
+        let md = render_markdown(&t, &context());
+        for needle in [
+            "## Load on the machine while it ran",
+            "**steal** median 0.01",
+            "**other processes**",
+            "`make compare`, which ran `./target/release/examples/compare`",
+            "## Fan-out: server CPU per delivery",
+            // threaded 1x100: median 30 M/s, runs 25-33.3 M/s; ceiling median 33.3 M/s
+            "| fan-out 1x100 | 30.00 M/s (25.00 M/s–33.33 M/s); **0.90x** |",
+            "40 ns (36 ns–48 ns); **1.11x**",
+            "divided by the reference's",
+            "| 1x100: threaded CPU per delivery ≤ 1.15x the ceiling's | 40 ns vs 36 ns: 1.11x | met |",
+            "| 1x100: threaded CPU per delivery ≤ 0.5x the async twin's | 40 ns vs 80 ns: 0.50x | met |",
+            "threaded deliveries/s ≥ 1.5x the async twin's | 30.00 M/s vs 15.00 M/s: 2.00x | met |",
+            "1,000 lines/s x 100: threaded p99 ≤ 1 ms | 500 µs | met",
+            "0 lost and 0 out of order in every run | 0 lost, 0 out of order | met",
+            "| fan-out 10x100 | 30.00 M/s (25.00 M/s–33.33 M/s) | 15.00 M/s (12.50 M/s–16.67 M/s) | — |",
+        ] {
+            assert!(md.contains(needle), "missing {needle:?} in\n{md}");
+        }
+        let figures = async_figures(&t);
+        assert!(figures.contains("| fan-out 1x1000 |"), "{figures}");
+        assert!(!figures.contains("10x100"), "{figures}");
+    }
+
+    #[test]
+    fn a_cell_says_how_many_runs_it_has() {
+        let s = Spread::of([1.0, 2.0, 3.0]);
+        assert_eq!(cell(s, 5, int), "2 (1–3) n=3");
+        assert_eq!(cell(s, 3, int), "2 (1–3)");
+        assert_eq!(cell(Spread::of([4.0]), 5, int), "4 (n=1)");
+        assert_eq!(cell(None, 5, int), "n/a");
+        assert_eq!(ratio(1.0, 4.0), "0.25x");
+        assert_eq!(ratio(1.0, 0.0), "n/a");
+    }
+
+    #[test]
+    fn the_doc_markers_are_filled_and_the_rest_kept() {
+        let doc = format!("intro\n{BEGIN}\nold figures\n{END}\noutro\n");
+        let out = splice(&doc, "new figures\n").unwrap();
+        assert_eq!(out, format!("intro\n{BEGIN}\nnew figures\n{END}\noutro\n"));
+        assert_eq!(splice(&out, "new figures").unwrap(), out, "idempotent");
+        assert!(splice("no markers", "x").is_err());
+        assert!(splice(&format!("{END}{BEGIN}"), "x").is_err());
+    }
+
+    #[test]
+    fn the_chart_is_drawn() {
+        let (plan, scenarios, servers, results) = synthetic();
+        let t = Tabled {
+            plan: &plan,
+            scenarios: &scenarios,
+            servers: &servers,
+            results: &results,
+        };
+        let path = std::env::temp_dir().join(format!("compare-test-{}.svg", std::process::id()));
+        draw_chart(&path, &t).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert!(svg.contains("relay ceiling"), "legend");
+        assert!(
+            svg.contains("100.00 M/s") && svg.contains("10 µs"),
+            "decade labels"
+        );
+    }
+
+    #[test]
+    fn the_matrix_alternates_and_the_ceiling_runs_only_one_publisher() {
+        let plan = Plan::default_for(true);
+        let scenarios = matrix(&plan);
+        let ten = scenarios.iter().find(|s| s.key == "10x100").unwrap();
+        assert!(!ten.runs_on(Server::Ceiling) && ten.runs_on(Server::Threaded));
+        let args = bench_args(&plan, Server::Ceiling, &scenarios[0], "127.0.0.1:1", 42);
+        let line = args.join(" ");
+        assert!(
+            line.contains("--raw") && line.contains("--pid 42") && line.contains("--duration-s 1"),
+            "{line}"
+        );
+    }
 }

@@ -182,7 +182,10 @@ pub fn run(cli: Cli) -> ExitCode {
             init_logging();
             simulate(&args)
         }
-        Program::Bench(args) => crate::bench::run(&args),
+        Program::Bench(args) => {
+            init_logging_at("warn");
+            crate::bench::run(&args)
+        }
         Program::Top(args) => crate::top::run(&args),
         Program::Check(args) => check(&args),
     }

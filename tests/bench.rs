@@ -2,6 +2,11 @@
 //! loopback port, it must count every delivery, in order. Asserts behaviour
 //! (nothing lost, nothing reordered, everyone welcomed), never speed.
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use tcphub::bench::{ConnsArgs, FanoutArgs, conns, fanout};
 use tcphub::{Config, Hub};
 
@@ -15,6 +20,12 @@ fn fanout_args() -> FanoutArgs {
         rate: None,
         timeout_s: 60,
         readers: None,
+        duration_s: None,
+        min_deliveries: 0,
+        max_duration_s: None,
+        warmup_s: 0.0,
+        pid: None,
+        raw: false,
         json: false,
     }
 }
@@ -97,5 +108,162 @@ fn an_unreachable_server_is_an_error_not_a_hang() {
         report.failure.as_deref().unwrap_or("").contains("connect"),
         "{}",
         report.to_text()
+    );
+}
+
+#[test]
+fn a_timed_run_with_warm_up_measures_a_window_and_the_cpu() {
+    // Tiny and bounded: 0.2 s of warm-up, a window of 0.3 s (at most 1 s),
+    // 200 lines/s: a few hundred lines in all.
+    let args = FanoutArgs {
+        publishers: 1,
+        subscribers: 4,
+        rate: Some(200),
+        duration_s: Some(0.3),
+        max_duration_s: Some(1.0),
+        min_deliveries: 10,
+        warmup_s: 0.2,
+        timeout_s: 30,
+        ..fanout_args()
+    };
+    let report = fanout::run(&args).expect("the bench starts");
+    assert!(report.ok(), "{}", report.to_text());
+    assert!(report.timed && report.sent > 0);
+    assert_eq!(report.expected, report.sent * 4);
+    assert!(report.window.as_secs_f64() >= 0.3, "{}", report.to_text());
+    assert!(report.window < report.elapsed, "{}", report.to_text());
+    assert!(report.window_deliveries >= 10 && report.window_deliveries < report.received);
+    // the warm-up's lines are delivered but not measured
+    assert!(
+        report.latency_samples < report.received,
+        "{}",
+        report.to_text()
+    );
+    let usage = report.usage.as_ref().expect("CPU sampled");
+    assert!(
+        usage.server_cpu_s.is_some(),
+        "in-process: the hub's threads"
+    );
+    let json = report.to_json();
+    for field in [
+        "\"window_s\":",
+        "\"window_deliveries\":",
+        "\"server_ns_per_delivery\":",
+        "\"generator_cores\":",
+        "\"steal_cores\":",
+        "\"others_cores\":",
+        "\"timed\":true",
+    ] {
+        assert!(json.contains(field), "{field} in {json}");
+    }
+}
+
+/// A stand-in for examples/relay_ceiling.rs: relays the first client's
+/// bytes to every later one, but drops the line with sequence number
+/// `drop_seq` (each line is 64 bytes, so it is found by its bytes).
+fn fake_relay(drop_seq: Option<u64>) -> (std::net::SocketAddr, Arc<Mutex<bool>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = Arc::new(Mutex::new(false));
+    let done = stop.clone();
+    std::thread::spawn(move || {
+        let mut conns: Vec<TcpStream> = Vec::new();
+        listener.set_nonblocking(true).unwrap();
+        let mut pending = Vec::new();
+        let mut buf = [0u8; 4096];
+        let needle = drop_seq.map(|s| format!(" {s:010} "));
+        // bounded: at most 30 s
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        while !*done.lock().unwrap() && std::time::Instant::now() < until {
+            if let Ok((s, _)) = listener.accept() {
+                s.set_nonblocking(true).unwrap();
+                conns.push(s);
+            }
+            let Some(publisher) = conns.first_mut() else {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            };
+            match publisher.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+            // forward whole lines, minus the dropped one
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let text = String::from_utf8_lossy(&line);
+                if needle.as_deref().is_some_and(|n| text.contains(n)) {
+                    continue;
+                }
+                for c in conns.iter_mut().skip(1) {
+                    c.set_nonblocking(false).unwrap();
+                    let _ = c.write_all(&line);
+                    c.set_nonblocking(true).unwrap();
+                }
+            }
+        }
+    });
+    (addr, stop)
+}
+
+fn raw_args(addr: std::net::SocketAddr) -> FanoutArgs {
+    FanoutArgs {
+        addr: Some(addr.to_string()),
+        publishers: 1,
+        subscribers: 3,
+        messages: 50,
+        raw: true,
+        timeout_s: 10,
+        ..fanout_args()
+    }
+}
+
+#[test]
+fn raw_mode_counts_every_line_through_a_relay() {
+    let (addr, stop) = fake_relay(None);
+    let report = fanout::run(&raw_args(addr)).expect("the bench starts");
+    *stop.lock().unwrap() = true;
+    assert!(report.ok(), "{}", report.to_text());
+    assert_eq!((report.expected, report.received), (150, 150));
+    assert_eq!(report.other_lines, 0, "SYNC lines are not noise");
+}
+
+#[test]
+fn raw_mode_finds_a_line_the_relay_lost() {
+    let (addr, stop) = fake_relay(Some(7));
+    let args = FanoutArgs {
+        timeout_s: 2,
+        ..raw_args(addr)
+    };
+    let report = fanout::run(&args).expect("the bench starts");
+    *stop.lock().unwrap() = true;
+    assert!(!report.ok());
+    // each of the 3 subscribers missed line 7, and saw 8 after a gap
+    assert_eq!(report.lost, 3, "{}", report.to_text());
+    assert_eq!(report.out_of_order, 3, "{}", report.to_text());
+    assert_eq!(report.received, 147);
+}
+
+#[test]
+fn raw_mode_needs_one_publisher_and_an_address() {
+    let args = FanoutArgs {
+        addr: None,
+        ..raw_args("127.0.0.1:1".parse().unwrap())
+    };
+    assert!(
+        fanout::run(&args)
+            .unwrap_err()
+            .to_string()
+            .contains("--addr")
+    );
+    let args = FanoutArgs {
+        publishers: 2,
+        ..raw_args("127.0.0.1:1".parse().unwrap())
+    };
+    assert!(
+        fanout::run(&args)
+            .unwrap_err()
+            .to_string()
+            .contains("one publisher")
     );
 }

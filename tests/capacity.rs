@@ -11,11 +11,13 @@
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use tcphub::support::server_process::ServerProcess;
 
 const CLIENTS: usize = 10_000;
 const DRAINERS: usize = 4;
@@ -43,34 +45,16 @@ fn proc_status(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
-struct HubProcess(Child);
-
-impl Drop for HubProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_hub() -> (HubProcess, SocketAddr) {
+fn start_hub() -> (ServerProcess, SocketAddr) {
     // TCPHUB_BIN runs another build (e.g. target/release/tcphub) instead.
     let bin = std::env::var("TCPHUB_BIN").unwrap_or(env!("CARGO_BIN_EXE_tcphub").to_string());
-    let mut child = Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .args(["serve", "--port", "0", "--max-clients", "20000"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start tcphub serve");
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
-    (HubProcess(child), addr)
+        .env("RUST_LOG", "warn");
+    let hub = ServerProcess::spawn(command, Duration::from_secs(30)).expect("start tcphub serve");
+    let addr = hub.addr();
+    (hub, addr)
 }
 
 /// One drained connection: has it seen `WELCOME` yet?
@@ -90,7 +74,7 @@ fn ten_thousand_idle_clients_fit_in_150_mb() {
         CLIENTS + 200
     );
     let (hub, addr) = start_hub();
-    let pid = hub.0.id();
+    let pid = hub.pid();
 
     let welcomed = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicBool::new(false));

@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::Peer;
-use tcphub::top::json::{self, Value};
+use tcphub::support::json::{self, Value};
 use tcphub::{Config, Hub};
 
 fn hub_with_monitor(config: Config) -> (Hub, SocketAddr) {
@@ -58,18 +58,18 @@ fn stats(monitor: SocketAddr) -> Value {
 
 fn thread<'a>(stats: &'a Value, name: &str) -> Option<&'a Value> {
     stats
-        .get("threads")
-        .arr()
+        .field("threads")
+        .items()
         .iter()
-        .find(|t| t.get("name").str() == Some(name))
+        .find(|t| t.field("name").as_str() == Some(name))
 }
 
 fn client<'a>(stats: &'a Value, nick: &str) -> Option<&'a Value> {
     stats
-        .get("clients")
-        .arr()
+        .field("clients")
+        .items()
         .iter()
-        .find(|c| c.get("nick").str() == Some(nick))
+        .find(|c| c.field("nick").as_str() == Some(nick))
 }
 
 /// Polls `/stats` until `check` holds (returns that snapshot), for at most
@@ -134,13 +134,13 @@ fn stats_shows_each_thread_blocked_where_it_really_is() {
 
     // An idle client's thread sits in read().
     let s = until(monitor, Duration::from_secs(5), "client-1 in read()", |s| {
-        thread(s, "client-1").is_some_and(|t| t.get("state").str() == Some("read"))
+        thread(s, "client-1").is_some_and(|t| t.field("state").as_str() == Some("read"))
     });
     let c = client(&s, "slow").expect("slow is listed");
-    assert_eq!(c.get("subs").u64(), Some(1));
-    assert_eq!(c.get("thread").str(), Some("client-2"));
+    assert_eq!(c.field("subs").u64(), Some(1));
+    assert_eq!(c.field("thread").as_str(), Some("client-2"));
     assert_eq!(
-        thread(&s, "acceptor").unwrap().get("state").str(),
+        thread(&s, "acceptor").unwrap().field("state").as_str(),
         Some("accept")
     );
 
@@ -149,7 +149,8 @@ fn stats_shows_each_thread_blocked_where_it_really_is() {
     let flooder = flood(addr, format!("/pub t {}", "x".repeat(1000)), stop.clone());
     let in_writev = |s: &Value| {
         thread(s, "dispatcher").is_some_and(|t| {
-            t.get("state").str() == Some("writev") && t.get("target_nick").str() == Some("slow")
+            t.field("state").as_str() == Some("writev")
+                && t.field("target_nick").as_str() == Some("slow")
         })
     };
     let first = until(
@@ -160,7 +161,7 @@ fn stats_shows_each_thread_blocked_where_it_really_is() {
     );
     let first_ms = thread(&first, "dispatcher")
         .unwrap()
-        .get("for_ms")
+        .field("for_ms")
         .u64()
         .unwrap();
     // Still the same write, a while later: the duration grows.
@@ -168,28 +169,29 @@ fn stats_shows_each_thread_blocked_where_it_really_is() {
     let later = stats(monitor);
     let d = thread(&later, "dispatcher").unwrap();
     assert!(in_writev(&later), "{d:?}");
-    assert!(d.get("blocked").bool());
+    assert!(d.field("blocked").is_true());
     assert!(
-        d.get("for_ms").u64().unwrap() > first_ms,
+        d.field("for_ms").u64().unwrap() > first_ms,
         "{first_ms} then {d:?}"
     );
     let c = client(&later, "slow").unwrap();
-    assert!(c.get("pending_bytes").u64().unwrap() > 0, "{c:?}");
-    assert!(c.get("write_blocked_ms").u64().unwrap() > 0, "{c:?}");
+    assert!(c.field("pending_bytes").u64().unwrap() > 0, "{c:?}");
+    assert!(c.field("write_blocked_ms").u64().unwrap() > 0, "{c:?}");
     // The channel is full, and the flooder's thread waits for room in it.
     let s = until(monitor, Duration::from_secs(5), "a full channel", |s| {
-        let ch = s.get("channel");
-        ch.get("len").u64() == Some(2)
-            && thread(s, "client-3").is_some_and(|t| t.get("state").str() == Some("channel_full"))
+        let ch = s.field("channel");
+        ch.field("len").u64() == Some(2)
+            && thread(s, "client-3")
+                .is_some_and(|t| t.field("state").as_str() == Some("channel_full"))
     });
-    assert_eq!(s.get("channel").get("capacity").u64(), Some(2));
+    assert_eq!(s.field("channel").field("capacity").u64(), Some(2));
     // Past half the write timeout `slow` is flagged, before it is cut off.
     until(monitor, Duration::from_secs(5), "slow at risk", |s| {
-        client(s, "slow").is_some_and(|c| c.get("at_risk").bool())
+        client(s, "slow").is_some_and(|c| c.field("at_risk").is_true())
     });
     // Then it is cut off, and counted.
     let s = until(monitor, Duration::from_secs(15), "slow cut off", |s| {
-        s.get("hub").get("cut_off").u64() == Some(1)
+        s.field("hub").field("cut_off").u64() == Some(1)
     });
     assert!(client(&s, "slow").is_none());
     stop.store(true, Ordering::SeqCst);
@@ -221,16 +223,16 @@ fn counters_count_lines_refusals_and_bytes() {
     c.expect_err("server-full");
     a.sync();
     let s = stats(monitor);
-    let hub_stats = s.get("hub");
-    assert_eq!(hub_stats.get("refused_line").u64(), Some(1), "{s:?}");
-    assert_eq!(hub_stats.get("refused_full").u64(), Some(1), "{s:?}");
-    assert_eq!(hub_stats.get("accepted").u64(), Some(2), "{s:?}");
+    let hub_stats = s.field("hub");
+    assert_eq!(hub_stats.field("refused_line").u64(), Some(1), "{s:?}");
+    assert_eq!(hub_stats.field("refused_full").u64(), Some(1), "{s:?}");
+    assert_eq!(hub_stats.field("accepted").u64(), Some(2), "{s:?}");
     let ann = client(&s, "ann").unwrap();
     // /nick, /ping (settle), chat, too long, /ping (sync)
-    assert_eq!(ann.get("lines_in").u64(), Some(5), "{ann:?}");
+    assert_eq!(ann.field("lines_in").u64(), Some(5), "{ann:?}");
     let bob = client(&s, "bob").unwrap();
-    assert!(bob.get("lines_out").u64().unwrap() >= 3, "{bob:?}"); // WELCOME, OK nick, MSG
-    assert!(bob.get("bytes_out").u64().unwrap() >= "MSG ann hello bob\n".len() as u64);
+    assert!(bob.field("lines_out").u64().unwrap() >= 3, "{bob:?}"); // WELCOME, OK nick, MSG
+    assert!(bob.field("bytes_out").u64().unwrap() >= "MSG ann hello bob\n".len() as u64);
     hub.shutdown();
 }
 

@@ -154,41 +154,18 @@ impl Order {
     }
 }
 
-/// The value of string field `name` in a flat JSON object, like
+/// The value of string field `name` in a JSON object, like
 /// `{"orderId":"K7QF-001"}` -> `K7QF-001`.
 ///
-/// Deliberately small: it finds `"name"`, a colon, and a string, and
-/// undoes the simple escapes. It is not a JSON parser; it is enough to read
-/// back what [`Order::to_json`] wrote, and returns `None` (never panics) on
-/// anything else a peer might publish.
+/// Reads the payload with the shared JSON reader ([`json::parse`]), so it
+/// returns `None` (never panics) on anything a peer might publish that is
+/// not a JSON object with that string field.
 pub fn json_field(json: &str, name: &str) -> Option<String> {
-    let key = json::string(name);
-    let mut search = json;
-    loop {
-        let at = search.find(&key)?;
-        let after = search[at + key.len()..].trim_start();
-        search = &search[at + key.len()..];
-        let Some(value) = after.strip_prefix(':') else {
-            // That was a value equal to the key's name; keep looking.
-            continue;
-        };
-        let value = value.trim_start().strip_prefix('"')?;
-        let mut out = String::new();
-        let mut chars = value.chars();
-        while let Some(c) = chars.next() {
-            match c {
-                '"' => return Some(out),
-                '\\' => match chars.next()? {
-                    'n' => out.push('\n'),
-                    'r' => out.push('\r'),
-                    't' => out.push('\t'),
-                    other => out.push(other),
-                },
-                c => out.push(c),
-            }
-        }
-        return None;
-    }
+    json::parse(json)
+        .ok()?
+        .get(name)?
+        .as_str()
+        .map(str::to_string)
 }
 
 #[cfg(test)]

@@ -13,10 +13,11 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
+use std::net::TcpStream;
 
 use super::recv::{Conn, End, Pace, Shared, Swept, Tally, stage, sweep};
 use super::report::{ConnsReport, duration};
-use super::target::{Target, check_fd_limit, connect, proc_status};
+use super::target::{ServerUnderTest, check_fd_limit, connect, proc_status};
 use super::{BenchError, ConnsArgs, Progress};
 
 /// Connections per reader thread before another one is started.
@@ -31,8 +32,8 @@ const STALL: Duration = Duration::from_secs(10);
 pub fn run(args: &ConnsArgs) -> Result<ConnsReport, BenchError> {
     let count = args.count as usize;
     let target = match &args.addr {
-        Some(addr) => Target::external(addr, args.pid)?,
-        None => Target::child(count + 16)?,
+        Some(addr) => ServerUnderTest::external(addr, args.pid)?,
+        None => ServerUnderTest::child(count + 16)?,
     };
     check_fd_limit(count as u64 + 64)?;
     let mut progress = Progress::new();
@@ -45,24 +46,54 @@ pub fn run(args: &ConnsArgs) -> Result<ConnsReport, BenchError> {
     Ok(report)
 }
 
+/// The phases in turn: readers, connects, welcomes, hold, tally.
 fn measure(
     args: &ConnsArgs,
-    target: &Target,
+    target: &ServerUnderTest,
     progress: &mut Progress,
-) -> (ConnsReport, Vec<std::net::TcpStream>) {
-    let count = args.count as usize;
-    let addr = target.addr();
+) -> (ConnsReport, Vec<TcpStream>) {
     let shared = Arc::new(Shared::new());
-    let deadline = Instant::now() + Duration::from_secs(args.timeout_s);
     let mut report = ConnsReport {
         server: target.describe(),
-        count,
+        count: args.count as usize,
         ..ConnsReport::default()
     };
+    let deadline = Instant::now() + Duration::from_secs(args.timeout_s);
+    let (feeds, sweepers) = start_readers(args.count as usize, &shared, &mut report);
+    let start_ns = shared.now_ns();
+    open_all(
+        args,
+        target,
+        &shared,
+        feeds,
+        deadline,
+        &mut report,
+        progress,
+    );
+    await_welcomes(args, &shared, deadline, start_ns, &mut report, progress);
+    let ramp_ns = shared.now_ns();
+    let pid = target.pid();
+    report.after_ramp = pid.and_then(proc_status);
+    hold(args, &shared, &mut report, progress);
+    report.after_hold = pid.and_then(proc_status);
+    shared.set_stage(stage::STOP);
+    let streams = collect(sweepers, start_ns, ramp_ns, &mut report);
+    log::info!(
+        "conns: {} welcomed in {}",
+        report.welcomed,
+        duration(report.ramp)
+    );
+    (report, streams)
+}
 
+fn start_readers(
+    count: usize,
+    shared: &Arc<Shared>,
+    report: &mut ConnsReport,
+) -> (Vec<Sender<Conn>>, Vec<JoinHandle<Swept>>) {
     let readers = count.div_ceil(CONNS_PER_READER).clamp(1, MAX_READERS);
-    let mut feeds: Vec<Sender<Conn>> = Vec::new();
-    let mut sweepers: Vec<JoinHandle<Swept>> = Vec::new();
+    let mut feeds = Vec::new();
+    let mut sweepers = Vec::new();
     for i in 0..readers {
         let (tx, rx) = crossbeam_channel::unbounded();
         let shared = shared.clone();
@@ -77,12 +108,24 @@ fn measure(
             Err(e) => report.failure = Some(format!("cannot start a reader thread: {e}")),
         }
     }
+    (feeds, sweepers)
+}
 
-    // Connect as fast as the server welcomes; readers take each connection
-    // at once.
-    let start_ns = shared.now_ns();
+/// Connects as fast as the server welcomes; readers take each connection
+/// at once.
+fn open_all(
+    args: &ConnsArgs,
+    target: &ServerUnderTest,
+    shared: &Shared,
+    feeds: Vec<Sender<Conn>>,
+    deadline: Instant,
+    report: &mut ConnsReport,
+    progress: &mut Progress,
+) {
+    let addr = target.addr();
     let in_flight = args.in_flight as usize;
-    for i in 0..count {
+    let start_ns = shared.now_ns();
+    for i in 0..args.count as usize {
         if feeds.is_empty() {
             break;
         }
@@ -126,25 +169,33 @@ fn measure(
             });
         }
     }
-    drop(feeds);
+}
 
-    // Wait for every WELCOME (or refusal, or close); give up early if
-    // nothing moves for a while (a server out of file descriptors never
-    // accepts the last few).
-    let opened = report.opened;
+/// Waits for every WELCOME (or refusal, or close); gives up early if
+/// nothing moves for a while (a server out of file descriptors never
+/// accepts the last few).
+fn await_welcomes(
+    args: &ConnsArgs,
+    shared: &Shared,
+    deadline: Instant,
+    start_ns: u64,
+    report: &mut ConnsReport,
+    progress: &mut Progress,
+) {
+    let (opened, count) = (report.opened, report.count);
     let mut last_progress = (0, Instant::now());
     loop {
         let welcomed = shared.welcomed.load(Ordering::Relaxed);
         let ended = shared.ended.load(Ordering::Relaxed);
         if welcomed + ended >= opened {
-            break;
+            return;
         }
         if Instant::now() >= deadline {
             report.failure.get_or_insert(format!(
                 "timed out after {} s with {welcomed} of {count} welcomed",
                 args.timeout_s
             ));
-            break;
+            return;
         }
         if welcomed + ended != last_progress.0 {
             last_progress = (welcomed + ended, Instant::now());
@@ -153,7 +204,7 @@ fn measure(
                 "stalled: no WELCOME for {} s with {welcomed} of {count} welcomed",
                 STALL.as_secs()
             ));
-            break;
+            return;
         }
         progress.show(|| {
             format!(
@@ -163,11 +214,9 @@ fn measure(
         });
         thread::sleep(Duration::from_millis(5));
     }
-    let ramp_ns = shared.now_ns();
-    let pid = target.pid();
-    report.after_ramp = pid.and_then(proc_status);
+}
 
-    // Hold.
+fn hold(args: &ConnsArgs, shared: &Shared, report: &mut ConnsReport, progress: &mut Progress) {
     let hold = Duration::from_secs(args.hold_s);
     let hold_start = Instant::now();
     while hold_start.elapsed() < hold {
@@ -181,9 +230,15 @@ fn measure(
         thread::sleep(Duration::from_millis(50));
     }
     report.hold = hold_start.elapsed();
-    report.after_hold = pid.and_then(proc_status);
-    shared.set_stage(stage::STOP);
+}
 
+/// Joins the readers and counts welcomes, refusals and closes.
+fn collect(
+    sweepers: Vec<JoinHandle<Swept>>,
+    start_ns: u64,
+    ramp_ns: u64,
+    report: &mut ConnsReport,
+) -> Vec<TcpStream> {
     let mut last_welcome = start_ns;
     let mut streams = Vec::new();
     for handle in sweepers {
@@ -206,16 +261,11 @@ fn measure(
             }
         }
     }
-    let ramp_end = if report.welcomed == count {
+    let ramp_end = if report.welcomed == report.count {
         last_welcome
     } else {
         ramp_ns
     };
     report.ramp = Duration::from_nanos(ramp_end.saturating_sub(start_ns));
-    log::info!(
-        "conns: {} welcomed in {}",
-        report.welcomed,
-        duration(report.ramp)
-    );
-    (report, streams)
+    streams
 }

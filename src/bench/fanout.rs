@@ -1,29 +1,38 @@
 //! `tcphub bench fanout`: many receivers, every line to every one.
 //!
-//! The script:
+//! The script, one function per phase:
 //!
-//! 1. Connect P publishers and S subscribers; each must get `WELCOME`.
-//!    Readers run from the first connect on, so the `JOIN` storm is read.
-//! 2. Everyone sends `/ping` and waits for `PONG`: the server handles lines
-//!    in one global order, so after `PONG` no `JOIN` noise is left.
-//! 3. The publishers send M lines each (rate-limited with `--rate`), each
-//!    line stamped with publisher, sequence number and send time.
-//! 4. Every other connection must receive P×M lines (a publisher: (P-1)×M),
-//!    each publisher's in order. Done when all have them, or at the timeout.
+//! 1. [`Run::connect`]: P publishers and S subscribers; readers run from
+//!    the first connect on, so the `JOIN` storm is read.
+//! 2. [`Run::sync`]: each must get `WELCOME`, then everyone sends `/ping`
+//!    and waits for `PONG`: the server handles lines in one global order, so
+//!    after `PONG` no `JOIN` noise is left. A raw relay (`--raw`) has no
+//!    protocol: the publisher repeats a `SYNC` line until every subscriber
+//!    has one, so each is known to be connected.
+//! 3. [`Run::publish`]: the publishers send lines stamped with publisher,
+//!    sequence number and send time: `--messages` each, or for a timed run
+//!    (`--duration-s`) until the window is long enough. The first
+//!    `--warmup-s` seconds are delivered and checked but not measured; the
+//!    measured window is sampled for CPU ([`super::cpu`]).
+//! 4. [`Run::collect`]: every other connection must have received every
+//!    line, each publisher's in order.
 
 use std::io::Write;
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::recv::{Conn, End, Expect, Pace, Shared, Swept, Tally, stage, sweep};
+use super::cpu::{Sample, Usage};
+use super::recv::{
+    Conn, End, Expect, Pace, SYNC_LINE, Shared, Swept, Tally, UNTIL_TOLD, stage, sweep,
+};
 use super::report::{FanoutReport, duration, si};
 use super::stats::Histogram;
-use super::target::{Target, check_fd_limit, connect};
+use super::target::{ServerUnderTest, check_fd_limit, connect};
 use super::wire::encode_chat;
 use super::{BenchError, FanoutArgs, Progress};
 
@@ -32,29 +41,28 @@ use super::{BenchError, FanoutArgs, Progress};
 struct Published {
     /// When its last line was written (ns since the bench's epoch).
     finished_ns: u64,
+    /// Lines it wrote.
+    sent: u64,
     error: Option<String>,
 }
 
 /// Runs the fan-out bench and reports; errors only when it cannot start.
 pub fn run(args: &FanoutArgs) -> Result<FanoutReport, BenchError> {
-    let publishers = args.publishers as usize;
-    let subscribers = args.subscribers as usize;
-    let clients = publishers + subscribers;
-    if clients < 2 {
-        return Err(BenchError::Usage(
-            "a fan-out needs at least two clients: add --subscribers or --publishers".into(),
-        ));
-    }
+    check_args(args)?;
+    let clients = (args.publishers + args.subscribers) as usize;
     let target = match &args.addr {
-        Some(addr) => Target::external(addr, None)?,
-        None => Target::in_process(clients + 16)?,
+        Some(addr) => ServerUnderTest::external(addr, args.pid)?,
+        None => ServerUnderTest::in_process(clients + 16)?,
     };
     // Each connection is one descriptor here, and one more in an
     // in-process hub; plus some slack for the process itself.
-    let per_client = if target.shares_fd_limit() { 2 } else { 1 };
+    let per_client = if target.in_this_process() { 2 } else { 1 };
     check_fd_limit((clients * per_client + 64) as u64)?;
     let mut progress = Progress::new();
-    let (report, streams) = measure(args, &target, &mut progress);
+    let mut run = Run::new(args, &target, &mut progress);
+    let report = run.measure();
+    let streams = std::mem::take(&mut run.streams);
+    drop(run);
     progress.done();
     // Stop a hub we started before hanging up on it, so it does not log a
     // write error for every client that goes.
@@ -63,111 +71,246 @@ pub fn run(args: &FanoutArgs) -> Result<FanoutReport, BenchError> {
     Ok(report)
 }
 
-fn measure(
-    args: &FanoutArgs,
-    target: &Target,
-    progress: &mut Progress,
-) -> (FanoutReport, Vec<TcpStream>) {
-    let publishers = args.publishers as usize;
-    let subscribers = args.subscribers as usize;
-    let clients = publishers + subscribers;
-    let messages = args.messages;
-    let size = args.size as usize;
-    let addr = target.addr();
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(args.timeout_s);
-    let shared = Arc::new(Shared::new());
-    let mut report = FanoutReport {
-        server: target.describe(),
-        publishers,
-        subscribers,
-        messages,
-        size,
-        rate: args.rate,
-        expected: messages * publishers as u64 * (clients as u64 - 1),
-        ..FanoutReport::default()
-    };
-
-    let readers = args
-        .readers
-        .map(|r| r as usize)
-        .unwrap_or(if subscribers <= 100 { 1 } else { 2 })
-        .min(subscribers.max(1));
-    let mut feeds: Vec<Sender<Conn>> = Vec::new();
-    let mut sweepers: Vec<JoinHandle<Swept>> = Vec::new();
-    let mut spawn_failure = None;
-    for i in 0..readers {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        match spawn_sweeper(format!("bench-rx-{i}"), rx, &shared, Pace::Eager) {
-            Ok(handle) => {
-                feeds.push(tx);
-                sweepers.push(handle);
-            }
-            Err(e) => spawn_failure = Some(e),
-        }
+fn check_args(args: &FanoutArgs) -> Result<(), BenchError> {
+    let usage = |why: &str| Err(BenchError::Usage(why.to_string()));
+    if args.publishers + args.subscribers < 2 {
+        return usage("a fan-out needs at least two clients: add --subscribers or --publishers");
     }
-
-    // Phase 1: connect. Publishers first (blocking sockets, each with its
-    // own reader thread), then the subscribers (non-blocking, swept).
-    let mut writers: Vec<(usize, TcpStream)> = Vec::new();
-    let mut failure: Option<String> = spawn_failure;
-    let text_len = size - 1;
-    for p in 0..publishers {
-        if failure.is_some() {
-            break;
-        }
-        let expect = Expect {
-            publishers,
-            lines: messages * (publishers as u64 - 1),
-            own: Some(p),
-            text_len,
-        };
-        match connect_publisher(addr, deadline, p, expect, &shared) {
-            Ok((writer, reader)) => {
-                writers.push((p, writer));
-                sweepers.push(reader);
-            }
-            Err(e) => failure = Some(e),
-        }
+    let seconds = [Some(args.warmup_s), args.duration_s, args.max_duration_s];
+    if seconds.iter().flatten().any(|s| !s.is_finite() || *s < 0.0) {
+        return usage("--warmup-s, --duration-s and --max-duration-s take seconds, 0 or more");
     }
-    let expect = Expect {
-        publishers,
-        lines: messages * publishers as u64,
-        own: None,
-        text_len,
-    };
-    for s in 0..subscribers {
-        if failure.is_some() || feeds.is_empty() {
-            break;
-        }
-        let opened = remaining(deadline)
-            .ok_or_else(|| "timed out while connecting".to_string())
-            .and_then(|left| connect(addr, left).map_err(|e| format!("connect to {addr}: {e}")))
-            .and_then(|stream| {
-                stream
-                    .set_nonblocking(true)
-                    .map(|()| stream)
-                    .map_err(|e| format!("socket setup: {e}"))
-            });
-        match opened {
-            Ok(stream) => {
-                let _ = feeds[s % feeds.len()].send(Conn::new(stream, Tally::counting(expect)));
-            }
-            Err(e) => failure = Some(e),
-        }
-        if s % 64 == 0 {
-            progress.show(|| format!("fanout: connecting {s}/{subscribers}"));
-        }
+    if args.raw && args.publishers != 1 {
+        return usage(
+            "--raw measures one publisher: a byte relay interleaves the chunks of several",
+        );
     }
-    drop(feeds);
+    if args.raw && args.addr.is_none() {
+        return usage("--raw needs --addr: the relay to measure (examples/relay_ceiling.rs)");
+    }
+    Ok(())
+}
 
-    // Phase 2: everyone welcomed, then everyone synced.
-    let connected = writers.len() + subscribers;
-    if failure.is_none() {
-        failure = wait_for(
-            &shared,
-            deadline,
+/// What the measured window saw.
+#[derive(Debug, Default)]
+struct Window {
+    /// When the first line was sent (ns since the epoch).
+    publish_start_ns: u64,
+    /// When it started (ns since the epoch): the warm-up's end.
+    start_ns: u64,
+    /// Deliveries already counted when it started.
+    received_at_start: u64,
+    /// CPU shares over it.
+    usage: Option<Usage>,
+    /// When the bench stopped waiting (ns since the epoch).
+    stopped_ns: u64,
+    /// When the last publisher finished writing.
+    finished_ns: u64,
+    /// Lines each publisher sent.
+    sent: Vec<u64>,
+    /// A timed run's window ends when the publishers stop: then, and the
+    /// deliveries counted by then.
+    end_ns: Option<u64>,
+    received_at_end: Option<u64>,
+}
+
+/// One fan-out run: the state its phases share.
+struct Run<'a> {
+    args: &'a FanoutArgs,
+    target: &'a ServerUnderTest,
+    progress: &'a mut Progress,
+    addr: SocketAddr,
+    deadline: Instant,
+    shared: Arc<Shared>,
+    /// Reader threads: the subscribers' sweepers, and one per publisher.
+    sweepers: Vec<JoinHandle<Swept>>,
+    /// The publishers' write halves, until they publish.
+    writers: Vec<(usize, TcpStream)>,
+    /// Connections that were opened.
+    connected: usize,
+    /// The first thing that went wrong.
+    failure: Option<String>,
+    /// Every connection, kept open until the run is over.
+    streams: Vec<TcpStream>,
+    /// The publishers' lead over the deliveries.
+    flow: Arc<Flow>,
+    /// When publishing started (ns since the epoch).
+    publish_start_ns: Option<u64>,
+}
+
+impl<'a> Run<'a> {
+    fn new(args: &'a FanoutArgs, target: &'a ServerUnderTest, progress: &'a mut Progress) -> Self {
+        Run {
+            args,
+            target,
             progress,
+            addr: target.addr(),
+            deadline: Instant::now() + Duration::from_secs(args.timeout_s),
+            shared: Arc::new(Shared::new()),
+            sweepers: Vec::new(),
+            writers: Vec::new(),
+            connected: 0,
+            failure: None,
+            streams: Vec::new(),
+            flow: Arc::new(Flow::new(args.publishers + args.subscribers - 1)),
+            publish_start_ns: None,
+        }
+    }
+
+    fn clients(&self) -> usize {
+        (self.args.publishers + self.args.subscribers) as usize
+    }
+
+    fn timed(&self) -> bool {
+        self.args.duration_s.is_some()
+    }
+
+    /// The phases in turn; each does nothing once something failed.
+    fn measure(&mut self) -> FanoutReport {
+        let args = self.args;
+        let mut report = FanoutReport {
+            server: self.target.describe(),
+            raw: args.raw,
+            publishers: args.publishers as usize,
+            subscribers: args.subscribers as usize,
+            messages: if self.timed() { 0 } else { args.messages },
+            size: args.size as usize,
+            rate: args.rate,
+            warmup: Duration::from_secs_f64(args.warmup_s),
+            timed: self.timed(),
+            ..FanoutReport::default()
+        };
+        self.connect();
+        self.sync();
+        let window = self.publish();
+        self.shared.set_stage(stage::STOP);
+        self.collect(&mut report, window);
+        report
+    }
+
+    /// What connection `own` (a publisher's, or `None`) must receive.
+    fn expect(&self, own: Option<usize>) -> Expect {
+        let publishers = self.args.publishers;
+        let lines = if self.timed() {
+            UNTIL_TOLD
+        } else if own.is_some() {
+            self.args.messages * (publishers - 1)
+        } else {
+            self.args.messages * publishers
+        };
+        Expect {
+            publishers: publishers as usize,
+            lines,
+            own,
+            text_len: self.args.size as usize - 1,
+            raw: self.args.raw,
+        }
+    }
+
+    /// Phase 1: start the readers, connect publishers (blocking sockets,
+    /// each with its own reader thread; none on a raw relay, which sends
+    /// the only publisher nothing), then the subscribers (non-blocking,
+    /// swept).
+    fn connect(&mut self) {
+        let subscribers = self.args.subscribers as usize;
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        let readers = self
+            .args
+            .readers
+            .map(|r| r as usize)
+            .unwrap_or(if subscribers <= 100 { 1 } else { cores })
+            .min(subscribers.max(1));
+        let mut feeds: Vec<Sender<Conn>> = Vec::new();
+        for i in 0..readers {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            match spawn_sweeper(format!("bench-rx-{i}"), rx, &self.shared, Pace::Eager) {
+                Ok(handle) => {
+                    feeds.push(tx);
+                    self.sweepers.push(handle);
+                }
+                Err(e) => self.failure = Some(e),
+            }
+        }
+        for p in 0..self.args.publishers as usize {
+            if self.failure.is_some() {
+                return;
+            }
+            let expect = (!self.args.raw).then(|| self.expect(Some(p)));
+            match connect_publisher(self.addr, self.deadline, p, expect, &self.shared) {
+                Ok((writer, reader)) => {
+                    self.writers.push((p, writer));
+                    // `connected` counts the connections that are read.
+                    self.connected += usize::from(reader.is_some());
+                    self.sweepers.extend(reader);
+                }
+                Err(e) => self.failure = Some(e),
+            }
+        }
+        self.connect_subscribers(&feeds);
+    }
+
+    fn connect_subscribers(&mut self, feeds: &[Sender<Conn>]) {
+        let subscribers = self.args.subscribers as usize;
+        let expect = self.expect(None);
+        let addr = self.addr;
+        for s in 0..subscribers {
+            if self.failure.is_some() || feeds.is_empty() {
+                return;
+            }
+            let opened = remaining(self.deadline)
+                .ok_or_else(|| "timed out while connecting".to_string())
+                .and_then(|left| connect(addr, left).map_err(|e| format!("connect to {addr}: {e}")))
+                .and_then(|stream| {
+                    stream
+                        .set_nonblocking(true)
+                        .map(|()| stream)
+                        .map_err(|e| format!("socket setup: {e}"))
+                });
+            match opened {
+                Ok(stream) => {
+                    let _ = feeds[s % feeds.len()].send(Conn::new(stream, Tally::counting(expect)));
+                    self.connected += 1;
+                }
+                Err(e) => self.failure = Some(e),
+            }
+            if s % 64 == 0 {
+                self.progress
+                    .show(|| format!("fanout: connecting {s}/{subscribers}"));
+            }
+        }
+    }
+
+    /// Waits until `done`, showing `line` as progress; records a timeout as
+    /// the failure. Does nothing once something failed.
+    fn wait(
+        &mut self,
+        what: &str,
+        done: impl Fn(&Shared) -> bool,
+        line: impl Fn(&Shared) -> String,
+    ) {
+        // While publishing, every check also resizes the publishers' lead.
+        let (flow, start) = (self.flow.clone(), self.publish_start_ns);
+        let done = |s: &Shared| {
+            if let Some(start) = start {
+                flow.update(s, start);
+            }
+            done(s)
+        };
+        if self.failure.is_none() {
+            self.failure = wait_for(&self.shared, self.deadline, self.progress, done, line, what);
+        }
+    }
+
+    /// Phase 2: everyone welcomed, then past the join noise.
+    fn sync(&mut self) {
+        let clients = self.clients();
+        let connected = self.connected;
+        if self.args.raw {
+            self.raw_sync();
+            return;
+        }
+        self.wait(
+            "waiting for WELCOME",
             |s| s.welcomed.load(Ordering::Relaxed) + s.ended.load(Ordering::Relaxed) >= connected,
             |s| {
                 format!(
@@ -175,18 +318,15 @@ fn measure(
                     s.welcomed.load(Ordering::Relaxed)
                 )
             },
-            "waiting for WELCOME",
         );
-    }
-    if failure.is_none() && shared.ended.load(Ordering::Relaxed) > 0 {
-        failure = Some("connections were refused or closed before the run".into());
-    }
-    if failure.is_none() {
-        shared.set_stage(stage::SYNC);
-        failure = wait_for(
-            &shared,
-            deadline,
-            progress,
+        if self.failure.is_none() && self.shared.ended.load(Ordering::Relaxed) > 0 {
+            self.failure = Some("connections were refused or closed before the run".into());
+        }
+        if self.failure.is_none() {
+            self.shared.set_stage(stage::SYNC);
+        }
+        self.wait(
+            "draining the join noise (/ping)",
             |s| s.synced.load(Ordering::Relaxed) + s.ended.load(Ordering::Relaxed) >= connected,
             |s| {
                 format!(
@@ -194,111 +334,263 @@ fn measure(
                     s.synced.load(Ordering::Relaxed)
                 )
             },
-            "draining the join noise (/ping)",
         );
     }
 
-    // Phase 3: publish and count.
-    let mut publishing: Vec<JoinHandle<Published>> = Vec::new();
-    let start_ns = shared.now_ns();
-    if failure.is_none() {
+    /// Phase 2 on a raw relay: the publisher says `SYNC` every 5 ms until
+    /// every subscriber has heard one (a relay forwards only to the
+    /// connections it has accepted by then).
+    fn raw_sync(&mut self) {
+        let subscribers = self.args.subscribers as usize;
+        let mut line = SYNC_LINE.to_vec();
+        line.push(b'\n');
+        while self.failure.is_none() {
+            let synced = self.shared.synced.load(Ordering::Relaxed);
+            if synced >= subscribers {
+                return;
+            }
+            if self.shared.ended.load(Ordering::Relaxed) > 0 {
+                self.failure = Some("the relay closed connections before the run".into());
+            } else if Instant::now() >= self.deadline {
+                self.failure = Some("timed out while syncing with the relay".into());
+            } else if let Some((_, writer)) = self.writers.first_mut()
+                && let Err(e) = writer.write_all(&line)
+            {
+                self.failure = Some(format!("publisher: write failed: {e}"));
+            }
+            self.progress
+                .show(|| format!("fanout: {synced} of {subscribers} synced with the relay"));
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Phase 3: publish, warm up, measure the window, drain.
+    fn publish(&mut self) -> Window {
+        let mut window = Window::default();
+        if self.failure.is_some() {
+            return window;
+        }
+        let shared = self.shared.clone();
+        if self.args.warmup_s > 0.0 {
+            shared.record_from_ns.store(u64::MAX, Ordering::Relaxed);
+        }
         shared.set_stage(stage::MEASURE);
-        for (p, stream) in writers.drain(..) {
-            let shared = shared.clone();
-            let rate = args.rate;
+        let start_ns = shared.now_ns();
+        window.publish_start_ns = start_ns;
+        self.publish_start_ns = Some(start_ns);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut publishing = self.start_publishers(start_ns, &stop);
+        self.warm_up(start_ns);
+        window.start_ns = shared.now_ns();
+        shared
+            .record_from_ns
+            .store(window.start_ns, Ordering::Relaxed);
+        window.received_at_start = shared.received.load(Ordering::Relaxed);
+        let pid = self.target.pid();
+        let cpu_start = Sample::take(pid);
+        let in_process = self.target.in_this_process();
+        if self.timed() {
+            // The window is the publishing time: what is still queued when
+            // the publishers stop is delivered and checked, not measured.
+            self.wait_for_window(&window);
+            stop.store(true, Ordering::Relaxed);
+            let cpu_end = Sample::take(pid);
+            window.end_ns = Some(shared.now_ns());
+            window.received_at_end = Some(shared.received.load(Ordering::Relaxed));
+            window.usage = Some(Usage::between(&cpu_start, &cpu_end, in_process));
+            self.join_publishers(&mut publishing, &mut window);
+            let _ = shared.sent.set(window.sent.clone());
+        }
+        self.drain(&window);
+        if window.usage.is_none() {
+            let cpu_end = Sample::take(pid);
+            window.usage = Some(Usage::between(&cpu_start, &cpu_end, in_process));
+        }
+        window.stopped_ns = shared.now_ns();
+        shared.set_stage(stage::STOP);
+        self.join_publishers(&mut publishing, &mut window);
+        window
+    }
+
+    fn start_publishers(
+        &mut self,
+        start_ns: u64,
+        stop: &Arc<AtomicBool>,
+    ) -> Vec<JoinHandle<Published>> {
+        let mut publishing = Vec::new();
+        let flow = self.flow.clone();
+        for (p, stream) in self.writers.drain(..) {
+            let plan = Plan {
+                index: p,
+                messages: if self.args.duration_s.is_some() {
+                    u64::MAX
+                } else {
+                    self.args.messages
+                },
+                size: self.args.size as usize,
+                rate: self.args.rate,
+                start_ns,
+                deadline: self.deadline,
+                stop: stop.clone(),
+                flow: flow.clone(),
+            };
+            let shared = self.shared.clone();
             let spawned = thread::Builder::new()
                 .name(format!("bench-pub-{p}"))
-                .spawn(move || {
-                    publish(stream, p, messages, size, rate, &shared, start_ns, deadline)
-                });
+                .spawn(move || publish(stream, &plan, &shared));
             match spawned {
                 Ok(handle) => publishing.push(handle),
                 Err(e) => {
-                    failure = Some(format!("cannot start a publisher thread: {e}"));
+                    self.failure = Some(format!("cannot start a publisher thread: {e}"));
+                    stop.store(true, Ordering::Relaxed);
                     break;
                 }
             }
         }
-        let expected = report.expected;
-        let run_failure = wait_for(
-            &shared,
-            deadline,
-            progress,
+        publishing
+    }
+
+    fn warm_up(&mut self, start_ns: u64) {
+        let warmup_ns = (self.args.warmup_s * 1e9) as u64;
+        self.wait(
+            "warming up",
+            |s| s.now_ns() >= start_ns + warmup_ns || s.failed.load(Ordering::Relaxed),
+            |s| {
+                format!(
+                    "fanout: warming up, {} deliveries",
+                    si(s.received.load(Ordering::Relaxed) as f64)
+                )
+            },
+        );
+    }
+
+    /// A timed run: until the window is long enough and has enough
+    /// deliveries, or has reached its longest.
+    fn wait_for_window(&mut self, window: &Window) {
+        let min_ns = (self.args.duration_s.unwrap_or(0.0) * 1e9) as u64;
+        let max_s = self
+            .args
+            .max_duration_s
+            .unwrap_or(2.0 * self.args.duration_s.unwrap_or(0.0));
+        let max_ns = (max_s * 1e9) as u64;
+        let min_deliveries = self.args.min_deliveries;
+        let (start, before) = (window.start_ns, window.received_at_start);
+        let connected = self.connected;
+        self.wait(
+            "measuring",
+            |s| {
+                let elapsed = s.now_ns().saturating_sub(start);
+                let got = s.received.load(Ordering::Relaxed) - before;
+                (elapsed >= min_ns && (got >= min_deliveries || elapsed >= max_ns))
+                    || s.failed.load(Ordering::Relaxed)
+                    || s.ended.load(Ordering::Relaxed) >= connected
+            },
+            |s| {
+                let secs = s.now_ns().saturating_sub(start) as f64 / 1e9;
+                let got = s.received.load(Ordering::Relaxed) - before;
+                format!(
+                    "fanout: {secs:.1} s measured, {} deliveries/s",
+                    si(got as f64 / secs.max(1e-9))
+                )
+            },
+        );
+    }
+
+    /// Until every connection has every line (or is gone).
+    fn drain(&mut self, window: &Window) {
+        let connected = self.connected;
+        let start = window.start_ns;
+        self.wait(
+            "delivering",
             |s| {
                 s.complete.load(Ordering::Relaxed) + s.ended.load(Ordering::Relaxed) >= connected
                     || s.failed.load(Ordering::Relaxed)
             },
             |s| {
                 let got = s.received.load(Ordering::Relaxed);
-                let secs = (s.now_ns() - start_ns) as f64 / 1e9;
-                format!(
-                    "fanout: {got} of {expected} deliveries ({:.0}%), {secs:.1} s, {} deliveries/s",
-                    100.0 * got as f64 / expected.max(1) as f64,
-                    si(got as f64 / secs.max(1e-9))
-                )
+                let secs = s.now_ns().saturating_sub(start) as f64 / 1e9;
+                format!("fanout: {} deliveries, {secs:.1} s", si(got as f64))
             },
-            "delivering",
         );
-        failure = failure.or(run_failure);
     }
-    let stopped_ns = shared.now_ns();
-    shared.set_stage(stage::STOP);
 
-    // Collect.
-    let mut finished_ns = start_ns;
-    for handle in publishing {
-        match handle.join() {
-            Ok(p) => {
-                finished_ns = finished_ns.max(p.finished_ns);
-                if let Some(e) = p.error {
-                    failure.get_or_insert(e);
+    fn join_publishers(
+        &mut self,
+        publishing: &mut Vec<JoinHandle<Published>>,
+        window: &mut Window,
+    ) {
+        for handle in publishing.drain(..) {
+            match handle.join() {
+                Ok(p) => {
+                    window.finished_ns = window.finished_ns.max(p.finished_ns);
+                    window.sent.push(p.sent);
+                    if let Some(e) = p.error {
+                        self.failure.get_or_insert(e);
+                    }
+                }
+                Err(_) => {
+                    self.failure
+                        .get_or_insert("a publisher thread panicked".into());
                 }
             }
-            Err(_) => {
-                failure.get_or_insert("a publisher thread panicked".into());
-            }
         }
     }
-    let mut latency = Histogram::new();
-    let mut last_ns = start_ns;
-    let mut streams = Vec::new();
-    for handle in sweepers {
-        let Ok(swept) = handle.join() else {
-            failure.get_or_insert("a reader thread panicked".into());
-            continue;
+
+    /// Phase 4: join the readers and add up what every connection saw.
+    fn collect(&mut self, report: &mut FanoutReport, window: Window) {
+        let mut latency = Histogram::new();
+        let mut last_ns = window.start_ns;
+        for handle in self.sweepers.drain(..) {
+            let Ok(swept) = handle.join() else {
+                self.failure
+                    .get_or_insert("a reader thread panicked".into());
+                continue;
+            };
+            latency.merge(&swept.latency);
+            self.streams.extend(swept.streams);
+            for t in &swept.tallies {
+                report.received += t.received;
+                report.out_of_order += t.out_of_order;
+                report.other_lines += t.other_lines;
+                last_ns = last_ns.max(t.last_ns);
+                match &t.end {
+                    Some(End::Refused) => report.refused += 1,
+                    Some(End::Closed(_)) => report.disconnected += 1,
+                    None => {}
+                }
+            }
+        }
+        let sent: u64 = if self.timed() {
+            window.sent.iter().sum()
+        } else {
+            self.args.messages * self.args.publishers
         };
-        latency.merge(&swept.latency);
-        streams.extend(swept.streams);
-        for t in &swept.tallies {
-            report.received += t.received;
-            report.lost += t.lost();
-            report.out_of_order += t.out_of_order;
-            report.other_lines += t.other_lines;
-            last_ns = last_ns.max(t.last_ns);
-            match &t.end {
-                Some(End::Refused) => report.refused += 1,
-                Some(End::Closed(_)) => report.disconnected += 1,
-                None => {}
-            }
-        }
+        report.sent = sent;
+        // Every line is for every other client (a raw relay's only
+        // publisher gets nothing: subscribers = clients - 1 there too).
+        report.expected = sent * (self.clients() as u64 - 1);
+        report.lost = report.expected.saturating_sub(report.received);
+        let end_ns = if report.received >= report.expected {
+            last_ns
+        } else {
+            window.stopped_ns
+        };
+        report.elapsed = Duration::from_nanos(end_ns.saturating_sub(window.publish_start_ns));
+        let window_end = window.end_ns.unwrap_or(end_ns);
+        report.window = Duration::from_nanos(window_end.saturating_sub(window.start_ns));
+        report.window_deliveries = window
+            .received_at_end
+            .unwrap_or(report.received)
+            .saturating_sub(window.received_at_start);
+        report.publish_elapsed =
+            Duration::from_nanos(window.finished_ns.saturating_sub(window.publish_start_ns));
+        report.latency_p50 = latency.percentile_duration(50.0);
+        report.latency_p99 = latency.percentile_duration(99.0);
+        report.latency_max = Duration::from_nanos(latency.max());
+        report.latency_samples = latency.count();
+        report.usage = window.usage;
+        report.failure = self.failure.take();
     }
-    // Connections never opened lost everything they should have received.
-    let counted_expected: u64 = report.received + report.lost;
-    if counted_expected < report.expected && failure.is_some() {
-        report.lost = report.expected - report.received;
-    }
-    let end_ns = if report.received == report.expected {
-        last_ns
-    } else {
-        stopped_ns
-    };
-    report.elapsed = Duration::from_nanos(end_ns.saturating_sub(start_ns));
-    report.publish_elapsed = Duration::from_nanos(finished_ns.saturating_sub(start_ns));
-    report.latency_p50 = latency.percentile_duration(50.0);
-    report.latency_p99 = latency.percentile_duration(99.0);
-    report.latency_max = Duration::from_nanos(latency.max());
-    report.failure = failure;
-    (report, streams)
 }
 
 fn spawn_sweeper(
@@ -315,16 +607,20 @@ fn spawn_sweeper(
 }
 
 /// Connects publisher `p`: returns its write half, and starts the reader
-/// thread of its read half (it receives the other publishers' lines).
+/// thread of its read half (it receives the other publishers' lines) if it
+/// is to `expect` anything.
 fn connect_publisher(
-    addr: std::net::SocketAddr,
+    addr: SocketAddr,
     deadline: Instant,
     p: usize,
-    expect: Expect,
+    expect: Option<Expect>,
     shared: &Arc<Shared>,
-) -> Result<(TcpStream, JoinHandle<Swept>), String> {
+) -> Result<(TcpStream, Option<JoinHandle<Swept>>), String> {
     let left = remaining(deadline).ok_or("timed out while connecting")?;
     let stream = connect(addr, left).map_err(|e| format!("connect to {addr}: {e}"))?;
+    let Some(expect) = expect else {
+        return Ok((stream, None));
+    };
     let reader = stream
         .try_clone()
         .map_err(|e| format!("socket setup: {e}"))?;
@@ -337,7 +633,7 @@ fn connect_publisher(
     let _ = tx.send(Conn::new(reader, Tally::counting(expect)));
     drop(tx);
     let handle = spawn_sweeper(format!("bench-pub-rx-{p}"), rx, shared, Pace::Blocking)?;
-    Ok((stream, handle))
+    Ok((stream, Some(handle)))
 }
 
 /// Waits until `done`, showing progress; `Some(reason)` on timeout.
@@ -370,66 +666,141 @@ fn remaining(deadline: Instant) -> Option<Duration> {
 /// Lines per write when the rate is unlimited: about 16 KiB.
 const BATCH_BYTES: usize = 16 * 1024;
 
-/// One publisher: M lines, as fast as the server takes them, or at `rate`
-/// lines per second (each line stamped when it is written).
-#[allow(clippy::too_many_arguments)]
-fn publish(
-    mut stream: TcpStream,
+/// What one publisher is to do.
+struct Plan {
     index: usize,
+    /// Lines to send (`u64::MAX`: until `stop`).
     messages: u64,
     size: usize,
+    /// Lines per second, if limited.
     rate: Option<u64>,
-    shared: &Shared,
     start_ns: u64,
     deadline: Instant,
-) -> Published {
-    let per_write = match rate {
+    /// Set when a timed run's window is long enough.
+    stop: Arc<AtomicBool>,
+    flow: Arc<Flow>,
+}
+
+/// How far publishers may run ahead of the deliveries. A server that
+/// reads faster than it delivers (Node buffers every write in memory) would
+/// otherwise be fed more in a second than it delivers in a minute, and the
+/// drain after the window would take that minute.
+#[derive(Debug)]
+struct Flow {
+    /// Lines written, over all publishers.
+    sent: AtomicU64,
+    /// Deliveries each line makes.
+    receivers: u64,
+    /// Most deliveries in flight (sent, not yet received).
+    cap: AtomicU64,
+}
+
+/// Deliveries in flight are kept under this much time at the rate seen so
+/// far...
+const LAG: f64 = 0.25;
+/// ... but never under this many lines' worth.
+const MIN_LAG_LINES: u64 = 64;
+
+impl Flow {
+    fn new(receivers: u64) -> Flow {
+        Flow {
+            sent: AtomicU64::new(0),
+            receivers,
+            cap: AtomicU64::new(MIN_LAG_LINES * receivers),
+        }
+    }
+
+    /// Re-reads the delivery rate since `start_ns` and resizes the cap.
+    fn update(&self, shared: &Shared, start_ns: u64) {
+        let secs = shared.now_ns().saturating_sub(start_ns) as f64 / 1e9;
+        if secs > 0.05 {
+            let rate = shared.received.load(Ordering::Relaxed) as f64 / secs;
+            let cap = ((rate * LAG) as u64).max(MIN_LAG_LINES * self.receivers);
+            self.cap.store(cap, Ordering::Relaxed);
+        }
+    }
+
+    /// Lines that may still be sent before the cap is reached.
+    fn room_lines(&self, shared: &Shared) -> u64 {
+        let sent = self.sent.load(Ordering::Relaxed) * self.receivers;
+        let in_flight = sent.saturating_sub(shared.received.load(Ordering::Relaxed));
+        self.cap.load(Ordering::Relaxed).saturating_sub(in_flight) / self.receivers.max(1)
+    }
+
+    /// True while more than the cap is in flight.
+    fn too_far_ahead(&self, shared: &Shared) -> bool {
+        let sent = self.sent.load(Ordering::Relaxed) * self.receivers;
+        sent.saturating_sub(shared.received.load(Ordering::Relaxed))
+            > self.cap.load(Ordering::Relaxed)
+    }
+}
+
+/// One publisher: its lines, as fast as the server takes them, or at
+/// `rate` lines per second (each line stamped when it is written).
+fn publish(mut stream: TcpStream, plan: &Plan, shared: &Shared) -> Published {
+    let per_write = match plan.rate {
         Some(_) => 1,
-        None => (BATCH_BYTES / size).max(1) as u64,
+        None => (BATCH_BYTES / plan.size).max(1) as u64,
     };
-    let mut buffer = Vec::with_capacity(size * per_write as usize);
+    let mut buffer = Vec::with_capacity(plan.size * per_write as usize);
     let mut seq = 0;
     let mut error = None;
-    while seq < messages {
-        if shared.stage() == stage::STOP {
+    let timed = plan.messages == u64::MAX;
+    while seq < plan.messages {
+        if shared.stage() == stage::STOP || plan.stop.load(Ordering::Relaxed) {
+            if !timed {
+                error = Some(format!(
+                    "publisher {} stopped with {} lines unsent",
+                    plan.index,
+                    plan.messages - seq
+                ));
+            }
             break;
         }
-        if let Some(rate) = rate {
+        if let Some(rate) = plan.rate {
             // Line `seq` is due at start + seq/rate; if late, send at once.
-            let due = start_ns + seq.saturating_mul(1_000_000_000) / rate;
+            let due = plan.start_ns + seq.saturating_mul(1_000_000_000) / rate;
             let now = shared.now_ns();
             if due > now {
                 thread::sleep(Duration::from_nanos(due - now));
             }
         }
-        let Some(left) = remaining(deadline) else {
-            error = Some(format!(
-                "publisher {index} timed out with {} lines unsent",
-                messages - seq
-            ));
+        while plan.rate.is_none()
+            && plan.flow.too_far_ahead(shared)
+            && !plan.stop.load(Ordering::Relaxed)
+            && shared.stage() != stage::STOP
+        {
+            thread::sleep(Duration::from_micros(20));
+        }
+        let Some(left) = remaining(plan.deadline) else {
+            error = Some(format!("publisher {} timed out", plan.index));
             break;
         };
         let _ = stream.set_write_timeout(Some(left));
         buffer.clear();
         let now = shared.now_ns();
-        let n = per_write.min(messages - seq);
+        // No more than the flow cap allows in one write, either.
+        let room = plan.flow.room_lines(shared).max(1);
+        let n = per_write.min(plan.messages - seq).min(room);
         for s in seq..seq + n {
-            encode_chat(&mut buffer, index, s, now, size);
+            encode_chat(&mut buffer, plan.index, s, now, plan.size);
         }
         if let Err(e) = stream.write_all(&buffer) {
-            error = Some(format!("publisher {index}: write failed: {e}"));
+            error = Some(format!("publisher {}: write failed: {e}", plan.index));
             shared.failed.store(true, Ordering::Relaxed);
             break;
         }
         seq += n;
+        plan.flow.sent.fetch_add(n, Ordering::Relaxed);
     }
     Published {
         finished_ns: shared.now_ns(),
+        sent: seq,
         error,
     }
 }
 
-/// A one-line summary for logs (used by `make compare`'s driver).
+/// A one-line summary for logs.
 pub fn summary(r: &FanoutReport) -> String {
     format!(
         "{}x{}: {} deliveries/s, p99 {}, {}",

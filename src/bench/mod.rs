@@ -4,7 +4,8 @@
 //!
 //! - [`fanout`]: publishers send numbered, timestamped chat lines; every
 //!   other client must receive every one, in order. Throughput, latency,
-//!   loss and order.
+//!   loss and order, and who used the CPU ([`cpu`]). `--raw` measures a
+//!   server that only relays bytes (`examples/relay_ceiling.rs`).
 //! - [`conns`]: many idle clients at once. How fast they are all welcomed,
 //!   and what holding them costs the server (memory, threads).
 //!
@@ -13,8 +14,10 @@
 //! wire format of its lines is in [`wire`], latency percentiles in
 //! [`stats`], the server under test in [`target`], output in [`report`].
 //! Without `--addr` it measures the threaded hub, started for the purpose.
+//! Logging is the caller's business (`tcphub bench` sets it up in cli.rs).
 
 pub mod conns;
+pub mod cpu;
 pub mod fanout;
 pub mod recv;
 pub mod report;
@@ -76,9 +79,34 @@ pub struct FanoutArgs {
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub timeout_s: u64,
     /// Reader threads for the subscribers (default: 1 up to 100 of them,
-    /// else 2).
+    /// else one per core).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub readers: Option<u64>,
+    /// Publish for this long (seconds, after the warm-up) instead of a
+    /// fixed `--messages`: a sustained run.
+    #[arg(long)]
+    pub duration_s: Option<f64>,
+    /// With `--duration-s`: keep publishing until the measured window also
+    /// has this many deliveries...
+    #[arg(long, default_value_t = 0)]
+    pub min_deliveries: u64,
+    /// ... but stop at this many seconds whatever the count (default: twice
+    /// `--duration-s`).
+    #[arg(long)]
+    pub max_duration_s: Option<f64>,
+    /// Seconds of publishing before the measured window starts; what is
+    /// delivered meanwhile is checked for loss and order but not measured.
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup_s: f64,
+    /// Process id of the server at `--addr`, to read its CPU time.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// The server only relays bytes (no protocol: no `WELCOME`, no `MSG`
+    /// prefix), like examples/relay_ceiling.rs. One publisher; subscribers
+    /// get the publisher's lines verbatim, and a `SYNC` line the publisher
+    /// repeats until all have one tells when everyone is connected.
+    #[arg(long)]
+    pub raw: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -162,7 +190,6 @@ impl std::error::Error for BenchError {}
 /// Runs `tcphub bench ...`; the exit code is 0 for a clean run, 1 for a run
 /// that lost, reordered or timed out, 2 for one that could not start.
 pub fn run(args: &BenchArgs) -> ExitCode {
-    crate::cli::init_logging_at("warn");
     let outcome = match &args.kind {
         BenchKind::Fanout(a) => fanout::run(a).map(|r| {
             let text = if a.json { r.to_json() } else { r.to_text() };

@@ -17,8 +17,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -63,7 +63,17 @@ pub struct Expect {
     pub own: Option<usize>,
     /// Bytes of a chat line's text (`--size` minus the `\n`).
     pub text_len: usize,
+    /// A raw relay: lines arrive as sent (no `MSG <nick> ` prefix), there
+    /// is no `WELCOME`, and a `SYNC` line stands for `PONG`.
+    pub raw: bool,
 }
+
+/// What a connection expects before the publishers' totals are known (a
+/// timed run): never complete until [`Tally::finalize`].
+pub const UNTIL_TOLD: u64 = u64::MAX;
+
+/// The line a raw publisher repeats until every subscriber has seen it.
+pub const SYNC_LINE: &[u8] = b"SYNC";
 
 /// Everything one connection has seen. Pure bookkeeping, no IO: fed with
 /// whatever bytes a read returned.
@@ -87,6 +97,9 @@ pub struct Tally {
     pub other_lines: u64,
     /// When the last chat line arrived (ns since the bench's epoch).
     pub last_ns: u64,
+    /// Latencies are recorded only for lines sent at or after this time
+    /// (ns since the bench's epoch): the warm-up is not measured.
+    pub record_from_ns: u64,
     /// Set if the connection ended early.
     pub end: Option<End>,
 }
@@ -98,6 +111,11 @@ impl Tally {
     /// A connection of a fan-out run, which counts chat lines after `PONG`.
     pub fn counting(expect: Expect) -> Self {
         Tally {
+            phase: if expect.raw {
+                Phase::Syncing
+            } else {
+                Phase::AwaitWelcome
+            },
             next_seq: vec![0; expect.publishers],
             expect: Some(expect),
             ..Tally::discarding()
@@ -117,8 +135,29 @@ impl Tally {
             out_of_order: 0,
             other_lines: 0,
             last_ns: 0,
+            record_from_ns: 0,
             end: None,
         }
+    }
+
+    /// A timed run is over: publisher `p` sent `sent[p]` lines. From now on
+    /// this connection expects all of them but its own publisher's.
+    pub fn finalize(&mut self, sent: &[u64]) {
+        if let Some(e) = &mut self.expect
+            && e.lines == UNTIL_TOLD
+        {
+            e.lines = sent
+                .iter()
+                .enumerate()
+                .filter(|&(p, _)| Some(p) != e.own)
+                .map(|(_, n)| n)
+                .sum();
+        }
+    }
+
+    /// True on a raw relay's connection.
+    pub fn is_raw(&self) -> bool {
+        self.expect.is_some_and(|e| e.raw)
     }
 
     /// Where this connection is.
@@ -202,8 +241,13 @@ impl Tally {
     /// The common case while counting: a whole `MSG <nick> <our text>\n` at
     /// the start of `bytes`, parsed without scanning. Returns the bytes used.
     fn fast_chat(&mut self, bytes: &[u8], now_ns: u64, latency: &mut Histogram) -> Option<usize> {
-        let text_len = self.expect?.text_len;
-        let start = msg_text_start(bytes)?;
+        let expect = self.expect?;
+        let text_len = expect.text_len;
+        let start = if expect.raw {
+            0
+        } else {
+            msg_text_start(bytes)?
+        };
         let end = start + text_len;
         if bytes.get(end) != Some(&b'\n') {
             return None;
@@ -233,12 +277,21 @@ impl Tally {
             }
             Phase::Welcomed | Phase::Discarding => {}
             Phase::Syncing => {
-                if line == b"PONG" {
+                let sync: &[u8] = if self.is_raw() { SYNC_LINE } else { b"PONG" };
+                if line == sync {
                     self.phase = Phase::Counting;
                 }
             }
+            // A raw publisher may repeat SYNC a few times before it sees
+            // everyone synced: those are not noise.
+            Phase::Counting if self.is_raw() && line == SYNC_LINE => {}
             Phase::Counting => {
-                let chat = msg_text_start(line).and_then(|s| parse_chat_text(&line[s..]));
+                let start = if self.is_raw() {
+                    Some(0)
+                } else {
+                    msg_text_start(line)
+                };
+                let chat = start.and_then(|s| parse_chat_text(&line[s..]));
                 match chat {
                     Some(c) => self.count(c.publisher, c.seq, c.sent_ns, now_ns, latency),
                     None => self.other_lines += 1,
@@ -273,7 +326,9 @@ impl Tally {
         }
         self.received += 1;
         self.last_ns = now_ns;
-        latency.record(now_ns.saturating_sub(sent_ns));
+        if sent_ns >= self.record_from_ns {
+            latency.record(now_ns.saturating_sub(sent_ns));
+        }
     }
 }
 
@@ -309,6 +364,11 @@ pub struct Shared {
     pub bytes: AtomicU64,
     /// Set by a reader that found a failure worth stopping for.
     pub failed: AtomicBool,
+    /// Latencies count for lines sent from this time on (ns since the
+    /// epoch; `u64::MAX` during a warm-up).
+    pub record_from_ns: AtomicU64,
+    /// A timed run's lines per publisher, once the publishers have stopped.
+    pub sent: OnceLock<Vec<u64>>,
 }
 
 impl Shared {
@@ -324,6 +384,8 @@ impl Shared {
             received: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             failed: AtomicBool::new(false),
+            record_from_ns: AtomicU64::new(0),
+            sent: OnceLock::new(),
         }
     }
 
@@ -383,7 +445,7 @@ impl Conn {
     /// Sends (the rest of) `/ping` once the stage says so; never blocks long.
     fn maybe_ping(&mut self, stage: u8) {
         const PING: &[u8] = b"/ping\n";
-        if stage < stage::SYNC || self.tally.phase() == Phase::AwaitWelcome {
+        if stage < stage::SYNC || self.tally.phase() == Phase::AwaitWelcome || self.tally.is_raw() {
             return;
         }
         self.tally.start_sync();
@@ -474,6 +536,7 @@ pub fn sweep(incoming: Receiver<Conn>, shared: Arc<Shared>, pace: Pace) -> Swept
     let mut latency = Histogram::new();
     let mut more_coming = true;
     let mut idle_sweeps: u32 = 0;
+    let mut last_told = (0, false, 0);
     loop {
         while more_coming {
             match incoming.try_recv() {
@@ -486,38 +549,17 @@ pub fn sweep(incoming: Receiver<Conn>, shared: Arc<Shared>, pace: Pace) -> Swept
         if stage == stage::STOP {
             break;
         }
-        let mut got = 0u64;
-        let mut chats = 0u64;
-        let mut open = 0usize;
+        tell(&mut conns, &shared, &mut last_told);
+        let (mut got, mut chats, mut open) = (0u64, 0u64, 0usize);
         for conn in &mut conns {
             if conn.done(stage) {
                 continue;
             }
             open += 1;
             conn.maybe_ping(stage);
-            for _ in 0..READS_PER_VISIT {
-                match conn.stream.read(&mut buffer) {
-                    Ok(0) => {
-                        conn.tally.end = Some(End::Closed("closed by the server".into()));
-                        break;
-                    }
-                    Ok(n) => {
-                        got += n as u64;
-                        let before = conn.tally.received;
-                        conn.tally.feed(&buffer[..n], shared.now_ns(), &mut latency);
-                        chats += conn.tally.received - before;
-                        if n < buffer.len() {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if is_would_block(&e) => break,
-                    Err(e) => {
-                        conn.tally.end = Some(End::Closed(format!("read failed: {e}")));
-                        break;
-                    }
-                }
-            }
+            let (bytes, lines) = read_conn(conn, &mut buffer, &shared, &mut latency);
+            got += bytes;
+            chats += lines;
             conn.report(&shared);
         }
         if got > 0 {
@@ -527,32 +569,93 @@ pub fn sweep(incoming: Receiver<Conn>, shared: Arc<Shared>, pace: Pace) -> Swept
         if !more_coming && open == 0 && stage >= stage::MEASURE {
             break;
         }
-        match pace {
-            Pace::Blocking => continue,
-            Pace::Lazy => {
-                thread::sleep(Duration::from_millis(if got > 0 { 2 } else { 10 }));
-                continue;
-            }
-            Pace::Eager if got > 0 => {
-                idle_sweeps = 0;
-                continue;
-            }
-            Pace::Eager => {}
-        }
-        idle_sweeps = idle_sweeps.saturating_add(1);
-        if idle_sweeps <= 3 {
-            thread::yield_now();
-        } else if idle_sweeps <= 200 {
-            thread::sleep(Duration::from_micros(50));
-        } else {
-            thread::sleep(Duration::from_millis(1));
-        }
+        pause(pace, got > 0, &mut idle_sweeps);
     }
     let (streams, tallies) = conns.into_iter().map(|c| (c.stream, c.tally)).unzip();
     Swept {
         tallies,
         latency,
         streams,
+    }
+}
+
+/// Tells the connections about a warm-up's end, or a timed run's totals,
+/// once (and again if new connections came).
+fn tell(conns: &mut [Conn], shared: &Shared, last_told: &mut (u64, bool, usize)) {
+    let told = (
+        shared.record_from_ns.load(Ordering::Relaxed),
+        shared.sent.get().is_some(),
+        conns.len(),
+    );
+    if told == *last_told {
+        return;
+    }
+    for conn in conns.iter_mut() {
+        conn.tally.record_from_ns = told.0;
+        if let Some(sent) = shared.sent.get() {
+            conn.tally.finalize(sent);
+        }
+        // It may be complete already, with nothing more to read.
+        conn.report(shared);
+    }
+    *last_told = told;
+}
+
+/// Up to [`READS_PER_VISIT`] reads of one connection: (bytes, chat lines).
+fn read_conn(
+    conn: &mut Conn,
+    buffer: &mut [u8],
+    shared: &Shared,
+    latency: &mut Histogram,
+) -> (u64, u64) {
+    let (mut got, mut chats) = (0u64, 0u64);
+    for _ in 0..READS_PER_VISIT {
+        match conn.stream.read(buffer) {
+            Ok(0) => {
+                conn.tally.end = Some(End::Closed("closed by the server".into()));
+                break;
+            }
+            Ok(n) => {
+                got += n as u64;
+                let before = conn.tally.received;
+                conn.tally.feed(&buffer[..n], shared.now_ns(), latency);
+                chats += conn.tally.received - before;
+                if n < buffer.len() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if is_would_block(&e) => break,
+            Err(e) => {
+                conn.tally.end = Some(End::Closed(format!("read failed: {e}")));
+                break;
+            }
+        }
+    }
+    (got, chats)
+}
+
+/// Waits between sweeps as `pace` says (see [`Pace`]).
+fn pause(pace: Pace, got_some: bool, idle_sweeps: &mut u32) {
+    match pace {
+        Pace::Blocking => return,
+        Pace::Lazy => {
+            thread::sleep(Duration::from_millis(if got_some { 2 } else { 10 }));
+            return;
+        }
+        Pace::Eager if got_some => {
+            *idle_sweeps = 0;
+            return;
+        }
+        Pace::Eager => {}
+    }
+    *idle_sweeps = idle_sweeps.saturating_add(1);
+    if *idle_sweeps <= 3 {
+        thread::yield_now();
+    } else if *idle_sweeps <= 200 {
+        thread::sleep(Duration::from_micros(50));
+    } else {
+        thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -569,7 +672,56 @@ mod tests {
             lines,
             own,
             text_len: SIZE - 1,
+            raw: false,
         }
+    }
+
+    fn raw_line(seq: u64, sent_ns: u64) -> Vec<u8> {
+        let mut text = Vec::new();
+        encode_chat(&mut text, 0, seq, sent_ns, SIZE);
+        text
+    }
+
+    #[test]
+    fn raw_lines_count_after_sync_and_gaps_are_lost() {
+        let mut h = Histogram::new();
+        let mut t = Tally::counting(Expect {
+            raw: true,
+            ..expect(1, 4, None)
+        });
+        assert_eq!(t.phase(), Phase::Syncing);
+        t.feed(b"SYNC\nSYNC\n", 0, &mut h);
+        assert_eq!(t.phase(), Phase::Counting);
+        let mut stream = b"SYNC\n".to_vec();
+        for seq in [0, 1, 3] {
+            stream.extend(raw_line(seq, 5));
+        }
+        // in two reads, cut mid-line
+        t.feed(&stream[..70], 10, &mut h);
+        t.feed(&stream[70..], 10, &mut h);
+        assert_eq!((t.received, t.other_lines), (3, 0));
+        assert_eq!(t.lost(), 1);
+        assert_eq!(t.out_of_order, 1);
+        assert_eq!(h.count(), 3);
+    }
+
+    #[test]
+    fn a_timed_run_expects_what_was_sent_and_skips_the_warm_up() {
+        let mut h = Histogram::new();
+        let mut t = Tally::counting(expect(2, UNTIL_TOLD, Some(1)));
+        t.feed(b"WELCOME guest-2\n", 0, &mut h);
+        t.start_sync();
+        t.feed(b"PONG\n", 0, &mut h);
+        t.record_from_ns = 100;
+        t.feed(&delivered(0, 0, 50), 60, &mut h); // warm-up: not recorded
+        t.feed(&delivered(0, 1, 150), 160, &mut h);
+        assert_eq!(h.count(), 1);
+        assert!(!t.is_complete());
+        t.finalize(&[2, 7]);
+        assert_eq!(t.expected(), 2); // its own publisher's 7 are not for it
+        assert!(t.is_complete());
+        t.finalize(&[9, 9]); // once told, it stays
+        assert_eq!(t.expected(), 2);
     }
 
     /// The server's line for a chat line: `MSG <nick> <text>`.

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::cpu::Usage;
 use super::target::ProcStatus;
 
 /// The outcome of `tcphub bench fanout`.
@@ -11,10 +12,18 @@ use super::target::ProcStatus;
 pub struct FanoutReport {
     /// What was measured (address, and how the server was started).
     pub server: String,
+    /// A raw relay (`--raw`) rather than a protocol v1 server.
+    pub raw: bool,
+    /// A timed run (`--duration-s`) rather than a fixed count.
+    pub timed: bool,
+    /// Publishing before the measured window (delivered, not measured).
+    pub warmup: Duration,
     pub publishers: usize,
     pub subscribers: usize,
-    /// Lines per publisher.
+    /// Lines per publisher asked for (0 for a timed run).
     pub messages: u64,
+    /// Lines sent, over all publishers.
+    pub sent: u64,
     /// Bytes per line, `\n` included.
     pub size: usize,
     /// Lines per second per publisher, if limited.
@@ -36,6 +45,14 @@ pub struct FanoutReport {
     pub refused: usize,
     /// From the first line sent to the last delivery received.
     pub elapsed: Duration,
+    /// The measured window: from the warm-up's end to the last delivery.
+    pub window: Duration,
+    /// Deliveries in the measured window.
+    pub window_deliveries: u64,
+    /// Deliveries whose latency was recorded (lines sent in the window).
+    pub latency_samples: u64,
+    /// Who used the CPU over the window.
+    pub usage: Option<Usage>,
     /// From the first line sent to the last line written by any publisher.
     pub publish_elapsed: Duration,
     pub latency_p50: Duration,
@@ -48,12 +65,29 @@ pub struct FanoutReport {
 impl FanoutReport {
     /// Lines published, over all publishers.
     pub fn published(&self) -> u64 {
-        self.messages * self.publishers as u64
+        self.sent
     }
 
-    /// Deliveries per second over [`FanoutReport::elapsed`].
+    /// Deliveries per second over the measured window (over
+    /// [`FanoutReport::elapsed`] if there is none).
     pub fn deliveries_per_s(&self) -> f64 {
-        per_second(self.received, self.elapsed)
+        if self.window.is_zero() {
+            per_second(self.received, self.elapsed)
+        } else {
+            per_second(self.window_deliveries, self.window)
+        }
+    }
+
+    /// The server's CPU time per delivery in the window, nanoseconds.
+    pub fn server_ns_per_delivery(&self) -> Option<f64> {
+        let cpu = self.usage.as_ref()?.server_cpu_s?;
+        (self.window_deliveries > 0).then(|| cpu * 1e9 / self.window_deliveries as f64)
+    }
+
+    /// The bench's own CPU time per delivery in the window, nanoseconds.
+    pub fn generator_ns_per_delivery(&self) -> Option<f64> {
+        let cpu = self.usage.as_ref()?.generator_cpu_s;
+        (self.window_deliveries > 0).then(|| cpu * 1e9 / self.window_deliveries as f64)
     }
 
     /// Lines published per second over [`FanoutReport::publish_elapsed`].
@@ -111,10 +145,18 @@ impl FanoutReport {
             Some(r) => format!("{r} lines/s per publisher"),
             None => "unlimited rate".to_string(),
         };
+        let lines = if self.timed {
+            format!("{} lines (timed)", self.sent)
+        } else {
+            format!("{} lines", self.messages)
+        };
         let _ = writeln!(
             s,
-            "fanout: {} publisher(s) x {} subscriber(s), {} lines of {} B each, {rate}",
-            self.publishers, self.subscribers, self.messages, self.size
+            "fanout{}: {} publisher(s) x {} subscriber(s), {lines} of {} B each, {rate}",
+            if self.raw { " (raw relay)" } else { "" },
+            self.publishers,
+            self.subscribers,
+            self.size
         );
         let _ = writeln!(s, "server       {}", self.server);
         let _ = writeln!(
@@ -128,12 +170,22 @@ impl FanoutReport {
             duration(self.elapsed),
             duration(self.publish_elapsed)
         );
+        if !self.warmup.is_zero() || self.timed {
+            let _ = writeln!(
+                s,
+                "window       {} measured after {} of warm-up: {} deliveries",
+                duration(self.window),
+                duration(self.warmup),
+                self.window_deliveries
+            );
+        }
         let _ = writeln!(
             s,
             "throughput   {} deliveries/s, {} lines/s published",
             si(self.deliveries_per_s()),
             si(self.published_per_s())
         );
+        self.cpu_text(&mut s);
         let _ = writeln!(
             s,
             "latency      p50 {}, p99 {}, max {}",
@@ -149,11 +201,83 @@ impl FanoutReport {
         s
     }
 
+    fn cpu_text(&self, s: &mut String) {
+        let Some(u) = &self.usage else {
+            return;
+        };
+        let server = match (u.server_cores(), self.server_ns_per_delivery()) {
+            (Some(cores), Some(ns)) => format!("server {cores:.2} cores, {ns:.1} ns/delivery"),
+            _ => "server unknown (pass --pid)".to_string(),
+        };
+        let _ = writeln!(
+            s,
+            "cpu          {server}; bench {:.2} cores ({:.1} ns/delivery{})",
+            u.generator_cores(),
+            self.generator_ns_per_delivery().unwrap_or(f64::NAN),
+            u.busiest_thread
+                .as_ref()
+                .map(|(n, c)| format!(", busiest thread {n} {:.0}%", c * 100.0))
+                .unwrap_or_default()
+        );
+        if let (Some(busy), Some(steal), Some(others)) = (u.machine_busy, u.steal, u.others) {
+            let _ = writeln!(
+                s,
+                "machine      {busy:.2} of {} cores busy; steal {steal:.2}; others {others:.2}",
+                u.cores
+            );
+        }
+        if let Some(warning) = u.generator_bottleneck() {
+            let _ = writeln!(s, "WARNING      {warning}");
+        }
+        if u.machine_saturated() {
+            let _ = writeln!(
+                s,
+                "WARNING      the machine was saturated: the server did not have the CPU to itself"
+            );
+        }
+    }
+
+    fn usage_json(&self, j: &mut Json) {
+        let u = self.usage.clone().unwrap_or_default();
+        let has = self.usage.is_some();
+        j.opt_num("server_cpu_s", u.server_cpu_s);
+        j.opt_num("server_cores", u.server_cores());
+        j.opt_num("server_ns_per_delivery", self.server_ns_per_delivery());
+        j.opt_num("generator_cpu_s", has.then_some(u.generator_cpu_s));
+        j.opt_num("generator_cores", has.then(|| u.generator_cores()));
+        j.opt_num(
+            "generator_ns_per_delivery",
+            self.generator_ns_per_delivery(),
+        );
+        match &u.busiest_thread {
+            Some((name, share)) => {
+                j.str("busiest_thread", name);
+                j.num("busiest_thread_cores", *share);
+            }
+            None => {
+                j.null("busiest_thread");
+                j.null("busiest_thread_cores");
+            }
+        }
+        j.opt_num("machine_cores", has.then_some(u.cores as f64));
+        j.opt_num("machine_busy_cores", u.machine_busy);
+        j.opt_num("steal_cores", u.steal);
+        j.opt_num("others_cores", u.others);
+        match u.generator_bottleneck() {
+            Some(w) if has => j.str("generator_bottleneck", &w),
+            _ => j.null("generator_bottleneck"),
+        }
+        j.bool("machine_saturated", u.machine_saturated());
+    }
+
     /// The report as one JSON object on one line.
     pub fn to_json(&self) -> String {
         let mut j = Json::new();
         j.str("bench", "fanout");
         j.str("server", &self.server);
+        j.bool("raw", self.raw);
+        j.bool("timed", self.timed);
+        j.num("warmup_s", self.warmup.as_secs_f64());
         j.num("publishers", self.publishers as f64);
         j.num("subscribers", self.subscribers as f64);
         j.num("messages", self.messages as f64);
@@ -162,6 +286,7 @@ impl FanoutReport {
             Some(r) => j.num("rate", r as f64),
             None => j.null("rate"),
         }
+        j.num("sent", self.sent as f64);
         j.num("expected", self.expected as f64);
         j.num("received", self.received as f64);
         j.num("lost", self.lost as f64);
@@ -171,11 +296,15 @@ impl FanoutReport {
         j.num("refused", self.refused as f64);
         j.num("elapsed_s", self.elapsed.as_secs_f64());
         j.num("publish_elapsed_s", self.publish_elapsed.as_secs_f64());
+        j.num("window_s", self.window.as_secs_f64());
+        j.num("window_deliveries", self.window_deliveries as f64);
+        j.num("latency_samples", self.latency_samples as f64);
         j.num("deliveries_per_s", self.deliveries_per_s().round());
         j.num("published_per_s", self.published_per_s().round());
         j.num("latency_p50_us", micros(self.latency_p50));
         j.num("latency_p99_us", micros(self.latency_p99));
         j.num("latency_max_us", micros(self.latency_max));
+        self.usage_json(&mut j);
         j.bool("ok", self.ok());
         match &self.failure {
             Some(f) => j.str("failure", f),
@@ -379,6 +508,13 @@ impl Json {
         self.0.push_str(if value { "true" } else { "false" });
     }
 
+    fn opt_num(&mut self, key: &str, value: Option<f64>) {
+        match value {
+            Some(v) => self.num(key, v),
+            None => self.null(key),
+        }
+    }
+
     fn null(&mut self, key: &str) {
         self.key(key);
         self.0.push_str("null");
@@ -439,6 +575,7 @@ mod tests {
             publishers: 2,
             subscribers: 3,
             messages: 10,
+            sent: 20,
             size: 64,
             rate: None,
             expected: 80,

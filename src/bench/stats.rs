@@ -1,4 +1,5 @@
-//! Latency statistics without keeping every sample.
+//! Latency statistics without keeping every sample ([`Histogram`]), and
+//! the summary of a figure over repeated runs ([`Spread`]).
 //!
 //! A fan-out run can deliver millions of lines; keeping one number per
 //! delivery would cost the bench memory and cache misses while it measures.
@@ -118,6 +119,57 @@ fn bucket_low(bucket: usize) -> u64 {
     (SUB + sub) << shift
 }
 
+/// One figure over repeated runs: its median and spread, and how many runs
+/// had it (runs that could not measure it, NaN, are left out).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    pub n: usize,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    /// First and third quartiles (linear interpolation between the sorted
+    /// values, as spreadsheets do).
+    pub q1: f64,
+    pub q3: f64,
+}
+
+impl Spread {
+    /// The spread of `values`, ignoring non-finite ones; `None` when none
+    /// is left.
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
+        let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        Some(Spread {
+            n: v.len(),
+            median: quantile(&v, 0.5),
+            min: v[0],
+            max: v[v.len() - 1],
+            q1: quantile(&v, 0.25),
+            q3: quantile(&v, 0.75),
+        })
+    }
+
+    /// (max - min) / median: how far apart the runs were, relative.
+    pub fn relative_range(&self) -> f64 {
+        if self.median == 0.0 {
+            0.0
+        } else {
+            (self.max - self.min) / self.median.abs()
+        }
+    }
+}
+
+/// The `q` quantile (0 to 1) of sorted `v`, interpolating linearly.
+fn quantile(v: &[f64], q: f64) -> f64 {
+    let pos = q * (v.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,5 +234,22 @@ mod tests {
         assert_eq!(a.count(), 3);
         assert_eq!(a.max(), 1_000_000);
         assert_eq!(a.percentile(50.0), 20);
+    }
+
+    #[test]
+    fn spread_of_synthetic_samples() {
+        let s = Spread::of([5.0, 1.0, 3.0, 2.0, 4.0]).unwrap();
+        assert_eq!((s.n, s.median, s.min, s.max), (5, 3.0, 1.0, 5.0));
+        assert_eq!((s.q1, s.q3), (2.0, 4.0));
+        assert!((s.relative_range() - 4.0 / 3.0).abs() < 1e-12);
+        // even count: the median is the mean of the middle two
+        let s = Spread::of([10.0, 40.0, 20.0, 30.0]).unwrap();
+        assert_eq!(s.median, 25.0);
+        assert_eq!((s.q1, s.q3), (17.5, 32.5));
+        // failed runs (NaN) are not counted
+        let s = Spread::of([f64::NAN, 7.0, f64::INFINITY]).unwrap();
+        assert_eq!((s.n, s.median, s.min, s.max), (1, 7.0, 7.0, 7.0));
+        assert_eq!(Spread::of([f64::NAN]), None);
+        assert_eq!(Spread::of(Vec::new()), None);
     }
 }

@@ -6,35 +6,37 @@
 //! (`conns`, where the server's own memory and threads are the point, so it
 //! must not share a process with the bench).
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use super::BenchError;
 use crate::hub::{Config, Hub};
+use crate::support::server_process::ServerProcess;
 
 /// The server under test. Dropping it stops a server the bench started.
-pub enum Target {
+pub enum ServerUnderTest {
     /// Started by someone else.
     External { addr: SocketAddr, pid: Option<u32> },
     /// The threaded hub, in this process.
     InProcess(Hub),
     /// `tcphub serve`, as a child process of the bench.
-    Child { child: Child, addr: SocketAddr },
+    Child(ServerProcess),
 }
 
-impl std::fmt::Debug for Target {
+impl std::fmt::Debug for ServerUnderTest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.describe())
     }
 }
 
-impl Target {
+/// How long a started server may take to say `listening on`.
+const STARTUP: Duration = Duration::from_secs(20);
+
+impl ServerUnderTest {
     /// The server at `addr` (`--addr`), whose process may be `pid`.
-    pub fn external(addr: &str, pid: Option<u32>) -> Result<Target, BenchError> {
+    pub fn external(addr: &str, pid: Option<u32>) -> Result<ServerUnderTest, BenchError> {
         let resolved = addr
             .to_socket_addrs()
             .map_err(|e| BenchError::Addr {
@@ -46,7 +48,7 @@ impl Target {
                 addr: addr.to_string(),
                 why: "no address found".into(),
             })?;
-        Ok(Target::External {
+        Ok(ServerUnderTest::External {
             addr: resolved,
             pid,
         })
@@ -54,122 +56,70 @@ impl Target {
 
     /// The threaded hub, started here on a free loopback port, with room
     /// for `clients` connections.
-    pub fn in_process(clients: usize) -> Result<Target, BenchError> {
+    pub fn in_process(clients: usize) -> Result<ServerUnderTest, BenchError> {
         let config = Config {
             max_clients: clients.max(Config::default().max_clients),
             ..Config::ephemeral()
         };
-        Ok(Target::InProcess(
+        Ok(ServerUnderTest::InProcess(
             Hub::start(config).map_err(BenchError::Hub)?,
         ))
     }
 
     /// `tcphub serve --port 0` as a child process (this same executable),
     /// with room for `clients` connections; waits for its `listening on`.
-    pub fn child(clients: usize) -> Result<Target, BenchError> {
+    pub fn child(clients: usize) -> Result<ServerUnderTest, BenchError> {
         let exe = std::env::current_exe().map_err(|e| BenchError::Spawn(e.to_string()))?;
         let mut command = Command::new(exe);
         command
             .args(["serve", "--host", "127.0.0.1", "--port", "0"])
             .args(["--max-clients", &clients.max(1).to_string()])
             .env("RUST_LOG", "warn");
-        let (child, addr) = spawn_server(command)?;
-        Ok(Target::Child { child, addr })
+        let server =
+            ServerProcess::spawn(command, STARTUP).map_err(|e| BenchError::Spawn(e.to_string()))?;
+        Ok(ServerUnderTest::Child(server))
     }
 
     /// Where to connect.
     pub fn addr(&self) -> SocketAddr {
         match self {
-            Target::External { addr, .. } | Target::Child { addr, .. } => *addr,
-            Target::InProcess(hub) => hub.local_addr(),
+            ServerUnderTest::External { addr, .. } => *addr,
+            ServerUnderTest::Child(server) => server.addr(),
+            ServerUnderTest::InProcess(hub) => hub.local_addr(),
         }
     }
 
     /// The server's process, if known and not this one.
     pub fn pid(&self) -> Option<u32> {
         match self {
-            Target::External { pid, .. } => *pid,
-            Target::InProcess(_) => None,
-            Target::Child { child, .. } => Some(child.id()),
+            ServerUnderTest::External { pid, .. } => *pid,
+            ServerUnderTest::InProcess(_) => None,
+            ServerUnderTest::Child(server) => Some(server.pid()),
         }
     }
 
     /// One line for the report: what was measured.
     pub fn describe(&self) -> String {
         match self {
-            Target::External {
+            ServerUnderTest::External {
                 addr,
                 pid: Some(pid),
             } => format!("{addr} (pid {pid})"),
-            Target::External { addr, pid: None } => addr.to_string(),
-            Target::InProcess(hub) => format!("threaded hub in-process on {}", hub.local_addr()),
-            Target::Child { child, addr } => {
-                format!("tcphub serve on {addr} (pid {})", child.id())
+            ServerUnderTest::External { addr, pid: None } => addr.to_string(),
+            ServerUnderTest::InProcess(hub) => {
+                format!("threaded hub in-process on {}", hub.local_addr())
+            }
+            ServerUnderTest::Child(server) => {
+                format!("tcphub serve on {} (pid {})", server.addr(), server.pid())
             }
         }
     }
 
     /// File descriptors the server needs from *this* process's limit
-    /// (an in-process hub holds one per client too).
-    pub fn shares_fd_limit(&self) -> bool {
-        matches!(self, Target::InProcess(_))
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        if let Target::Child { child, .. } = self {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// How long a started server may take to say `listening on`.
-const STARTUP: Duration = Duration::from_secs(20);
-
-/// Starts `command` (a server taking the serve flags) and reads the address
-/// from its `listening on <addr>` line.
-pub fn spawn_server(mut command: Command) -> Result<(Child, SocketAddr), BenchError> {
-    // stderr is left as the caller set it (inherited by default).
-    command.stdin(Stdio::null()).stdout(Stdio::piped());
-    let shown = format!("{command:?}");
-    let mut child = command
-        .spawn()
-        .map_err(|e| BenchError::Spawn(format!("{shown}: {e}")))?;
-    let Some(stdout) = child.stdout.take() else {
-        let _ = child.kill();
-        return Err(BenchError::Spawn(format!("{shown}: no stdout")));
-    };
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::Builder::new()
-        .name("bench-server-stdout".into())
-        .spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next());
-            // Keep draining so the server never blocks writing to stdout.
-            for _ in lines {}
-        });
-    if let Err(e) = reader {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(BenchError::Spawn(format!("stdout reader thread: {e}")));
-    }
-    let addr = match rx.recv_timeout(STARTUP) {
-        Ok(Some(Ok(line))) => line
-            .strip_prefix("listening on ")
-            .and_then(|a| a.trim().parse::<SocketAddr>().ok())
-            .ok_or_else(|| format!("unexpected first line {line:?}")),
-        Ok(_) => Err("exited before saying `listening on`".to_string()),
-        Err(_) => Err(format!("no `listening on` line within {STARTUP:?}")),
-    };
-    match addr {
-        Ok(addr) => Ok((child, addr)),
-        Err(why) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            Err(BenchError::Spawn(format!("{shown}: {why}")))
-        }
+    /// (an in-process hub holds one per client too); also: its CPU is this
+    /// process's.
+    pub fn in_this_process(&self) -> bool {
+        matches!(self, ServerUnderTest::InProcess(_))
     }
 }
 

@@ -1,6 +1,8 @@
 //! Small helpers the programs share, none of them a step of the data path:
-//! JSON, durations like `2s`, and telling a timeout from other IO errors.
+//! JSON (written and read), durations like `2s`, telling a timeout from
+//! other IO errors, and starting a server process and reading its address.
 
 pub mod duration;
 pub mod json;
+pub mod server_process;
 pub mod timeouts;

@@ -6,9 +6,6 @@
 //! prints one snapshot as plain text and exits. When the monitor cannot be
 //! reached it says so and keeps trying; the view comes back with the hub.
 
-/// The minimal JSON reader `top` uses (public for the tests; see its doc).
-pub mod json;
-
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -17,7 +14,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use json::Value;
+use crate::support::json::{self, Value};
 
 /// Flags of `tcphub top`.
 #[derive(Debug, Args)]
@@ -176,65 +173,65 @@ fn bar(len: u64, cap: u64, width: usize) -> String {
 /// One snapshot as text: the header, the threads (held up longest first),
 /// the clients.
 pub fn render(addr: &str, body: &str) -> Result<String, String> {
-    let v = json::parse(body)?;
-    let hub = v.get("hub");
-    if hub == &Value::Null {
+    let v = json::parse(body).map_err(|e| e.to_string())?;
+    let hub = v.field("hub");
+    if hub.is_null() {
         return Err("the answer has no \"hub\": not a tcphub monitor?".into());
     }
-    let ch = v.get("channel");
-    let (len, cap) = (num(ch.get("len")), num(ch.get("capacity")));
+    let ch = v.field("channel");
+    let (len, cap) = (num(ch.field("len")), num(ch.field("capacity")));
     let mut o = String::new();
     let _ = writeln!(
         o,
         "tcphub top {}  hub {}  up {}  clients {}/{}",
         clean_to(addr, 60),
-        clean_to(hub.get("addr").str().unwrap_or("?"), 60),
-        human_ms(num(v.get("uptime_ms"))),
-        num(hub.get("clients")),
-        num(hub.get("max_clients")),
+        clean_to(hub.field("addr").as_str().unwrap_or("?"), 60),
+        human_ms(num(v.field("uptime_ms"))),
+        num(hub.field("clients")),
+        num(hub.field("max_clients")),
     );
     let _ = writeln!(
         o,
         "channel {len}/{cap} {}  accepted {}  cut off {}  write errors {}  refused: full {} lines {}  write timeout {}",
         bar(len, cap, 20),
-        num(hub.get("accepted")),
-        num(hub.get("cut_off")),
-        num(hub.get("write_errors")),
-        num(hub.get("refused_full")),
-        num(hub.get("refused_line")),
-        human_ms(num(hub.get("write_timeout_ms"))),
+        num(hub.field("accepted")),
+        num(hub.field("cut_off")),
+        num(hub.field("write_errors")),
+        num(hub.field("refused_full")),
+        num(hub.field("refused_line")),
+        human_ms(num(hub.field("write_timeout_ms"))),
     );
     o.push('\n');
-    let mut threads: Vec<&Value> = v.get("threads").arr().iter().collect();
+    let mut threads: Vec<&Value> = v.field("threads").items().iter().collect();
     // The threads holding the hub up first, longest first; then the others
     // by how long they have been in their state.
     threads.sort_by_key(|t| {
         (
-            !t.get("blocked").bool(),
-            std::cmp::Reverse(num(t.get("for_ms"))),
+            !t.field("blocked").is_true(),
+            std::cmp::Reverse(num(t.field("for_ms"))),
         )
     });
     let _ = writeln!(o, "{:<15} {:<13} {:>8}  WHAT", "THREAD", "STATE", "FOR");
     for t in threads {
-        let mut what = clean_to(t.get("doing").str().unwrap_or(""), 40);
-        if let Some(target) = t.get("target").u64() {
-            let nick = t.get("target_nick").str().unwrap_or("?");
+        let mut what = clean_to(t.field("doing").as_str().unwrap_or(""), 40);
+        if let Some(target) = t.field("target").u64() {
+            let nick = t.field("target_nick").as_str().unwrap_or("?");
             let _ = write!(what, " {} (client-{target})", clean_to(nick, 32));
         }
         let _ = writeln!(
             o,
             "{:<15} {:<13} {:>8}  {what}{}",
-            clean_to(t.get("name").str().unwrap_or("?"), 15),
-            clean_to(t.get("state").str().unwrap_or("?"), 13),
-            human_ms(num(t.get("for_ms"))),
-            if t.get("blocked").bool() {
+            clean_to(t.field("name").as_str().unwrap_or("?"), 15),
+            clean_to(t.field("state").as_str().unwrap_or("?"), 13),
+            human_ms(num(t.field("for_ms"))),
+            if t.field("blocked").is_true() {
                 "  BLOCKED"
             } else {
                 ""
             },
         );
     }
-    let clients = v.get("clients").arr();
+    let clients = v.field("clients").items();
     o.push('\n');
     let _ = writeln!(
         o,
@@ -242,10 +239,10 @@ pub fn render(addr: &str, body: &str) -> Result<String, String> {
         "NICK", "PEER", "LINESIN", "BYTESIN", "LINESOUT", "BYTESOUT", "PENDING", "IDLE", "SUBS"
     );
     for c in clients {
-        let blocked = num(c.get("write_blocked_ms"));
+        let blocked = num(c.field("write_blocked_ms"));
         let note = if blocked > 0 {
-            let left = num(c.get("cut_off_in_ms"));
-            let flag = if c.get("at_risk").bool() {
+            let left = num(c.field("cut_off_in_ms"));
+            let flag = if c.field("at_risk").is_true() {
                 "AT RISK: "
             } else {
                 ""
@@ -261,15 +258,15 @@ pub fn render(addr: &str, body: &str) -> Result<String, String> {
         let _ = writeln!(
             o,
             "{:<16} {:<21} {:>7} {:>7} {:>8} {:>8} {:>8} {:>7} {:>4}  {note}",
-            clean_to(c.get("nick").str().unwrap_or("?"), 16),
-            clean_to(c.get("peer").str().unwrap_or("?"), 21),
-            num(c.get("lines_in")),
-            human_bytes(num(c.get("bytes_in"))),
-            num(c.get("lines_out")),
-            human_bytes(num(c.get("bytes_out"))),
-            human_bytes(num(c.get("pending_bytes"))),
-            human_ms(num(c.get("idle_ms"))),
-            num(c.get("subs")),
+            clean_to(c.field("nick").as_str().unwrap_or("?"), 16),
+            clean_to(c.field("peer").as_str().unwrap_or("?"), 21),
+            num(c.field("lines_in")),
+            human_bytes(num(c.field("bytes_in"))),
+            num(c.field("lines_out")),
+            human_bytes(num(c.field("bytes_out"))),
+            human_bytes(num(c.field("pending_bytes"))),
+            human_ms(num(c.field("idle_ms"))),
+            num(c.field("subs")),
         );
     }
     if clients.is_empty() {

@@ -289,21 +289,11 @@ impl Peer {
 
 /// A server running as a child process (the async and Node twins). Dropping
 /// it kills the process.
-pub struct ChildServer {
-    child: std::process::Child,
-    addr: SocketAddr,
-}
+pub struct ChildServer(tcphub::support::server_process::ServerProcess);
 
 impl Server for ChildServer {
     fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.addr()
     }
 }
 
@@ -313,45 +303,17 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Runs `command` with the serve flags for `limits` on a free loopback
 /// port, and waits for its `listening on <addr>` line.
 pub fn spawn_server(mut command: std::process::Command, limits: Limits) -> Box<dyn Server> {
-    use std::process::Stdio;
     command
         .args(["--host", "127.0.0.1", "--port", "0"])
         .args(["--max-clients", &limits.max_clients.to_string()])
         .args(["--max-line", &limits.max_line.to_string()])
         .args(["--write-timeout-ms", &limits.write_timeout_ms.to_string()])
         .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let shown = format!("{command:?}");
-    let mut child = command
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("twin-stdout".into())
-        .spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let first = lines.next();
-            let _ = tx.send(first);
-            // Keep the pipe drained so the child never blocks on stdout.
-            for _ in lines {}
-        })
-        .expect("spawn the stdout reader");
-    let line = match rx.recv_timeout(STARTUP_TIMEOUT) {
-        Ok(Some(Ok(line))) => line,
-        other => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{shown} did not print `listening on <addr>`: {other:?}");
-        }
-    };
-    let addr = line
-        .strip_prefix("listening on ")
-        .and_then(|a| a.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{shown}: unexpected first line {line:?}"));
-    Box::new(ChildServer { child, addr })
+        .stderr(std::process::Stdio::inherit());
+    match tcphub::support::server_process::ServerProcess::spawn(command, STARTUP_TIMEOUT) {
+        Ok(server) => Box::new(ChildServer(server)),
+        Err(e) => panic!("cannot start a server: {e}"),
+    }
 }
 
 /// The directory of this build's profile (`target/debug`, say): test
