@@ -122,7 +122,7 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let routing = Routing {
-        router: Router::new(admission.clone()),
+        router: Router::new(admission.clone()).with_max_subs(config.max_subs),
         me: score.register_thread("router"),
         score: score.clone(),
         outboxes: Outboxes {

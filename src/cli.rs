@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::hub::{Config, DEFAULT_CHANNEL_CAPACITY, Hub};
+use crate::hub::{
+    Config, DEFAULT_CHANNEL_BYTES, DEFAULT_CHANNEL_CAPACITY, DEFAULT_MAX_PENDING, DEFAULT_MAX_SUBS,
+    Hub,
+};
 
 /// tcphub: a TCP event hub built to be taught with.
 ///
@@ -92,6 +95,40 @@ pub struct ServeArgs {
     /// the dispatcher.
     #[arg(long, default_value_t = DEFAULT_CHANNEL_CAPACITY as u64, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     pub channel_capacity: u64,
+    /// Bytes of lines the channel holds, all clients together, before
+    /// client threads block handing lines over (a line longer than this
+    /// still passes, alone). Bounds the channel's memory whatever
+    /// --max-line and --channel-capacity are.
+    #[arg(long, default_value_t = DEFAULT_CHANNEL_BYTES as u64, value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+    pub channel_bytes: u64,
+    /// Bytes the hub keeps for one client whose kernel buffers are full (it
+    /// reads slower than it is sent to); one more and it is disconnected.
+    /// Worst case, the hub holds --max-clients times this.
+    #[arg(long, default_value_t = DEFAULT_MAX_PENDING as u64, value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+    pub max_pending: u64,
+    /// The old single writer, to show in class: each write blocks until the
+    /// kernel takes it all (or --write-timeout-ms passes), and while it
+    /// blocks nobody else gets anything. Ten slow readers stall everyone
+    /// ten times the timeout.
+    #[arg(long)]
+    pub blocking_writes: bool,
+    /// Topics one client may be subscribed to at once; one more gets
+    /// `ERR too-many-subs`.
+    #[arg(long, default_value_t = DEFAULT_MAX_SUBS as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub max_subs: u64,
+    /// How long one line may take to arrive: a client that starts a line and
+    /// does not finish it within this gets `ERR line-timeout` and is closed.
+    /// 0 turns it off.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
+    pub line_timeout_ms: u64,
+    /// Close a client that sends nothing for this long, with
+    /// `ERR idle-timeout`. 0 (the default) turns it off.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
+    pub idle_timeout_ms: u64,
+    /// Most connections from one IP address at once; one more gets
+    /// `ERR server-full`. 0 (the default) turns it off.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    pub max_per_ip: u64,
     /// Serve the live view on HOST:PORT (or PORT, on 127.0.0.1): `GET /` is
     /// a page of every thread, the channel and each client, `GET /stats`
     /// the same as JSON (docs/live-view.md), `tcphub top` reads it.
@@ -145,9 +182,21 @@ impl ServeArgs {
                     .filter(|k| !k.is_empty())
             }),
             link_timeout: Duration::from_millis(self.linking.link_timeout_ms),
+            channel_bytes: self.channel_bytes as usize,
+            max_pending: self.max_pending as usize,
+            blocking_writes: self.blocking_writes,
+            max_subs: self.max_subs as usize,
+            line_timeout: millis_or_off(self.line_timeout_ms),
+            idle_timeout: millis_or_off(self.idle_timeout_ms),
+            max_per_ip: (self.max_per_ip > 0).then_some(self.max_per_ip as usize),
             monitor: self.monitor.clone(),
         }
     }
+}
+
+/// A timeout flag in milliseconds, where 0 means off.
+fn millis_or_off(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms))
 }
 
 /// Runs a parsed command line; returns the process exit code.

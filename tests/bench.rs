@@ -13,6 +13,8 @@ use tcphub::{Config, Hub};
 fn fanout_args() -> FanoutArgs {
     FanoutArgs {
         addr: None,
+        pub_addr: None,
+        sub_addr: None,
         publishers: 2,
         subscribers: 20,
         messages: 500,
@@ -266,4 +268,50 @@ fn raw_mode_needs_one_publisher_and_an_address() {
             .to_string()
             .contains("one publisher")
     );
+}
+
+/// Across two linked hubs (`--pub-addr A --sub-addr B`): every line crosses
+/// the link, and nothing is lost or reordered on the way.
+#[test]
+fn fanout_across_a_link_loses_nothing() {
+    let a = Hub::start(Config {
+        name: Some("a".into()),
+        link_listen: Some("127.0.0.1:0".into()),
+        link_key: Some("k".into()),
+        ..Config::ephemeral()
+    })
+    .expect("hub a");
+    let link = a.link_addr().expect("a listens for links").to_string();
+    let b = Hub::start(Config {
+        name: Some("b".into()),
+        links: vec![link],
+        link_key: Some("k".into()),
+        ..Config::ephemeral()
+    })
+    .expect("hub b");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while a.reachable_hubs() == 0 || b.reachable_hubs() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hubs never linked"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let args = FanoutArgs {
+        pub_addr: Some(a.local_addr().to_string()),
+        sub_addr: Some(b.local_addr().to_string()),
+        publishers: 1,
+        ..fanout_args()
+    };
+    let report = fanout::run(&args).expect("the bench runs");
+    assert_eq!(report.expected, 20 * 500, "{report:?}");
+    assert_eq!(report.received, report.expected, "{report:?}");
+    assert_eq!((report.lost, report.out_of_order), (0, 0), "{report:?}");
+    assert!(
+        report.server.contains("subscribers on"),
+        "{}",
+        report.server
+    );
+    b.shutdown();
+    a.shutdown();
 }

@@ -327,18 +327,18 @@ fn the_gdb_walkthrough_shows_the_threads_and_hits_every_breakpoint() {
     assert!(
         has_line(&[
             "\"dispatcher\" hit Breakpoint 3",
-            "tcphub::hub::dispatcher::write_all_within"
+            "tcphub::hub::outbox::Outbox::deliver"
         ]),
         "the dispatcher should stop where it writes:\n{out}"
     );
     assert!(
-        has_line(&["\"dispatcher\" hit Temporary breakpoint 4", "writev (fd="]),
-        "the dispatcher should reach the writev syscall:\n{out}"
+        has_line(&["\"dispatcher\" hit Temporary breakpoint 4", "sendmsg (fd="]),
+        "the dispatcher should reach the sendmsg syscall:\n{out}"
     );
-    // "EVENT pickup guest-2 A-1\n" is 25 bytes: one writev, all of them.
+    // "EVENT pickup guest-2 A-1\n" is 25 bytes: one sendmsg, all of them.
     assert!(
         has_line(&["Value returned is", "= 25"]),
-        "writev should return the 25 bytes of the EVENT line:\n{out}"
+        "sendmsg should return the 25 bytes of the EVENT line:\n{out}"
     );
     let doc = fs::read_to_string(root().join("docs/debugging.md")).unwrap();
     let stale = stale_quotes(&doc, &out);

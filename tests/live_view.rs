@@ -118,10 +118,13 @@ fn flood(addr: SocketAddr, line: String, stop: Arc<AtomicBool>) -> thread::JoinH
 
 #[test]
 fn stats_shows_each_thread_blocked_where_it_really_is() {
-    // A long write timeout so the dispatcher visibly sits in writev(), and
-    // a channel of 2 so the flooder's thread visibly waits on it.
+    // The old blocking writer (the hub otherwise never waits on a socket)
+    // with a long write timeout, so the dispatcher visibly sits in
+    // writev(), and a channel of 2 so the flooder's thread visibly waits on
+    // it.
     let (hub, monitor) = hub_with_monitor(Config {
         write_timeout: Duration::from_secs(5),
+        blocking_writes: true,
         channel_capacity: 2,
         ..Config::ephemeral()
     });

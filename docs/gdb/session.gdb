@@ -22,8 +22,8 @@ backtrace 3
 continue
 # Breakpoint 3: the dispatcher writes the subscriber's share of the batch.
 backtrace 4
-tbreak writev
+tbreak sendmsg
 continue
-# The syscall itself: one writev on the subscriber's socket.
+# The syscall itself: one sendmsg on the subscriber's socket.
 finish
 kill

@@ -17,8 +17,8 @@ handle SIGPIPE nostop noprint pass
 break tcphub::hub::reader::hand_over
 # 2. the dispatcher decides who gets it (src/routing.rs)
 break tcphub::proto::router::Router::handle
-# 3. the dispatcher writes one recipient's lines with writev (src/dispatcher.rs)
-break tcphub::hub::dispatcher::write_all_within
+# 3. the dispatcher writes one recipient's lines with one sendmsg (src/hub/outbox.rs)
+break tcphub::hub::outbox::Outbox::deliver
 disable 1 2 3
 
 echo \ntcphub walkthrough: 3 breakpoints set, disabled.\n

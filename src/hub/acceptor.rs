@@ -6,20 +6,23 @@
 //! spawning the client's reader thread. Then it goes straight back to
 //! `accept()`; it never reads from or writes to a client.
 
-use std::io;
-use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use log::{debug, error, warn};
 
+use crate::hub::budget::{Intake, Quota};
 use crate::hub::dispatcher::Event;
-use crate::hub::reader;
+use crate::hub::reader::{self, ReaderSettings};
 use crate::hub::score::{Counters, Scoreboard, State};
 use crate::proto::admission::Admission;
+use crate::proto::server_line::{ErrorCode, ServerLine};
 
 /// Stack size of each client thread. A reader needs little stack, and only
 /// the pages it touches cost memory; a small stack keeps 10,000 threads
@@ -34,8 +37,96 @@ pub struct Acceptor {
     pub stop: Arc<AtomicBool>,
     pub max_line: usize,
     pub write_timeout: Duration,
+    pub line_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub intake: Arc<Intake>,
+    pub per_ip: Arc<PerIp>,
     /// Where this thread and each client thread say what they wait for.
     pub score: Arc<Scoreboard>,
+}
+
+/// Connections per IP address (`--max-per-ip`): counted up by the
+/// acceptor, down by the dispatcher when it closes a client. A lock, but
+/// only once per connection and once per close, never per line.
+#[derive(Debug, Default)]
+pub struct PerIp {
+    limit: Option<usize>,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PerIp {
+    pub fn new(limit: Option<usize>) -> Self {
+        PerIp {
+            limit,
+            open: Mutex::default(),
+        }
+    }
+
+    /// One more connection from `ip`, if it has room.
+    pub fn try_admit(&self, ip: IpAddr) -> bool {
+        let Some(limit) = self.limit else {
+            return true;
+        };
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= limit {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// A connection from `ip` is closed.
+    pub fn release(&self, ip: IpAddr) {
+        if self.limit.is_none() {
+            return;
+        }
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&ip);
+            }
+        }
+    }
+}
+
+/// Logs repeated accept errors at most once a second, with a count.
+#[derive(Default)]
+struct ErrorLog {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+impl ErrorLog {
+    fn failed(&mut self, e: &io::Error) {
+        self.unlogged += 1;
+        if self
+            .last
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+        {
+            warn!(
+                "accept failed: {e} ({} times since the last report)",
+                self.unlogged
+            );
+            self.last = Some(Instant::now());
+            self.unlogged = 0;
+        }
+    }
+}
+
+/// True for "out of file descriptors" (this process's, or the system's).
+fn out_of_descriptors(e: &io::Error) -> bool {
+    // EMFILE and ENFILE on Linux and the BSDs.
+    matches!(e.raw_os_error(), Some(24) | Some(23))
+}
+
+/// One descriptor held in reserve: with every other one in use, `accept()`
+/// fails with EMFILE and the client waits in the queue, unanswered, for
+/// ever. Closing the spare makes room to accept it and say why it is
+/// refused.
+fn spare_descriptor() -> Option<std::fs::File> {
+    std::fs::File::open(if cfg!(windows) { "NUL" } else { "/dev/null" }).ok()
 }
 
 impl Acceptor {
@@ -45,6 +136,8 @@ impl Acceptor {
     pub fn run(self) -> Vec<JoinHandle<()>> {
         let mut readers: Vec<JoinHandle<()>> = Vec::new();
         let mut prune_at = 64;
+        let mut spare = spare_descriptor();
+        let mut errors = ErrorLog::default();
         let me = self.score.register_thread("acceptor");
         loop {
             // Parked in the kernel until a client completes the TCP handshake.
@@ -58,18 +151,40 @@ impl Acceptor {
             }
             let (socket, peer) = match accepted {
                 Ok(pair) => pair,
+                Err(e) if out_of_descriptors(&e) && spare.is_some() => {
+                    errors.failed(&e);
+                    // Give the spare back, take the client, tell it, close.
+                    drop(spare.take());
+                    if let Ok((socket, _)) = self.listener.accept() {
+                        self.refuse(
+                            socket,
+                            ErrorCode::ServerFull,
+                            "the hub is out of file descriptors; try again later",
+                        );
+                    }
+                    spare = spare_descriptor();
+                    continue;
+                }
                 Err(e) => {
-                    // Typically EMFILE (out of file descriptors): back off
-                    // instead of spinning, and keep serving who is connected.
-                    warn!("accept failed: {e}");
+                    // Back off instead of spinning, and keep serving who is
+                    // connected.
+                    errors.failed(&e);
                     me.enter(State::BackOff);
                     thread::sleep(Duration::from_millis(50));
+                    spare = spare.or_else(spare_descriptor);
                     continue;
                 }
             };
             debug!("accepted {peer}");
 
+            if !self.per_ip.try_admit(peer.ip()) {
+                warn!("{peer} refused: too many connections from its address");
+                let text = "too many connections from your address (--max-per-ip)";
+                self.refuse(socket, ErrorCode::ServerFull, text);
+                continue;
+            }
             let Some(id) = self.admission.try_admit() else {
+                self.per_ip.release(peer.ip());
                 // Counted by the dispatcher, which answers it.
                 if self.events.send(Event::Full { socket, peer }).is_err() {
                     break;
@@ -79,6 +194,7 @@ impl Acceptor {
             if let Err(e) = self.prepare(&socket) {
                 warn!("dropping {peer}: cannot set up its socket: {e}");
                 self.admission.release();
+                self.per_ip.release(peer.ip());
                 continue;
             }
             // One socket, two owners: the reader thread reads through its
@@ -86,35 +202,60 @@ impl Acceptor {
             // descriptor (rather than `try_clone`, which dups it) keeps each
             // client at one file descriptor: 10,000 clients, 10,000 fds.
             let socket = Arc::new(socket);
-            let reader_half = Arc::clone(&socket);
             // Its place on the scoreboard exists before the dispatcher hears
             // of it, so the dispatcher can find it on Connected.
             let slot = self.score.register_client(id, peer);
             let slot_if_no_thread = slot.clone();
             Counters::add(&self.score.counters.accepted);
-            // Connected goes into the channel *before* the reader exists, so
-            // the dispatcher always learns of a client before its first line.
-            if self
-                .events
-                .send(Event::Connected { id, socket, peer })
-                .is_err()
-            {
-                break;
-            }
-            let events = self.events.clone();
-            let max_line = self.max_line;
+            let quota = Arc::new(Quota::default());
+            let settings = ReaderSettings {
+                max_line: self.max_line,
+                line_timeout: self.line_timeout,
+                idle_timeout: self.idle_timeout,
+                quota: quota.clone(),
+                intake: self.intake.clone(),
+                slot,
+            };
+            let (events, reader_half) = (self.events.clone(), Arc::clone(&socket));
+            // The thread first, then `Connected`: a client the hub cannot
+            // give a thread to gets one ERR and nobody hears of it (no
+            // WELCOME, no JOIN, no LEAVE). The reader hands no line over
+            // before `quota.start()`, so the dispatcher still learns of a
+            // client before its first line.
             let spawned = thread::Builder::new()
                 .name(format!("client-{id}"))
                 .stack_size(CLIENT_STACK_SIZE)
-                .spawn(move || reader::run(id, reader_half, events, max_line, slot));
-            match spawned {
-                Ok(handle) => readers.push(handle),
+                .spawn(move || reader::run(id, reader_half, events, settings));
+            let handle = match spawned {
+                Ok(handle) => handle,
                 Err(e) => {
                     error!("cannot start a thread for {peer}: {e}");
                     slot_if_no_thread.enter(State::Exited);
-                    let why = format!("the hub could not start its thread: {e}");
-                    let _ = self.events.send(Event::Closed { id, why });
+                    self.admission.release();
+                    self.per_ip.release(peer.ip());
+                    if let Ok(socket) = Arc::try_unwrap(socket) {
+                        let text = "the hub cannot start a thread for you; try again later";
+                        self.refuse(socket, ErrorCode::ServerFull, text);
+                    }
+                    continue;
                 }
+            };
+            let connected = Event::Connected {
+                id,
+                socket,
+                peer,
+                quota: quota.clone(),
+            };
+            let sent = self.events.send(connected).is_ok();
+            if sent {
+                quota.start();
+            } else {
+                quota.close();
+            }
+            handle.thread().unpark();
+            readers.push(handle);
+            if !sent {
+                break;
             }
             // Forget finished readers now and then (not on every accept:
             // with 10,000 clients that would be 10,000 checks per accept).
@@ -127,13 +268,26 @@ impl Acceptor {
         readers
     }
 
+    /// One `ERR` line to a connection the hub will not serve, then close.
+    /// Nobody else hears of it. A fresh socket's send buffer is empty, so
+    /// the write cannot block for long; the write timeout bounds it anyway.
+    fn refuse(&self, mut socket: TcpStream, code: ErrorCode, text: &str) {
+        Counters::add(&self.score.counters.refused_full);
+        let mut line = Vec::new();
+        ServerLine::Err { code, text }.encode(&mut line);
+        let _ = socket.set_write_timeout(Some(self.write_timeout));
+        let _ = socket.write_all(&line);
+        let _ = socket.shutdown(Shutdown::Both);
+    }
+
     /// Socket options for an admitted client.
     fn prepare(&self, socket: &TcpStream) -> io::Result<()> {
         // Nagle's algorithm would hold a short line back until the previous
         // one is acknowledged (up to 40 ms with delayed ACKs). Our lines are
         // short and batched already, so send them at once.
         socket.set_nodelay(true)?;
-        // Bounds how long the dispatcher can block on this client: see
+        // Bounds how long the dispatcher can block on this client with
+        // --blocking-writes (otherwise its sends never wait): see
         // dispatcher.rs for why a single writer needs it.
         socket.set_write_timeout(Some(self.write_timeout))
     }

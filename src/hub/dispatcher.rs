@@ -13,8 +13,8 @@
 //! gets anything. So every socket has a write timeout (`--write-timeout-ms`),
 //! and a client that cannot take its lines within it is cut off.
 
-use std::collections::HashMap;
-use std::io::{self, IoSlice, Write};
+use std::collections::{HashMap, HashSet};
+use std::io::{IoSlice, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,15 +23,23 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{Level, debug, info, log_enabled, warn};
 
+use crate::hub::Config;
+use crate::hub::acceptor::PerIp;
+use crate::hub::budget::{self, Intake, Quota};
 use crate::hub::link::LinkEvent;
 use crate::hub::linker::LinkerMsg;
-use crate::hub::score::{ClientSlot, Counters, Scoreboard, Slot, State};
+use crate::hub::outbox::{Outbox, write_all_within};
+use crate::hub::score::{Counters, Scoreboard, Slot, State};
 use crate::proto::admission::Admission;
 use crate::proto::framing::Inbound;
 use crate::proto::network::is_link;
 use crate::proto::router::{ClientId, Outlet, Router};
 use crate::proto::server_line::server_full_line;
 use crate::support::timeouts::is_timeout;
+
+/// While some client has bytes pending, the dispatcher wakes at least this
+/// often to hand them to the kernel, even if no event arrives.
+pub const RETRY_EVERY: Duration = Duration::from_millis(5);
 
 /// Everything that reaches the dispatcher comes as one of these, through one
 /// channel, so it sees a single ordered story of the hub.
@@ -43,6 +51,8 @@ pub enum Event {
         id: ClientId,
         socket: Arc<TcpStream>,
         peer: SocketAddr,
+        /// Its share of the channel: given back as its lines are applied.
+        quota: Arc<Quota>,
     },
     /// From the acceptor: the hub is full; answer `ERR server-full` and close.
     Full { socket: TcpStream, peer: SocketAddr },
@@ -74,8 +84,22 @@ pub struct Dispatcher {
 /// Every admitted client's socket, as the dispatcher writes to it: the
 /// threaded hub's [`Outlet`].
 struct Sockets {
-    open: HashMap<ClientId, Arc<TcpStream>>,
+    open: HashMap<ClientId, Outbox>,
+    /// Clients with bytes pending (or closing once drained).
+    behind: HashSet<ClientId>,
+    /// Clients whose socket failed while retrying, for [`Outlet::overdue`].
+    failed: Vec<(ClientId, String)>,
+    /// When [`Sockets::retry`] and [`Outlet::overdue`] last went round
+    /// everyone behind.
+    last_retry: Instant,
+    last_overdue: Instant,
+    /// Each client's share of the channel.
+    quotas: HashMap<ClientId, Arc<Quota>>,
+    intake: Arc<Intake>,
+    per_ip: Arc<PerIp>,
     write_timeout: Duration,
+    max_pending: usize,
+    blocking_writes: bool,
     /// The scoreboard (src/hub/score.rs): this thread's slot, and each
     /// client's, whose out-counters only this thread writes.
     score: Arc<Scoreboard>,
@@ -83,7 +107,7 @@ struct Sockets {
     slots: HashMap<ClientId, Arc<Slot>>,
     /// Lines in the share about to be delivered (see `share_lines`).
     share_lines: usize,
-    /// `--link-timeout-ms`: how long a write to a link may block.
+    /// `--link-timeout-ms`: how long a link's bytes may wait to be taken.
     link_timeout: Duration,
     /// Links we dialled: which `--link` each is, and since when, so the
     /// linker hears when one is gone.
@@ -95,16 +119,27 @@ impl Dispatcher {
     pub fn new(
         events: Receiver<Event>,
         admission: Arc<Admission>,
-        write_timeout: Duration,
+        intake: Arc<Intake>,
+        per_ip: Arc<PerIp>,
+        config: &Config,
         score: Arc<Scoreboard>,
     ) -> Self {
         let me = score.register_thread("dispatcher");
         Dispatcher {
             events,
-            router: Router::new(admission),
+            router: Router::new(admission).with_max_subs(config.max_subs),
             sockets: Sockets {
                 open: HashMap::new(),
-                write_timeout,
+                behind: HashSet::new(),
+                failed: Vec::new(),
+                last_retry: Instant::now(),
+                last_overdue: Instant::now(),
+                quotas: HashMap::new(),
+                intake,
+                per_ip,
+                write_timeout: config.write_timeout,
+                max_pending: config.max_pending,
+                blocking_writes: config.blocking_writes,
                 score,
                 me,
                 slots: HashMap::new(),
@@ -140,16 +175,23 @@ impl Dispatcher {
         self.reachable.clone()
     }
 
-    /// Waits for the next event, or until a link is due a heartbeat
-    /// (`Ok(None)`). `Err` once every sender is gone.
-    fn next_event(&self) -> Result<Option<Event>, ()> {
-        match self.heartbeat_in {
-            None => self.events.recv().map(Some).map_err(|_| ()),
-            Some(wait) => match self.events.recv_timeout(wait) {
-                Ok(event) => Ok(Some(event)),
-                Err(RecvTimeoutError::Timeout) => Ok(None),
-                Err(RecvTimeoutError::Disconnected) => Err(()),
-            },
+    /// Waits for the next event: for ever when nothing else is due; while
+    /// someone has bytes pending, at most [`RETRY_EVERY`]; with links up, at
+    /// most until a link is due a heartbeat. `Timeout` when it waited out.
+    fn next_event(&self) -> Result<Event, RecvTimeoutError> {
+        let retry = (!self.sockets.behind.is_empty()).then_some(RETRY_EVERY);
+        let wait = match (retry, self.heartbeat_in) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match wait {
+            None => {
+                debug!("blocking in recv() on the channel");
+                self.events
+                    .recv()
+                    .map_err(|_| RecvTimeoutError::Disconnected)
+            }
+            Some(wait) => self.events.recv_timeout(wait),
         }
     }
 
@@ -165,32 +207,33 @@ impl Dispatcher {
     /// The dispatcher thread's whole life: wait, route a batch, write it.
     pub fn run(mut self) {
         loop {
-            // The one place this thread waits for work (with links up, at
-            // most until a link is due a heartbeat).
-            debug!("blocking in recv() on the channel");
+            // The one place this thread waits for work. While someone has
+            // bytes pending, it waits only a little, to retry them.
             self.sockets.me.enter(State::Recv);
-            let Ok(first) = self.next_event() else {
-                break;
-            };
+            let first = self.next_event();
             self.sockets.me.enter(State::Route);
-            let Some(first) = first else {
-                self.heartbeats();
-                self.router.flush(&mut self.sockets);
-                continue;
-            };
-            let mut stop = !self.apply(first);
-            let mut taken = 1;
-            // Take whatever else is already queued, without waiting, so many
-            // lines for the same socket leave in one write.
-            while !stop && self.router.batch_has_room(taken) {
-                let Ok(event) = self.events.try_recv() else {
-                    break;
-                };
-                stop = !self.apply(event);
-                taken += 1;
+            let mut stop = false;
+            match first {
+                Ok(first) => {
+                    stop = !self.apply(first);
+                    let mut taken = 1;
+                    // Take whatever else is already queued, without waiting,
+                    // so many lines for the same socket leave in one write.
+                    while !stop && self.router.batch_has_room(taken) {
+                        let Ok(event) = self.events.try_recv() else {
+                            break;
+                        };
+                        stop = !self.apply(event);
+                        taken += 1;
+                    }
+                    debug!("batch of {taken} events");
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
             }
-            debug!("batch of {taken} events");
             self.heartbeats();
+            // Older bytes first: what is pending goes before the new batch.
+            self.sockets.retry();
             self.router.flush(&mut self.sockets);
             if stop {
                 break;
@@ -200,8 +243,12 @@ impl Dispatcher {
             "shutting down: closing {} connections",
             self.sockets.open.len()
         );
-        for (_, socket) in self.sockets.open.drain() {
-            let _ = socket.shutdown(Shutdown::Both);
+        for (_, outbox) in self.sockets.open.drain() {
+            let _ = outbox.socket.shutdown(Shutdown::Both);
+        }
+        // Readers waiting for room in the channel must not wait for ever.
+        for (_, quota) in self.sockets.quotas.drain() {
+            quota.close();
         }
         self.sockets.me.enter(State::Exited);
     }
@@ -209,8 +256,14 @@ impl Dispatcher {
     /// Applies one event to the routing state. Returns false on shutdown.
     fn apply(&mut self, event: Event) -> bool {
         match event {
-            Event::Connected { id, socket, peer } => {
-                self.sockets.open.insert(id, socket);
+            Event::Connected {
+                id,
+                socket,
+                peer,
+                quota,
+            } => {
+                self.sockets.open.insert(id, Outbox::new(socket, peer));
+                self.sockets.quotas.insert(id, quota);
                 let nick = self.router.connect(id);
                 if let Some(slot) = self.sockets.score.client(id) {
                     if let Some(c) = slot.client() {
@@ -232,6 +285,9 @@ impl Dispatcher {
                 debug!("{id}: {line:?}");
                 self.router.on_line(id, &line);
                 self.sockets.publish(&self.router, id, &line);
+                // Its room in the channel is free again: the reader may go on.
+                let quota = self.sockets.quotas.get(&id).map(Arc::as_ref);
+                self.sockets.intake.give_back(quota, budget::cost(&line));
             }
             Event::Closed { id, why } => self.router.disconnect(id, &why),
             Event::Link(event) => self.apply_link(event),
@@ -245,7 +301,7 @@ impl Dispatcher {
     fn apply_link(&mut self, event: LinkEvent) {
         match event {
             LinkEvent::Dialled { id, socket, target } => {
-                self.sockets.open.insert(id, socket);
+                self.sockets.open_link(id, socket);
                 self.sockets.dialled.insert(id, (target, Instant::now()));
                 self.router.link_dialled(id);
             }
@@ -258,7 +314,7 @@ impl Dispatcher {
                 }
             }
             LinkEvent::Incoming { id, socket, hub } => {
-                self.sockets.open.insert(id, socket);
+                self.sockets.open_link(id, socket);
                 if let Err(refusal) = self.router.link_hello(id, &hub, true) {
                     warn!(
                         "refusing the link from {hub}: {} {}",
@@ -294,10 +350,11 @@ impl Dispatcher {
 }
 
 impl Outlet for Sockets {
-    /// One `writev` (or a few, if the kernel takes it in parts) per
-    /// recipient per batch, within the write timeout.
+    /// Hands the kernel what it takes now, keeps the rest (see
+    /// [`Outbox::deliver`]); or, with `--blocking-writes`, one `writev` that
+    /// may block for up to the write timeout while everyone waits.
     fn deliver(&mut self, id: ClientId, chunks: &mut [IoSlice<'_>]) -> Result<(), String> {
-        let Some(socket) = self.open.get(&id) else {
+        let Some(outbox) = self.open.get_mut(&id) else {
             return Ok(());
         };
         if log_enabled!(Level::Debug) {
@@ -306,7 +363,7 @@ impl Outlet for Sockets {
         }
         let client = self.slots.get(&id).and_then(|s| s.client());
         // The clock read the write timeout needs anyway, also the time
-        // the live view shows the dispatcher blocked in writev() since.
+        // the live view shows the dispatcher in writev() since.
         let start = Instant::now();
         self.me.enter_at(State::Writev, id, self.me.nanos_at(start));
         // A link has its own timeout (`--link-timeout-ms`).
@@ -315,34 +372,51 @@ impl Outlet for Sockets {
         } else {
             self.write_timeout
         };
-        let written = write_all_within(socket, chunks, timeout, start, client);
-        if let (Ok(()), Some(c)) = (&written, client) {
+        let result = if self.blocking_writes {
+            write_all_within(&outbox.socket, chunks, timeout, start, client).map_err(|e| {
+                if is_timeout(&e) {
+                    Counters::add(&self.score.counters.cut_off);
+                    let ms = timeout.as_millis();
+                    format!("not reading: write blocked past {ms} ms")
+                } else {
+                    Counters::add(&self.score.counters.write_errors);
+                    format!("write error: {e}")
+                }
+            })
+        } else {
+            let before = outbox.written();
+            let result = outbox.deliver(chunks, self.max_pending);
+            if let Some(c) = client {
+                c.wrote_bytes((outbox.written() - before) as usize);
+                c.set_pending(outbox.pending());
+            }
+            if outbox.pending() > 0 {
+                self.behind.insert(id);
+            }
+            if result.is_err() {
+                Counters::add(&self.score.counters.cut_off);
+            }
+            result
+        };
+        if let (Ok(()), Some(c)) = (&result, client) {
             c.wrote_lines(self.share_lines);
         }
         // Keeps the time the write began: no second clock read per write.
         self.me.switch(State::Flush);
-        written.map_err(|e| {
-            if is_timeout(&e) {
-                Counters::add(&self.score.counters.cut_off);
-                let ms = timeout.as_millis();
-                format!("not reading: write blocked past {ms} ms")
-            } else {
-                Counters::add(&self.score.counters.write_errors);
-                format!("write error: {e}")
-            }
-        })
+        result
     }
 
     fn share_lines(&mut self, _id: ClientId, lines: usize) {
         self.share_lines = lines;
     }
 
-    /// Closes a connection for good. Shutting it down also wakes its reader
-    /// thread, whose blocking `read()` returns 0, so that thread ends too.
+    /// Closes a connection for good, once what is pending for it (`BYE`,
+    /// say) is written, or the write timeout passes. Shutting it down also
+    /// wakes its reader thread, whose blocking `read()` returns 0, so that
+    /// thread ends too.
     fn close(&mut self, id: ClientId) {
-        if let Some(socket) = self.open.remove(&id) {
-            debug!("closing {id}");
-            let _ = socket.shutdown(Shutdown::Both);
+        if let Some(quota) = self.quotas.remove(&id) {
+            quota.close();
         }
         if let Some(c) = self.slots.remove(&id).as_deref().and_then(Slot::client) {
             c.set_pending(0);
@@ -355,6 +429,73 @@ impl Outlet for Sockets {
             let lasted = since.elapsed();
             let _ = linker.send(LinkerMsg::Gone { target, lasted });
         }
+        let Some(outbox) = self.open.get_mut(&id) else {
+            return;
+        };
+        // Links are not counted per address (`--max-per-ip`).
+        if !is_link(id) {
+            self.per_ip.release(outbox.peer.ip());
+        }
+        if outbox.pending() > 0 {
+            debug!(
+                "closing {id} once its {} bytes are written",
+                outbox.pending()
+            );
+            outbox.closing = true;
+            return;
+        }
+        if let Some(outbox) = self.open.remove(&id) {
+            debug!("closing {id}");
+            let _ = outbox.socket.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Clients whose oldest pending bytes waited past the write timeout, or
+    /// whose socket failed while retrying.
+    fn overdue(&mut self) -> Vec<(ClientId, String)> {
+        let mut cut = std::mem::take(&mut self.failed);
+        // Once per RETRY_EVERY is precise enough, and keeps thousands of
+        // clients behind from costing a sweep per batch.
+        let now = Instant::now();
+        if self.behind.is_empty() || now.duration_since(self.last_overdue) < RETRY_EVERY {
+            return cut;
+        }
+        self.last_overdue = now;
+        let mut done = Vec::new();
+        for &id in &self.behind {
+            let Some(outbox) = self.open.get_mut(&id) else {
+                done.push(id);
+                continue;
+            };
+            let timeout = if is_link(id) {
+                self.link_timeout
+            } else {
+                self.write_timeout
+            };
+            let why = match outbox.overdue(now, timeout) {
+                Some(why) => why,
+                None if outbox.pending() == 0 => {
+                    done.push(id);
+                    continue;
+                }
+                None => continue,
+            };
+            outbox.discard();
+            done.push(id);
+            Counters::add(&self.score.counters.cut_off);
+            if outbox.closing {
+                // The router is done with it already: just close.
+                if let Some(outbox) = self.open.remove(&id) {
+                    let _ = outbox.socket.shutdown(Shutdown::Both);
+                }
+            } else {
+                cut.push((id, why));
+            }
+        }
+        for id in done {
+            self.behind.remove(&id);
+        }
+        cut
     }
 }
 
@@ -363,6 +504,66 @@ impl Sockets {
     fn publish(&self, router: &Router, id: ClientId, line: &Inbound) {
         let slot = self.slots.get(&id).map(Arc::as_ref);
         self.score.note_line(slot, router, id, line);
+    }
+
+    /// A link's socket, registered like a client's (links are written the
+    /// same way, with the link timeout).
+    fn open_link(&mut self, id: ClientId, socket: Arc<TcpStream>) {
+        let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+        let peer = socket.peer_addr().unwrap_or(unknown);
+        self.open.insert(id, Outbox::new(socket, peer));
+    }
+
+    /// Hands the kernel what it takes now of every pending buffer; closes
+    /// the clients that were only waiting for theirs to drain. A socket
+    /// that fails is reported by [`Outlet::overdue`], to be cut off.
+    ///
+    /// At most once per [`RETRY_EVERY`], not once per batch: with thousands
+    /// of clients behind (a join storm to slow readers), a send to each of
+    /// them after every small batch would be most of the dispatcher's work.
+    /// Recipients of a batch are retried anyway, by `deliver`.
+    fn retry(&mut self) {
+        if self.behind.is_empty() || self.last_retry.elapsed() < RETRY_EVERY {
+            return;
+        }
+        self.last_retry = Instant::now();
+        let mut drained = Vec::new();
+        for &id in &self.behind {
+            let Some(outbox) = self.open.get_mut(&id) else {
+                drained.push(id);
+                continue;
+            };
+            let before = outbox.written();
+            let drained_now = outbox.drain();
+            if let Some(c) = self.slots.get(&id).and_then(|s| s.client()) {
+                c.wrote_bytes((outbox.written() - before) as usize);
+                c.set_pending(outbox.pending());
+            }
+            match drained_now {
+                Ok(true) => drained.push(id),
+                Ok(false) => {}
+                Err(why) => {
+                    outbox.discard();
+                    drained.push(id);
+                    Counters::add(&self.score.counters.write_errors);
+                    if !outbox.closing {
+                        self.failed.push((id, why));
+                    }
+                }
+            }
+        }
+        for id in drained {
+            self.behind.remove(&id);
+            if self
+                .open
+                .get(&id)
+                .is_some_and(|o| o.closing && o.pending() == 0)
+                && let Some(outbox) = self.open.remove(&id)
+            {
+                debug!("closing {id}: its last bytes are written");
+                let _ = outbox.socket.shutdown(Shutdown::Both);
+            }
+        }
     }
 
     /// `ERR server-full` to a connection that was never admitted, then close.
@@ -378,58 +579,4 @@ impl Sockets {
         let _ = socket.write_all(line);
         let _ = socket.shutdown(Shutdown::Both);
     }
-}
-
-/// Writes all `chunks`, giving up once `timeout` has passed in total.
-///
-/// The socket's own write timeout (`SO_SNDTIMEO`, set by the acceptor) ends a
-/// write that makes no progress at all. A client that reads a trickle makes
-/// some progress on every write, so the total time is checked here as well.
-/// `start` is when the write began; `client` is where the bytes still held
-/// for this client, and those written, are counted for the live view.
-fn write_all_within(
-    mut socket: &TcpStream,
-    mut chunks: &mut [IoSlice<'_>],
-    timeout: Duration,
-    start: Instant,
-    client: Option<&ClientSlot>,
-) -> io::Result<()> {
-    let mut shortened = false;
-    let mut left_to_write: usize = chunks.iter().map(|c| c.len()).sum();
-    if let Some(c) = client {
-        c.set_pending(left_to_write);
-    }
-    let result = loop {
-        if chunks.is_empty() {
-            break Ok(());
-        }
-        // Blocks while the client's kernel buffer is full.
-        match socket.write_vectored(chunks) {
-            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                if let Some(c) = client {
-                    c.wrote_bytes(n);
-                    left_to_write -= n;
-                    c.set_pending(left_to_write);
-                }
-                IoSlice::advance_slices(&mut chunks, n)
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => break Err(e),
-        }
-        if chunks.is_empty() {
-            break Ok(());
-        }
-        // A partial write: the buffer is full. Wait at most what is left.
-        let left = timeout.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            break Err(io::ErrorKind::TimedOut.into());
-        }
-        shortened = true;
-        socket.set_write_timeout(Some(left))?;
-    };
-    if shortened {
-        let _ = socket.set_write_timeout(Some(timeout));
-    }
-    result
 }

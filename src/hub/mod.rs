@@ -12,11 +12,13 @@
 //! and `linker`, and one `link-<hub>` reader per link ([`link`], [`linker`]).
 
 pub mod acceptor;
+pub mod budget;
 pub mod dispatcher;
 pub mod error;
 pub mod link;
 pub mod linker;
 pub mod monitor;
+pub mod outbox;
 pub mod reader;
 pub mod score;
 
@@ -31,7 +33,8 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use log::{debug, warn};
 
-use crate::hub::acceptor::Acceptor;
+use crate::hub::acceptor::{Acceptor, PerIp};
+use crate::hub::budget::Intake;
 use crate::hub::dispatcher::{Dispatcher, Event};
 use crate::hub::link::{LinkAcceptor, LinkSettings};
 use crate::hub::linker::{Linker, LinkerMsg};
@@ -71,6 +74,23 @@ pub struct Config {
     /// A link silent (or unable to take its lines) this long is down
     /// (`--link-timeout-ms`).
     pub link_timeout: Duration,
+    /// Bytes of parsed lines the channel may hold, all readers together,
+    /// before readers block (`--channel-bytes`).
+    pub channel_bytes: usize,
+    /// Bytes the dispatcher may keep for one client that does not take
+    /// them fast enough; past it the client is cut off (`--max-pending`).
+    pub max_pending: usize,
+    /// The old single writer: every write blocks until the kernel takes it
+    /// all, or `write_timeout` passes, and everyone waits (`--blocking-writes`).
+    pub blocking_writes: bool,
+    /// Topics one client may be subscribed to at once (`--max-subs`).
+    pub max_subs: usize,
+    /// How long a line may stay unfinished (`--line-timeout-ms`; None: off).
+    pub line_timeout: Option<Duration>,
+    /// How long a client may send nothing (`--idle-timeout-ms`; None: off).
+    pub idle_timeout: Option<Duration>,
+    /// Connections from one IP address at once (`--max-per-ip`; None: off).
+    pub max_per_ip: Option<usize>,
     /// Where the live view's HTTP server listens, `HOST:PORT` (or just a
     /// port, on loopback); `None` for no monitor (`--monitor`).
     pub monitor: Option<String>,
@@ -80,6 +100,14 @@ pub struct Config {
 /// is absorbed without any reader waiting; past it, readers block in
 /// [`reader::hand_over`] until the dispatcher catches up.
 pub const DEFAULT_CHANNEL_CAPACITY: usize = 16 * 1024;
+/// Bytes the channel holds by default, all readers together: 16 MiB.
+pub const DEFAULT_CHANNEL_BYTES: usize = 16 * 1024 * 1024;
+/// Bytes kept for one client that is behind, by default: 1 MiB.
+pub const DEFAULT_MAX_PENDING: usize = 1024 * 1024;
+/// Subscriptions per client, by default.
+pub const DEFAULT_MAX_SUBS: usize = 4096;
+/// How long a line may stay unfinished, by default: 30 s.
+pub const DEFAULT_LINE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for Config {
     fn default() -> Self {
@@ -95,6 +123,13 @@ impl Default for Config {
             links: Vec::new(),
             link_key: None,
             link_timeout: Duration::from_millis(DEFAULT_LINK_TIMEOUT_MS),
+            channel_bytes: DEFAULT_CHANNEL_BYTES,
+            max_pending: DEFAULT_MAX_PENDING,
+            blocking_writes: false,
+            max_subs: DEFAULT_MAX_SUBS,
+            line_timeout: Some(DEFAULT_LINE_TIMEOUT),
+            idle_timeout: None,
+            max_per_ip: None,
             monitor: None,
         }
     }
@@ -167,10 +202,14 @@ impl Hub {
 
         let (linker_tx, linker_rx) = crossbeam_channel::unbounded();
         let dialling = !config.links.is_empty();
+        let intake = Arc::new(Intake::new(config.channel_bytes));
+        let per_ip = Arc::new(PerIp::new(config.max_per_ip));
         let dispatcher = Dispatcher::new(
             inbox,
             admission.clone(),
-            config.write_timeout,
+            intake.clone(),
+            per_ip.clone(),
+            &config,
             score.clone(),
         )
         .linking(
@@ -195,6 +234,10 @@ impl Hub {
             stop: stop.clone(),
             max_line: config.max_line,
             write_timeout: config.write_timeout,
+            line_timeout: config.line_timeout,
+            idle_timeout: config.idle_timeout,
+            intake,
+            per_ip,
             score: score.clone(),
         };
         let acceptor = match thread::Builder::new()

@@ -10,65 +10,247 @@
 use std::io::{self, Read};
 use std::net::TcpStream;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, TrySendError};
 use log::debug;
 
+use crate::hub::budget::{self, Intake, Quota};
 use crate::hub::dispatcher::Event;
 use crate::hub::score::{Slot, State};
-use crate::proto::framing::LineFramer;
+use crate::proto::client_line::Refusal;
+use crate::proto::framing::{Inbound, LineFramer};
 use crate::proto::router::ClientId;
+use crate::proto::server_line::ErrorCode;
+use crate::support::timeouts::is_timeout;
 
-/// Runs one client's read loop until end of stream, an error, `/quit`, or
-/// the hub going away. `socket` is shared with the dispatcher: this thread
-/// only reads from it, the dispatcher only writes to it. `slot` is this
-/// thread's place on the scoreboard (src/hub/score.rs): what it waits for.
-pub fn run(
+/// What one reader needs besides its socket and the channel.
+#[derive(Debug, Clone)]
+pub struct ReaderSettings {
+    pub max_line: usize,
+    /// `--line-timeout-ms`: how long a started line may stay unfinished.
+    pub line_timeout: Option<Duration>,
+    /// `--idle-timeout-ms`: how long the client may send nothing at all.
+    pub idle_timeout: Option<Duration>,
+    /// This client's share of the channel, and the channel's byte budget.
+    pub quota: Arc<Quota>,
+    pub intake: Arc<Intake>,
+    /// This thread's place on the scoreboard (src/hub/score.rs): what it
+    /// waits for.
+    pub slot: Arc<Slot>,
+}
+
+/// Runs one client's read loop until end of stream, an error, `/quit`, a
+/// timeout, or the hub going away. `socket` is shared with the dispatcher:
+/// this thread only reads from it, the dispatcher only writes to it.
+pub fn run(id: ClientId, socket: Arc<TcpStream>, events: Sender<Event>, settings: ReaderSettings) {
+    let mut reader = Reader {
+        id,
+        framer: LineFramer::new(settings.max_line),
+        socket,
+        events,
+        settings,
+        started: false,
+        line_since: None,
+        read_timeout: None,
+        last_read: Instant::now(),
+    };
+    if let Some(why) = reader.read_loop() {
+        debug!("reader done: {why}");
+        // Ignored if the hub is already gone.
+        hand_over(
+            &reader.events,
+            Event::Closed { id, why },
+            &reader.settings.slot,
+        );
+    }
+    reader.settings.slot.enter(State::Exited);
+}
+
+/// One reader thread's state. Kept out of the frame that blocks in
+/// `read()`: every byte of stack that frame uses is resident memory, times
+/// 10,000 clients (see "What a client costs" in docs/architecture.md).
+struct Reader {
     id: ClientId,
+    framer: LineFramer,
     socket: Arc<TcpStream>,
     events: Sender<Event>,
-    max_line: usize,
-    slot: Arc<Slot>,
-) {
-    let mut framer = LineFramer::new(max_line);
-    let why = loop {
-        // This is where a client thread spends its life: parked in the
-        // kernel until bytes arrive, the peer hangs up, or the dispatcher
-        // shuts the socket down. The bytes land in the framer's buffer.
-        debug!("blocking in read()");
-        slot.enter(State::Read);
-        let n = match (&*socket).read(framer.spare()) {
-            Ok(0) => break "end of stream".to_string(),
+    settings: ReaderSettings,
+    /// The dispatcher has heard of this client (see [`Quota::start`]).
+    started: bool,
+    /// When the unfinished line in the framer started arriving.
+    line_since: Option<Instant>,
+    /// The read timeout now set on the socket (the hub's clocks: idle and
+    /// line timeouts are noticed by a read that returns `WouldBlock`).
+    read_timeout: Option<Duration>,
+    /// When the last bytes arrived (or the client connected).
+    last_read: Instant,
+}
+
+/// What a reader does after one `read()`.
+enum Next {
+    Read,
+    /// The connection ended: tell the dispatcher why.
+    End(String),
+    /// `/quit`, or the hub is stopping: nothing more to say.
+    Done,
+}
+
+impl Reader {
+    /// Reads until the connection ends; `Some(why)` to report to the
+    /// dispatcher as `Closed`.
+    fn read_loop(&mut self) -> Option<String> {
+        loop {
+            self.set_read_timeout();
+            // This is where a client thread spends its life: parked in the
+            // kernel until bytes arrive, the peer hangs up, or the
+            // dispatcher shuts the socket down. The bytes land in the
+            // framer's buffer.
+            debug!("blocking in read()");
+            self.settings.slot.enter(State::Read);
+            let read = (&*self.socket).read(self.framer.spare());
+            match self.after_read(read) {
+                Next::Read => {}
+                Next::End(why) => return Some(why),
+                Next::Done => return None,
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn set_read_timeout(&mut self) {
+        let s = &self.settings;
+        let wanted = wait_at_most(self.line_since, s.line_timeout, s.idle_timeout);
+        if needs_update(self.read_timeout, wanted) {
+            let _ = self.socket.set_read_timeout(wanted);
+            self.read_timeout = wanted;
+        }
+    }
+
+    #[inline(never)]
+    fn after_read(&mut self, read: io::Result<usize>) -> Next {
+        let (line_timeout, idle_timeout) = (self.settings.line_timeout, self.settings.idle_timeout);
+        let n = match read {
+            Ok(0) => return Next::End("end of stream".to_string()),
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => break format!("read error: {e}"),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Next::Read,
+            Err(e) if is_timeout(&e) => {
+                let idle = idle_timeout.filter(|&limit| self.last_read.elapsed() >= limit);
+                return match expired(self.line_since, line_timeout, idle) {
+                    Some((code, why)) => self.kick(code, why),
+                    None => Next::Read,
+                };
+            }
+            Err(e) => return Next::End(format!("read error: {e}")),
         };
         debug!("read() returned {n} bytes");
-        slot.read_returned(n);
-        framer.filled(n);
+        self.settings.slot.read_returned(n);
+        self.last_read = Instant::now();
+        self.framer.filled(n);
         // Every complete line of this read, parsed, one at a time.
-        while let Some(line) = framer.next_inbound() {
+        while let Some(line) = self.framer.next_inbound() {
             let quit = line.is_quit();
-            slot.line_in();
-            if !hand_over(&events, Event::Line { id, line }, &slot) || quit {
+            if !self.send(line) || quit {
                 // The hub is shutting down, or the client said /quit: lines
                 // after /quit in the same read are ignored, as the contract says.
                 debug!("reader done (quit or hub stopping)");
-                slot.enter(State::Exited);
-                return;
+                return Next::Done;
             }
         }
-    };
-    debug!("reader done: {why}");
-    // Ignored if the hub is already gone.
-    hand_over(&events, Event::Closed { id, why }, &slot);
-    slot.enter(State::Exited);
+        self.line_since = match self.line_since {
+            _ if !self.framer.in_line() => None,
+            None => Some(self.last_read),
+            since => since,
+        };
+        match expired(self.line_since, line_timeout, None) {
+            Some((code, why)) => self.kick(code, why),
+            None => Next::Read,
+        }
+    }
+
+    /// One line into the channel, within this client's budget (waits while
+    /// it has too many lines in the channel). False if the hub is gone.
+    fn send(&mut self, line: Inbound) -> bool {
+        let s = &self.settings;
+        if !self.started {
+            // The acceptor spawned this thread, then sent `Connected`: a
+            // line must not overtake it.
+            if !s.quota.wait_for_start() {
+                return false;
+            }
+            self.started = true;
+        }
+        s.slot.line_in();
+        s.intake.take(&s.quota, budget::cost(&line))
+            && hand_over(&self.events, Event::Line { id: self.id, line }, &s.slot)
+    }
+
+    /// `ERR <code>` to the client, then the end of its connection.
+    fn kick(&mut self, code: ErrorCode, why: String) -> Next {
+        self.send(Inbound::Refused(Refusal::new(code, why.clone())));
+        Next::End(format!("{code}: {why}"))
+    }
 }
+
+/// The read timeout to set: until the unfinished line's deadline, or the
+/// idle deadline (a read starts now, so a whole idle period), or none.
+fn wait_at_most(
+    line_since: Option<Instant>,
+    line_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
+) -> Option<Duration> {
+    let line_left = line_since
+        .zip(line_timeout)
+        .map(|(since, limit)| limit.saturating_sub(since.elapsed()));
+    let wait = match (line_left, idle_timeout) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    // A timeout of 0 would mean "no timeout" to the kernel.
+    wait.map(|w| w.max(Duration::from_millis(1)))
+}
+
+/// Change the socket's read timeout only when it matters: to none, to a
+/// longer one, or to one much shorter (not on every read of a long line).
+fn needs_update(set: Option<Duration>, wanted: Option<Duration>) -> bool {
+    match (set, wanted) {
+        (Some(set), Some(wanted)) => set < wanted || set > wanted + wanted / 16,
+        (set, wanted) => set != wanted,
+    }
+}
+
+/// Which timeout has passed, if one has; `idle` is the idle timeout if the
+/// client has sent nothing for that long.
+fn expired(
+    line_since: Option<Instant>,
+    line_timeout: Option<Duration>,
+    idle: Option<Duration>,
+) -> Option<(ErrorCode, String)> {
+    if let (Some(since), Some(limit)) = (line_since, line_timeout)
+        && since.elapsed() >= limit
+    {
+        let ms = limit.as_millis();
+        return Some((
+            ErrorCode::LineTimeout,
+            format!("a line must arrive within {ms} ms"),
+        ));
+    }
+    if let Some(limit) = idle {
+        let ms = limit.as_millis();
+        return Some((
+            ErrorCode::IdleTimeout,
+            format!("nothing received for {ms} ms"),
+        ));
+    }
+    None
+}
+
 /// The moment a line leaves its client thread: one parsed event into the
 /// hub's channel. Returns false if the dispatcher is gone (shutting down).
 ///
 /// Blocks while the channel is full: the dispatcher is behind, so this
 /// client waits, stops reading its socket, and TCP slows its sender down.
+/// (Its own budget, [`Intake::take`], was checked just before.)
 /// A function of its own so a debugger can stop exactly here:
 /// `break tcphub::hub::reader::hand_over` (docs/debugging.md).
 ///

@@ -96,6 +96,13 @@ impl LineFramer {
         self.end - self.start
     }
 
+    /// True while part of a line has arrived and its `\n` has not (also
+    /// while the rest of a too-long line is being thrown away): what
+    /// `--line-timeout-ms` times. Meaningful once `next_frame` said `None`.
+    pub fn in_line(&self) -> bool {
+        self.discarding || self.end > self.start
+    }
+
     /// Where the next `read()` should put its bytes. Never empty.
     ///
     /// Moves an unfinished tail to the front first. Doubles the buffer when

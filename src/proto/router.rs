@@ -79,6 +79,8 @@ pub struct Router {
     /// Linked hubs: links, remote hubs and clients, interest
     /// ([`crate::proto::network`]; empty when the hub is not linked).
     pub(super) net: Network,
+    /// Topics one client may be subscribed to at once (`--max-subs`).
+    max_subs: usize,
 }
 
 impl Router {
@@ -91,7 +93,15 @@ impl Router {
             batch: Batch::default(),
             closing: Vec::new(),
             net: Network::default(),
+            max_subs: usize::MAX,
         }
+    }
+
+    /// At most `max_subs` subscriptions per client; one more is
+    /// `ERR too-many-subs` (`--max-subs`). Unlimited by default.
+    pub fn with_max_subs(mut self, max_subs: usize) -> Self {
+        self.max_subs = max_subs;
+        self
     }
 
     /// The nick of a connected client.
@@ -419,6 +429,13 @@ impl Router {
     }
 
     fn subscribe(&mut self, id: ClientId, topic: &str) {
+        if let Some(client) = self.clients.get(&id)
+            && client.subs.len() >= self.max_subs
+            && !client.subs.contains(topic)
+        {
+            let text = format!("at most {} topics per client", self.max_subs);
+            return self.error(id, ErrorCode::TooManySubs, &text);
+        }
         if let Some(client) = self.clients.get_mut(&id)
             && client.subs.insert(topic.to_string())
         {
@@ -800,6 +817,27 @@ mod tests {
         // the nick is free again
         hub.say(b, "/nick guest-1");
         assert_eq!(hub.lines(b), v(&["OK nick guest-1"]));
+    }
+
+    #[test]
+    fn subscriptions_are_capped_per_client() {
+        let admission = Arc::new(Admission::new(10));
+        let mut hub = Harness {
+            router: Router::new(admission.clone()).with_max_subs(2),
+            admission,
+        };
+        let a = hub.connect();
+        hub.flush();
+        hub.say(a, "/sub x");
+        hub.say(a, "/sub y");
+        hub.say(a, "/sub x");
+        hub.say(a, "/sub z");
+        let lines = hub.lines(a);
+        assert_eq!(lines[..3], v(&["OK sub x", "OK sub y", "OK sub x"]));
+        assert!(lines[3].starts_with("ERR too-many-subs "), "{lines:?}");
+        hub.say(a, "/unsub x");
+        hub.say(a, "/sub z");
+        assert_eq!(hub.lines(a), v(&["OK unsub x", "OK sub z"]));
     }
 
     #[test]

@@ -23,11 +23,14 @@ pub enum ErrorCode {
     NoSuchNick,
     BadTopic,
     ServerFull,
+    TooManySubs,
+    LineTimeout,
+    IdleTimeout,
 }
 
 impl ErrorCode {
     /// Every code, for parsing and for tests.
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::LineTooLong,
         ErrorCode::BadUtf8,
         ErrorCode::UnknownCommand,
@@ -37,6 +40,9 @@ impl ErrorCode {
         ErrorCode::NoSuchNick,
         ErrorCode::BadTopic,
         ErrorCode::ServerFull,
+        ErrorCode::TooManySubs,
+        ErrorCode::LineTimeout,
+        ErrorCode::IdleTimeout,
     ];
 
     /// The code as it appears on the wire, after `ERR `.
@@ -51,6 +57,9 @@ impl ErrorCode {
             ErrorCode::NoSuchNick => "no-such-nick",
             ErrorCode::BadTopic => "bad-topic",
             ErrorCode::ServerFull => "server-full",
+            ErrorCode::TooManySubs => "too-many-subs",
+            ErrorCode::LineTimeout => "line-timeout",
+            ErrorCode::IdleTimeout => "idle-timeout",
         }
     }
 

@@ -53,6 +53,9 @@ pub struct Settings {
     /// `set hubs a b c`: several in-process hubs with these names, linked in
     /// a chain (each dials the one before it). Empty: one unnamed hub.
     pub hubs: Vec<String>,
+    /// The in-process hub's `--blocking-writes` (`set blocking-writes on`):
+    /// the old single writer that stalls everyone behind one slow reader.
+    pub blocking_writes: bool,
 }
 
 impl Settings {
@@ -62,6 +65,7 @@ impl Settings {
             || self.max_clients.is_some()
             || self.max_line.is_some()
             || !self.hubs.is_empty()
+            || self.blocking_writes
     }
 }
 
@@ -73,6 +77,7 @@ impl Default for Settings {
             max_clients: None,
             max_line: None,
             hubs: Vec::new(),
+            blocking_writes: false,
         }
     }
 }

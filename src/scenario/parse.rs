@@ -136,9 +136,17 @@ impl Parser<'_> {
             "max-clients" => self.settings.max_clients = Some(number(value, 1, 1_000_000)?),
             "max-line" => self.settings.max_line = Some(number(value, 1, 16 * 1024 * 1024)?),
             "hubs" => self.settings.hubs = hub_names(value)?,
+            "blocking-writes" => {
+                self.settings.blocking_writes = match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(format!("blocking-writes is on or off, not {value:?}")),
+                }
+            }
             _ => {
                 return Err(format!(
-                    "unknown setting {key:?} (settings: timeout, write-timeout, max-clients, max-line, hubs)"
+                    "unknown setting {key:?} (settings: timeout, write-timeout, max-clients, \
+                     max-line, hubs, blocking-writes)"
                 ));
             }
         }

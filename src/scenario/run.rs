@@ -189,11 +189,17 @@ fn start_hub(
             if let Some(n) = settings.max_line {
                 config.max_line = n;
             }
+            config.blocking_writes = settings.blocking_writes;
             let hub = Hub::start(config.clone()).map_err(ScenarioError::Hub)?;
             let addr = hub.local_addr().to_string();
             shared.header(&format!(
-                "hub {addr} (in-process, write timeout {})",
-                duration::show(config.write_timeout)
+                "hub {addr} (in-process, write timeout {}{})",
+                duration::show(config.write_timeout),
+                if config.blocking_writes {
+                    ", blocking writes"
+                } else {
+                    ""
+                }
             ));
             Ok((Some(hub), addr))
         }
