@@ -164,6 +164,8 @@ fn start_monitor(
         hub_addr,
         max_clients: config.max_clients,
         write_timeout: config.write_timeout,
+        hub_name: None,
+        link_timeout: config.link_timeout,
     };
     std::thread::Builder::new()
         .name("monitor".into())

@@ -600,3 +600,202 @@ fn simulate_netsplit_shows_each_side_leave() {
     assert!(timeline.contains("ann  <- LEAVE cid@c"), "{timeline}");
     assert!(timeline.contains("cid  <- LEAVE ann@a"), "{timeline}");
 }
+
+/// A relay for one link that can stop reading from the listening hub's
+/// side (the far end of a link that stopped taking its lines), while that
+/// hub keeps hearing from it: the dialler's lines pass, whole lines only,
+/// and once the dialler's side is gone the relay sends `PING` itself. So
+/// the listening hub can only notice the stall by its writes.
+struct StallingRelay {
+    addr: SocketAddr,
+    stalled: Arc<AtomicUsize>,
+}
+
+impl StallingRelay {
+    fn start(to: SocketAddr) -> StallingRelay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stalled = Arc::new(AtomicUsize::new(0));
+        let flag = stalled.clone();
+        thread::spawn(move || {
+            let Ok((inward, _)) = listener.accept() else {
+                return;
+            };
+            let outward = TcpStream::connect(to).unwrap();
+            let writer = Arc::new(std::sync::Mutex::new(outward.try_clone().unwrap()));
+            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            // The dialler's lines to the hub, whole lines only.
+            let (to_hub, from_dialler) = (writer.clone(), inward.try_clone().unwrap());
+            thread::spawn(move || {
+                use std::io::BufRead;
+                let mut lines = std::io::BufReader::new(from_dialler);
+                let mut line = String::new();
+                while matches!(lines.read_line(&mut line), Ok(n) if n > 0) {
+                    if to_hub.lock().unwrap().write_all(line.as_bytes()).is_err() {
+                        return;
+                    }
+                    line.clear();
+                }
+                // Nothing closes the hub's side: it must find out itself.
+            });
+            // Once stalled, PINGs of our own, so the hub keeps hearing
+            // from the link even after the dialler has given up.
+            let (stall, finished) = (flag.clone(), done.clone());
+            thread::spawn(move || {
+                loop {
+                    if stall.load(Ordering::SeqCst) == 1
+                        && writer.lock().unwrap().write_all(b"PING\n").is_err()
+                    {
+                        break;
+                    }
+                    if Arc::strong_count(&stall) <= 2 {
+                        break; // the test is over
+                    }
+                    thread::sleep(Duration::from_millis(50));
+                }
+                finished.store(true, Ordering::SeqCst);
+            });
+            // The hub's lines to the dialler, until stalled: then this
+            // side is not read any more.
+            let (mut from_hub, mut into) = (outward, inward);
+            let mut buf = [0u8; 16 * 1024];
+            loop {
+                if flag.load(Ordering::SeqCst) == 1 {
+                    // Holds the socket, unread, until the pinger is done.
+                    while !done.load(Ordering::SeqCst) {
+                        thread::sleep(Duration::from_millis(20));
+                    }
+                    return;
+                }
+                let _ = from_hub.set_read_timeout(Some(Duration::from_millis(20)));
+                match from_hub.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        if into.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if tcphub::support::timeouts::is_timeout(&e) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        StallingRelay { addr, stalled }
+    }
+
+    /// From now on the hub's side of the link is not read.
+    fn stall(&self) {
+        self.stalled.store(1, Ordering::SeqCst);
+    }
+}
+
+/// `GET /stats` from a monitor, parsed.
+fn stats(monitor: SocketAddr) -> tcphub::support::json::Value {
+    let body = tcphub::top::fetch(&monitor.to_string()).expect("the monitor answers");
+    tcphub::support::json::parse(&body).expect("JSON")
+}
+
+/// The contract (docs/linking.md): a link that cannot take its lines
+/// within the link timeout is cut like a slow client, a netsplit, and the
+/// hub's own clients are not held up meanwhile.
+#[test]
+fn a_link_that_stops_taking_its_lines_is_cut_and_local_clients_go_on() {
+    let timeout = Duration::from_millis(1000);
+    let config = |name: &str| Config {
+        name: Some(name.to_string()),
+        link_key: Some(KEY.to_string()),
+        link_timeout: timeout,
+        // Big enough that only the link timeout can cut the link.
+        max_pending: 512 << 20,
+        ..Config::ephemeral()
+    };
+    let a = Hub::start(Config {
+        link_listen: Some("127.0.0.1:0".into()),
+        monitor: Some("127.0.0.1:0".into()),
+        ..config("a")
+    })
+    .unwrap();
+    let monitor = a.monitor_addr().unwrap();
+    let relay = StallingRelay::start(link_addr(&a));
+    let b = Hub::start(Config {
+        links: vec![relay.addr.to_string()],
+        ..config("b")
+    })
+    .unwrap();
+    let mut ann = client(a.local_addr(), "ann");
+    let mut bob = client(b.local_addr(), "bob");
+    bob.send("/sub flood");
+    skip_to(&mut bob, "OK sub flood");
+    bob.send("subscribed");
+    skip_to(&mut ann, "MSG bob@b subscribed");
+
+    relay.stall();
+    let stalled = Instant::now();
+    // A local publisher floods `flood`, which b wants: a's lines to the
+    // link pile up in its kernel buffers, then in the hub.
+    let (publisher, _) = Peer::join(a.local_addr(), "pub");
+    let stop = publisher.stream().try_clone().unwrap();
+    let flooder = thread::spawn(move || {
+        let mut s = publisher.stream().try_clone().unwrap();
+        let lines = format!("/pub flood {}\n", "x".repeat(3000)).repeat(8);
+        // Whole lines, blocking, about 24 MB/s (the hub keeps what the
+        // link does not take): until the test shuts the socket down.
+        while s.write_all(lines.as_bytes()).is_ok() {
+            thread::sleep(Duration::from_millis(1));
+        }
+        drop(publisher);
+    });
+    // The live view flags the link before it is cut: bytes pending, for
+    // half the link timeout or more.
+    let mut flagged = false;
+    // Meanwhile a local client is answered at once.
+    let mut worst_ping = Duration::ZERO;
+    let mut left = false;
+    while !left {
+        let s = stats(monitor);
+        let link = s.field("links").items().first().cloned();
+        let Some(link) = link else { break };
+        if link.field("at_risk").is_true() && link.field("pending_bytes").u64() > Some(0) {
+            flagged = true;
+        }
+        let asked = Instant::now();
+        ann.send("/ping");
+        let mut line = ann.recv();
+        while line != "PONG" {
+            if line == "LEAVE bob@b" {
+                break;
+            }
+            line = ann.recv();
+        }
+        worst_ping = worst_ping.max(asked.elapsed());
+        left = line == "LEAVE bob@b";
+        assert!(stalled.elapsed() < timeout + Duration::from_secs(10), "never cut");
+        thread::sleep(Duration::from_millis(20));
+    }
+    if !left {
+        skip_to(&mut ann, "LEAVE bob@b");
+    }
+    let cut = stalled.elapsed();
+    let _ = stop.shutdown(Shutdown::Both);
+    flooder.join().unwrap();
+    assert!(
+        cut < timeout + Duration::from_secs(5),
+        "the link was cut after {cut:?}"
+    );
+    assert!(
+        worst_ping < Duration::from_millis(750),
+        "a local /ping waited {worst_ping:?} during the stall"
+    );
+    assert!(flagged, "the live view never flagged the link at risk");
+    // Cut by its writes (the hub heard PINGs all along), like a slow client.
+    let s = stats(monitor);
+    assert_eq!(s.field("hub").field("cut_off").u64(), Some(1), "{s:?}");
+    assert!(s.field("links").items().is_empty());
+    // b, hearing nothing, has split too.
+    skip_to(&mut bob, "LEAVE ann@a");
+    ann.send("/ping");
+    skip_to(&mut ann, "PONG");
+    drop(relay);
+    b.shutdown();
+    a.shutdown();
+}

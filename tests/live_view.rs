@@ -551,3 +551,149 @@ fn the_page_in_a_browser_shows_the_threads_and_updates() {
         .unwrap_or_else(|| panic!("no poll counter:\n{dom}"));
     assert!(polls >= 2, "polled {polls} times:\n{dom}");
 }
+
+// ---- links: two linked hubs, each with a monitor -----------------------
+
+const LINK_KEY: &str = "classroom";
+
+/// A hub named `name` with a monitor: accepting links if `listen`,
+/// dialling `links`.
+fn linked_hub(name: &str, listen: bool, links: &[String]) -> (Hub, SocketAddr) {
+    hub_with_monitor(Config {
+        name: Some(name.to_string()),
+        link_listen: listen.then(|| "127.0.0.1:0".to_string()),
+        links: links.to_vec(),
+        link_key: Some(LINK_KEY.into()),
+        link_timeout: Duration::from_millis(2000),
+        ..Config::ephemeral()
+    })
+}
+
+fn link<'a>(stats: &'a Value, hub: &str) -> Option<&'a Value> {
+    stats
+        .field("links")
+        .items()
+        .iter()
+        .find(|l| l.field("hub").as_str() == Some(hub))
+}
+
+fn link_num(stats: &Value, hub: &str, field: &str) -> u64 {
+    link(stats, hub).and_then(|l| l.field(field).u64()).unwrap_or(0)
+}
+
+/// Skips lines until one equal to `line` (bounded by the peer's timeout).
+fn skip_to(peer: &mut Peer, line: &str) {
+    while peer.recv() != line {}
+}
+
+#[test]
+fn stats_and_top_show_a_link_on_both_sides_with_moving_counters() {
+    let (a, mon_a) = linked_hub("a", true, &[]);
+    let link_addr = a.link_addr().unwrap().to_string();
+    let (b, mon_b) = linked_hub("b", false, &[link_addr]);
+    let long = Duration::from_secs(10);
+    // Both sides see the link, with the right peer name and direction.
+    let sa = until(mon_a, long, "a's link to b", |s| link(s, "b").is_some());
+    let sb = until(mon_b, long, "b's link to a", |s| link(s, "a").is_some());
+    let (la, lb) = (link(&sa, "b").unwrap(), link(&sb, "a").unwrap());
+    assert_eq!(la.field("direction").as_str(), Some("incoming"), "{la:?}");
+    assert_eq!(lb.field("direction").as_str(), Some("dialled"), "{lb:?}");
+    assert_eq!(la.field("thread").as_str(), Some("link-b"));
+    assert_eq!(sa.field("hub").field("name").as_str(), Some("a"));
+    assert_eq!(sa.field("hub").field("links").u64(), Some(1));
+    assert_eq!(sa.field("hub").field("link_timeout_ms").u64(), Some(2000));
+    assert!(la.field("last_heard_ms").u64().unwrap() < 2000, "{la:?}");
+    assert!(!la.field("at_risk").is_true(), "{la:?}");
+    // The link threads, with what they wait for.
+    let reader = thread(&sa, "link-b").expect("a has a link-b reader");
+    assert_eq!(reader.field("waits_on").as_str(), Some("peer"));
+    let acceptor = thread(&sa, "link-acceptor").expect("a has a link-acceptor");
+    assert_eq!(acceptor.field("state").as_str(), Some("accept"));
+    let sb = until(mon_b, long, "b's reader of a in read()", |s| {
+        thread(s, "link-a").is_some_and(|t| t.field("doing").as_str() == Some("in read() from hub a"))
+    });
+    let linker = thread(&sb, "linker").expect("b has a linker");
+    assert_eq!(linker.field("state").as_str(), Some("recv"), "{linker:?}");
+
+    // Interest: bob on b wants `pickup`; a sees it on its link to b.
+    let mut ann = Peer::named(a.local_addr(), "ann");
+    let mut bob = Peer::named(b.local_addr(), "bob");
+    bob.call("/sub pickup", "OK sub pickup");
+    let sa = until(mon_a, long, "b's interest in pickup", |s| {
+        link_num(s, "b", "interest") == 1
+    });
+    let topics = link(&sa, "b").unwrap().field("interest_topics").items();
+    assert_eq!(topics.len(), 1);
+    assert_eq!(topics[0].as_str(), Some("pickup"));
+
+    // Chat: a's lines and bytes out on the link grow, and so do b's in.
+    let (out_a, in_b) = (
+        link_num(&sa, "b", "lines_out"),
+        link_num(&stats(mon_b), "a", "lines_in"),
+    );
+    let bytes_out_a = link_num(&sa, "b", "bytes_out");
+    for i in 0..5 {
+        ann.send(&format!("hello {i}"));
+    }
+    ann.send("/pub pickup {\"id\":1}");
+    skip_to(&mut bob, "EVENT pickup ann@a {\"id\":1}");
+    let sa = until(mon_a, long, "a's link counters moving", |s| {
+        link_num(s, "b", "lines_out") >= out_a + 6
+    });
+    assert!(link_num(&sa, "b", "bytes_out") > bytes_out_a);
+    assert!(link_num(&sa, "b", "lines_in") > 0, "b's SUB and heartbeats");
+    until(mon_b, long, "b's link counters moving", |s| {
+        link_num(s, "a", "lines_in") >= in_b + 6 && link_num(s, "a", "bytes_in") > 0
+    });
+
+    // top --once lists the link, on both sides.
+    for (mon, peer, dir) in [(mon_a, "b", "incoming"), (mon_b, "a", "dialled")] {
+        let out = top(&[&mon.to_string(), "--once"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{out:?}");
+        let row = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{peer:<16} ")) && l.contains(dir))
+            .unwrap_or_else(|| panic!("no LINKS row for {peer}:\n{text}"));
+        assert!(row.contains("127.0.0.1:"), "{row}");
+        for label in ["LINK ", "HEARD", "WANTS", &format!("link-{peer}")] {
+            assert!(text.contains(label), "top --once lacks {label:?}:\n{text}");
+        }
+    }
+    let text = String::from_utf8_lossy(&top(&[&mon_a.to_string(), "--once"]).stdout).into_owned();
+    assert!(text.contains("wants pickup"), "{text}");
+
+    // The page has the table.
+    let (_, page) = get(mon_a, "/");
+    assert!(page.contains("id=\"linklist\""));
+    drop((ann, bob));
+    b.shutdown();
+    a.shutdown();
+}
+
+#[test]
+fn the_linker_shows_it_backs_off_while_its_target_is_down() {
+    // A port where nothing listens: connect() is refused at once.
+    let nobody = TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = nobody.local_addr().unwrap().to_string();
+    drop(nobody);
+    let (hub, mon) = linked_hub("c", false, std::slice::from_ref(&target));
+    let s = until(mon, Duration::from_secs(10), "the linker backing off", |s| {
+        thread(s, "linker").is_some_and(|t| t.field("state").as_str() == Some("back_off"))
+    });
+    let linker = thread(&s, "linker").unwrap();
+    let doing = linker.field("doing").as_str().unwrap();
+    assert!(
+        doing.starts_with("backing off for ") && doing.ends_with(&format!(" before dialling {target}")),
+        "{doing}"
+    );
+    assert_eq!(linker.field("waits_on").as_str(), Some("clock"));
+    assert!(!linker.field("blocked").is_true(), "it holds nobody up");
+    assert!(s.field("links").items().is_empty());
+    let out = top(&[&mon.to_string(), "--once"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("linker"), "{text}");
+    assert!(text.contains("backing off for"), "{text}");
+    assert!(text.contains("(no links up)"), "{text}");
+    hub.shutdown();
+}

@@ -29,9 +29,10 @@ use crate::hub::budget::{self, Intake, Quota};
 use crate::hub::link::LinkEvent;
 use crate::hub::linker::LinkerMsg;
 use crate::hub::outbox::{Outbox, write_all_within};
-use crate::hub::score::{Counters, Scoreboard, Slot, State};
+use crate::hub::score::{Counters, INTEREST_SHOWN, Scoreboard, Slot, State};
 use crate::proto::admission::Admission;
 use crate::proto::framing::Inbound;
+use crate::proto::link_line::LinkLine;
 use crate::proto::network::is_link;
 use crate::proto::router::{ClientId, Outlet, Router};
 use crate::proto::server_line::server_full_line;
@@ -306,6 +307,7 @@ impl Dispatcher {
                 self.router.link_dialled(id);
             }
             LinkEvent::Answered { id, hub } => {
+                self.sockets.watch_link(id);
                 if let Err(refusal) = self.router.link_hello(id, &hub, false) {
                     warn!(
                         "refusing the link to {hub}: {} {}",
@@ -315,6 +317,7 @@ impl Dispatcher {
             }
             LinkEvent::Incoming { id, socket, hub } => {
                 self.sockets.open_link(id, socket);
+                self.sockets.watch_link(id);
                 if let Err(refusal) = self.router.link_hello(id, &hub, true) {
                     warn!(
                         "refusing the link from {hub}: {} {}",
@@ -335,6 +338,9 @@ impl Dispatcher {
             LinkEvent::Line { id, line } => {
                 debug!("link {id}: {line:?}");
                 self.router.on_link_line(id, &line);
+                if matches!(line, LinkLine::Sub { .. } | LinkLine::Unsub { .. }) {
+                    self.sockets.publish_interest(&self.router, id);
+                }
             }
             LinkEvent::Bad { id, refusal } => {
                 let peer = self.router.link_peer(id).unwrap_or("?").to_string();
@@ -367,7 +373,8 @@ impl Outlet for Sockets {
         let start = Instant::now();
         self.me.enter_at(State::Writev, id, self.me.nanos_at(start));
         // A link has its own timeout (`--link-timeout-ms`).
-        let timeout = if is_link(id) {
+        let link = is_link(id);
+        let timeout = if link {
             self.link_timeout
         } else {
             self.write_timeout
@@ -389,6 +396,9 @@ impl Outlet for Sockets {
             if let Some(c) = client {
                 c.wrote_bytes((outbox.written() - before) as usize);
                 c.set_pending(outbox.pending());
+                if link {
+                    c.set_behind_since(outbox.waiting_since().map(|t| self.me.nanos_at(t)));
+                }
             }
             if outbox.pending() > 0 {
                 self.behind.insert(id);
@@ -506,6 +516,24 @@ impl Sockets {
         self.score.note_line(slot, router, id, line);
     }
 
+    /// A link is up (or about to be): its reader's slot, registered by the
+    /// thread that read the handshake, gets the out-counters, like a
+    /// client's.
+    fn watch_link(&mut self, id: ClientId) {
+        if let Some(slot) = self.score.client(id) {
+            self.slots.insert(id, slot);
+        }
+    }
+
+    /// After a `SUB` or `UNSUB` from link `id`: what it wants, for the
+    /// live view (a few names; the monitor alone contends the lock).
+    fn publish_interest(&self, router: &Router, id: ClientId) {
+        if let Some(c) = self.slots.get(&id).and_then(|s| s.client()) {
+            let (wanted, topics) = router.link_wants(id, INTEREST_SHOWN);
+            c.publish_interest(wanted, topics);
+        }
+    }
+
     /// A link's socket, registered like a client's (links are written the
     /// same way, with the link timeout).
     fn open_link(&mut self, id: ClientId, socket: Arc<TcpStream>) {
@@ -538,6 +566,9 @@ impl Sockets {
             if let Some(c) = self.slots.get(&id).and_then(|s| s.client()) {
                 c.wrote_bytes((outbox.written() - before) as usize);
                 c.set_pending(outbox.pending());
+                if is_link(id) {
+                    c.set_behind_since(outbox.waiting_since().map(|t| self.me.nanos_at(t)));
+                }
             }
             match drained_now {
                 Ok(true) => drained.push(id),

@@ -28,6 +28,8 @@ use crossbeam_channel::Sender;
 use log::{debug, info, warn};
 
 use crate::hub::dispatcher::Event;
+use crate::hub::reader::hand_over;
+use crate::hub::score::{Scoreboard, Slot, State};
 use crate::proto::framing::{Frame, LineFramer};
 use crate::proto::link_line::{Hello, LinkError, LinkLine, LinkRefusal, check_hello};
 use crate::proto::router::ClientId;
@@ -82,6 +84,8 @@ pub struct LinkSettings {
     pub max_line: usize,
     /// Link ids, shared by the link-acceptor and the linker.
     pub next_id: Arc<AtomicU64>,
+    /// The live view's scoreboard: every link thread has a slot on it.
+    pub score: Arc<Scoreboard>,
 }
 
 impl LinkSettings {
@@ -128,7 +132,8 @@ pub fn read_hello(
     }
 }
 
-/// Starts the `link-<hub>` reader of a link whose handshake is done.
+/// Starts the `link-<hub>` reader of a link whose handshake is done;
+/// `slot` is its place on the scoreboard ([`Scoreboard::register_link`]).
 pub fn spawn_reader(
     id: ClientId,
     hub: &str,
@@ -136,11 +141,37 @@ pub fn spawn_reader(
     framer: LineFramer,
     events: Sender<Event>,
     timeout: Duration,
+    slot: Arc<Slot>,
 ) -> io::Result<JoinHandle<()>> {
-    thread::Builder::new()
+    let run = {
+        let slot = slot.clone();
+        move || {
+            run_reader(id, socket, framer, events, timeout, &slot);
+            slot.enter(State::Exited);
+        }
+    };
+    let spawned = thread::Builder::new()
         .name(format!("link-{hub}"))
         .stack_size(crate::hub::acceptor::CLIENT_STACK_SIZE)
-        .spawn(move || run_reader(id, socket, framer, events, timeout))
+        .spawn(run);
+    if spawned.is_err() {
+        slot.enter(State::Exited);
+    }
+    spawned
+}
+
+/// The slot for the reader of link `id`, registered before the dispatcher
+/// hears of it (so it finds the slot) and before the thread starts.
+pub fn register_reader(
+    settings: &LinkSettings,
+    id: ClientId,
+    socket: &TcpStream,
+    hub: &str,
+    dialled: bool,
+) -> Arc<Slot> {
+    let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+    let peer = socket.peer_addr().unwrap_or(unknown);
+    settings.score.register_link(id, peer, hub, dialled)
 }
 
 /// A link's read loop: blocking reads, each line parsed and handed over,
@@ -151,8 +182,10 @@ fn run_reader(
     mut framer: LineFramer,
     events: Sender<Event>,
     timeout: Duration,
+    slot: &Slot,
 ) {
-    let send = |event| events.send(Event::Link(event)).is_ok();
+    // Like a client's reader: `channel_full` only when the send waits.
+    let send = |event| hand_over(&events, Event::Link(event), slot);
     let why = loop {
         // Lines the handshake read along with the HELLO come first.
         while let Some(frame) = framer.next_frame() {
@@ -165,6 +198,7 @@ fn run_reader(
             };
             match parsed {
                 Ok(line) => {
+                    slot.line_in();
                     if !send(LinkEvent::Line { id, line }) {
                         return;
                     }
@@ -179,9 +213,13 @@ fn run_reader(
         // Parked until the neighbour sends something (a PING at least
         // every third of the timeout), or the timeout says it is gone.
         debug!("blocking in read()");
+        slot.enter(State::Read);
         match (&*socket).read(framer.spare()) {
             Ok(0) => break "end of stream".to_string(),
-            Ok(n) => framer.filled(n),
+            Ok(n) => {
+                slot.read_returned(n);
+                framer.filled(n);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if is_timeout(&e) => {
                 break format!("silent for {} ms (link timeout)", timeout.as_millis());
@@ -206,9 +244,17 @@ impl LinkAcceptor {
     /// Runs until `stop` is set and a connection wakes `accept()`. Returns
     /// the handles of the link readers it started.
     pub fn run(self) -> Vec<JoinHandle<()>> {
+        let me = self.settings.score.register_noted("link-acceptor");
+        let readers = self.accept_loop(&me);
+        me.enter(State::Exited);
+        readers
+    }
+
+    fn accept_loop(&self, me: &Slot) -> Vec<JoinHandle<()>> {
         let mut readers = Vec::new();
         loop {
             debug!("blocking in accept()");
+            me.enter_noted(State::Accept, "");
             let accepted = self.listener.accept();
             if self.stop.load(Ordering::SeqCst) {
                 break;
@@ -217,11 +263,13 @@ impl LinkAcceptor {
                 Ok(pair) => pair,
                 Err(e) => {
                     warn!("accept failed: {e}");
+                    me.enter_noted(State::BackOff, "for 50ms after a failed accept()");
                     thread::sleep(Duration::from_millis(50));
                     continue;
                 }
             };
             debug!("link connection from {peer}");
+            me.enter_noted(State::Hello, &peer.to_string());
             if let Err(e) = self.settings.prepare(&socket) {
                 warn!("dropping link from {peer}: {e}");
                 continue;
@@ -249,6 +297,7 @@ impl LinkAcceptor {
             };
             info!("link from {peer} says it is {hub}");
             let id = self.settings.fresh_id();
+            let slot = register_reader(&self.settings, id, &socket, &hub, false);
             let socket = Arc::new(socket);
             let event = LinkEvent::Incoming {
                 id,
@@ -259,7 +308,8 @@ impl LinkAcceptor {
                 break;
             }
             let events = self.events.clone();
-            match spawn_reader(id, &hub, socket, framer, events, self.settings.timeout) {
+            let timeout = self.settings.timeout;
+            match spawn_reader(id, &hub, socket, framer, events, timeout, slot) {
                 Ok(handle) => readers.push(handle),
                 Err(e) => {
                     let why = format!("cannot start its thread: {e}");

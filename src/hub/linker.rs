@@ -22,7 +22,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{debug, info, warn};
 
 use crate::hub::dispatcher::Event;
-use crate::hub::link::{LinkEvent, LinkSettings, read_hello, spawn_reader};
+use crate::hub::link::{LinkEvent, LinkSettings, read_hello, register_reader, spawn_reader};
+use crate::hub::score::{self, Slot};
 use crate::proto::framing::LineFramer;
 
 /// First wait after a failed attempt (and after a link went down).
@@ -66,6 +67,13 @@ impl Linker {
     /// Runs until [`LinkerMsg::Stop`]; returns the handles of the link
     /// readers it started.
     pub fn run(self) -> Vec<JoinHandle<()>> {
+        let me = self.settings.score.register_noted("linker");
+        let readers = self.dial_loop(&me);
+        me.enter(score::State::Exited);
+        readers
+    }
+
+    fn dial_loop(&self, me: &Slot) -> Vec<JoinHandle<()>> {
         let now = Instant::now();
         let mut states: Vec<State> = self
             .targets
@@ -82,16 +90,27 @@ impl Linker {
                 if let State::Waiting { at, backoff } = *state
                     && at <= now
                 {
-                    *state = self.dial(target, backoff, &mut readers);
+                    *state = self.dial(target, backoff, &mut readers, me);
                 }
             }
             let next = states
                 .iter()
-                .filter_map(|s| match s {
-                    State::Waiting { at, .. } => Some(*at),
+                .enumerate()
+                .filter_map(|(target, s)| match s {
+                    State::Waiting { at, .. } => Some((*at, target)),
                     State::Handed { .. } => None,
                 })
                 .min();
+            match next {
+                Some((at, target)) => {
+                    let wait = at.saturating_duration_since(Instant::now());
+                    let addr = &self.targets[target];
+                    let note = format!("for {} before dialling {addr}", seconds(wait));
+                    me.enter_noted(score::State::BackOff, &note);
+                }
+                None => me.enter_noted(score::State::Recv, "until a link is gone"),
+            }
+            let next = next.map(|(at, _)| at);
             // Parked until a link is gone, shutdown, or the next attempt.
             let msg = match next {
                 Some(at) => self
@@ -126,7 +145,13 @@ impl Linker {
     }
 
     /// One attempt at `target`: connect, hand over, read the answer.
-    fn dial(&self, target: usize, backoff: Duration, readers: &mut Vec<JoinHandle<()>>) -> State {
+    fn dial(
+        &self,
+        target: usize,
+        backoff: Duration,
+        readers: &mut Vec<JoinHandle<()>>,
+        me: &Slot,
+    ) -> State {
         let addr = &self.targets[target];
         let failed = |why: String| {
             warn!("cannot link to {addr}: {why}; next attempt in {backoff:?}");
@@ -136,6 +161,7 @@ impl Linker {
             }
         };
         debug!("dialling {addr}");
+        me.enter_noted(score::State::Connect, addr);
         let socket = match connect(addr, self.settings.timeout) {
             Ok(socket) => socket,
             Err(why) => return failed(why),
@@ -158,6 +184,7 @@ impl Linker {
             backoff: next_backoff(backoff),
         };
         let mut framer = LineFramer::new(self.settings.max_line);
+        me.enter_noted(score::State::Hello, addr);
         let hub = match read_hello(&socket, &mut framer, &self.settings) {
             Ok(hello) => hello.hub,
             Err(refusal) => {
@@ -172,6 +199,7 @@ impl Linker {
             }
         };
         info!("{addr} answered: it is {hub}");
+        let slot = register_reader(&self.settings, id, &socket, &hub, true);
         let answered = LinkEvent::Answered {
             id,
             hub: hub.clone(),
@@ -184,6 +212,7 @@ impl Linker {
             framer,
             self.events.clone(),
             self.settings.timeout,
+            slot,
         ) {
             Ok(handle) => readers.push(handle),
             Err(e) => {
@@ -193,6 +222,14 @@ impl Linker {
             }
         }
         State::Handed { up: true, backoff }
+    }
+}
+
+/// A wait as the live view words it: `4s` (whole seconds), `300ms`.
+fn seconds(d: Duration) -> String {
+    match d.as_millis() {
+        ms @ 0..1000 => format!("{ms}ms"),
+        ms => format!("{}s", (ms + 500) / 1000),
     }
 }
 

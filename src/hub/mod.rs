@@ -272,6 +272,7 @@ impl Hub {
             timeout: config.link_timeout,
             max_line: config.max_line + LINK_LINE_EXTRA,
             next_id: Arc::new(AtomicU64::new(LINK_ID_BASE)),
+            score: score.clone(),
         };
         // On failure, dropping `hub` stops what was started.
         if let Some((listener, link_addr)) = link_listener {
@@ -317,6 +318,8 @@ impl Hub {
                 hub_addr: addr,
                 max_clients: config.max_clients,
                 write_timeout: config.write_timeout,
+                hub_name: Some(hub.name.clone()),
+                link_timeout: config.link_timeout,
             };
             let handle = thread::Builder::new()
                 .name("monitor".into())

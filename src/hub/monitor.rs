@@ -56,6 +56,10 @@ pub struct Monitor {
     pub hub_addr: SocketAddr,
     pub max_clients: usize,
     pub write_timeout: Duration,
+    /// This hub's name among linked hubs (`None` where there is none).
+    pub hub_name: Option<String>,
+    /// `--link-timeout-ms`, which the `links` of `/stats` are measured by.
+    pub link_timeout: Duration,
 }
 
 /// Reads the hub's one channel: `(events queued, capacity)`. A closure, so
@@ -218,6 +222,8 @@ impl Monitor {
             channel_len: (self.channel)().0,
             channel_capacity: (self.channel)().1,
             clients: self.admission.open(),
+            name: self.hub_name.clone(),
+            link_timeout: self.link_timeout,
         };
         self.score.snapshot().to_json(&facts)
     }

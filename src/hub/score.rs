@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use crate::proto::client_line::Command;
 use crate::proto::framing::Inbound;
+use crate::proto::network::is_link;
 use crate::proto::router::{ClientId, Router};
 use crate::support::json::push_string;
 
@@ -58,10 +59,15 @@ pub enum State {
     Serve = 11,
     /// The thread has ended.
     Exited = 12,
+    /// `linker`: blocked in `connect()` to a `--link` target.
+    Connect = 13,
+    /// `link-acceptor`, `linker`: reading the first line of a link (the
+    /// peer's `HELLO`), for at most the link timeout.
+    Hello = 14,
 }
 
 impl State {
-    const ALL: [State; 13] = [
+    const ALL: [State; 15] = [
         State::Starting,
         State::Accept,
         State::Admit,
@@ -75,6 +81,8 @@ impl State {
         State::Flush,
         State::Serve,
         State::Exited,
+        State::Connect,
+        State::Hello,
     ];
 
     fn from_u8(n: u8) -> State {
@@ -100,6 +108,8 @@ impl State {
             State::Flush => "flush",
             State::Serve => "serve",
             State::Exited => "exited",
+            State::Connect => "connect",
+            State::Hello => "hello",
         }
     }
 
@@ -109,7 +119,7 @@ impl State {
     /// `clock` (a back-off sleep), `cpu` (nothing: it is working), `none`.
     pub fn waits_on(self) -> &'static str {
         match self {
-            State::Accept | State::Read => "peer",
+            State::Accept | State::Read | State::Connect | State::Hello => "peer",
             State::Recv | State::ChannelFull => "channel",
             State::Writev => "client",
             State::BackOff => "clock",
@@ -141,6 +151,21 @@ impl State {
             State::Flush => "flushing",
             State::Serve => "serving a request",
             State::Exited => "exited",
+            State::Connect => "in connect() to",
+            State::Hello => "reading a HELLO from",
+        }
+    }
+
+    /// `doing` with a slot's note after it (`in read() from hub b`,
+    /// `backing off for 4s before dialling 127.0.0.1:7001`).
+    pub fn doing_with(self, note: &str) -> String {
+        match (self, note) {
+            (_, "") => self.doing().to_string(),
+            // The linker's back-off is not the acceptor's, and its wait
+            // for news is on a channel of its own.
+            (State::BackOff, note) => format!("backing off {note}"),
+            (State::Recv, note) => format!("waiting {note}"),
+            (state, note) => format!("{} {note}", state.doing()),
         }
     }
 }
@@ -158,8 +183,13 @@ pub struct Slot {
     state: AtomicU8,
     target: AtomicU64,
     since: AtomicU64,
-    /// Only for `client-<id>` slots.
+    /// Only for `client-<id>` and `link-<hub>` slots.
     client: Option<ClientSlot>,
+    /// Words `/stats` puts after `doing` (`from hub b`, `127.0.0.1:7001`),
+    /// for the threads that have one: the link threads. A `link-<hub>`
+    /// reader's is set once, when registered, and never locked by it; the
+    /// `linker` and `link-acceptor` change theirs (they are not hot).
+    note: Option<Box<Mutex<String>>>,
 }
 
 /// What the scoreboard keeps about one client (inside its thread's slot).
@@ -179,18 +209,31 @@ pub struct ClientSlot {
     bytes_out: AtomicU64,
     /// Bytes the hub holds for it and has not written yet.
     pending: AtomicU64,
+    /// Links only: since when the oldest of those bytes have waited
+    /// (0: nothing waits). Written by the dispatcher.
+    behind_since: AtomicU64,
+    /// Links only: true if this hub dialled it (`--link`), false if it
+    /// came in on `--link-listen`.
+    pub dialled: bool,
     /// Published by the dispatcher; read by the monitor.
     names: Mutex<Names>,
 }
 
-/// The parts of a client only the dispatcher knows.
+/// The parts of a client only the dispatcher knows. For a link: `nick` is
+/// the neighbour hub's name, `subs` how many topics it wants (its
+/// interest), `topics` a few of them.
 #[derive(Debug, Default, Clone)]
 pub struct Names {
     pub nick: String,
     pub subs: usize,
     /// False once the dispatcher is done with it.
     pub open: bool,
+    /// Links only: up to [`INTEREST_SHOWN`] of the topics it wants, sorted.
+    pub topics: Vec<String>,
 }
+
+/// How many of a link's wanted topics `/stats` names.
+pub const INTEREST_SHOWN: usize = 16;
 
 /// Adds `n` to a counter that has one writer: a load and a store, no
 /// locked instruction.
@@ -215,7 +258,34 @@ impl Slot {
             target: AtomicU64::new(NO_TARGET),
             since: AtomicU64::new(nanos(epoch.elapsed())),
             client,
+            note: None,
         }
+    }
+
+    fn with_note(mut self, note: String) -> Slot {
+        self.note = Some(Box::new(Mutex::new(note)));
+        self
+    }
+
+    /// Changes the slot's note (the words after `doing`), for the threads
+    /// registered with one ([`Scoreboard::register_noted`]). Takes a lock
+    /// only the monitor contends: not for hot paths.
+    pub fn set_note(&self, note: &str) {
+        if let Some(m) = &self.note {
+            let mut n = lock(m);
+            n.clear();
+            n.push_str(note);
+        }
+    }
+
+    /// [`Slot::enter`] and [`Slot::set_note`] together.
+    pub fn enter_noted(&self, state: State, note: &str) {
+        self.set_note(note);
+        self.enter(state);
+    }
+
+    fn note(&self) -> String {
+        self.note.as_ref().map(|m| lock(m).clone()).unwrap_or_default()
     }
 
     /// Now, in nanoseconds since the hub started: the one clock read.
@@ -291,6 +361,28 @@ impl Slot {
 }
 
 impl ClientSlot {
+    fn new(id: ClientId, peer: SocketAddr, now: u64, nick: String) -> ClientSlot {
+        ClientSlot {
+            id,
+            peer,
+            connected: now,
+            lines_in: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            last_in: AtomicU64::new(now),
+            lines_out: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
+            behind_since: AtomicU64::new(0),
+            dialled: false,
+            names: Mutex::new(Names {
+                nick,
+                subs: 0,
+                open: true,
+                topics: Vec::new(),
+            }),
+        }
+    }
+
     /// The dispatcher is about to write `bytes` to this client.
     #[inline]
     pub fn set_pending(&self, bytes: usize) {
@@ -307,6 +399,24 @@ impl ClientSlot {
     #[inline]
     pub fn wrote_lines(&self, lines: usize) {
         bump(&self.lines_out, lines as u64);
+    }
+
+    /// Links only: the oldest pending bytes have waited since `t`
+    /// (nanoseconds since the hub started; `None`: nothing is pending).
+    #[inline]
+    pub fn set_behind_since(&self, t: Option<u64>) {
+        self.behind_since
+            .store(t.map_or(0, |t| t.max(1)), Ordering::Relaxed);
+    }
+
+    /// Links only: publishes how many topics the neighbour wants and a few
+    /// of them (`topics` is sorted and cut here).
+    pub fn publish_interest(&self, wanted: usize, mut topics: Vec<String>) {
+        topics.sort();
+        topics.truncate(INTEREST_SHOWN);
+        let mut names = lock(&self.names);
+        names.subs = wanted;
+        names.topics = topics;
     }
 
     /// Publishes what the dispatcher knows about this client.
@@ -363,6 +473,9 @@ struct Registry {
     threads: Vec<Arc<Slot>>,
     /// Client threads, in the order they were started.
     clients: Vec<Arc<Slot>>,
+    /// `link-<hub>` reader threads, in the order they were started (few:
+    /// forgotten once their thread has ended).
+    links: Vec<Arc<Slot>>,
     prune_at: usize,
 }
 
@@ -396,26 +509,44 @@ impl Scoreboard {
         slot
     }
 
+    /// A slot for a thread whose row says more than its state (the
+    /// `linker`: `dialling 127.0.0.1:7001`): see [`Slot::set_note`].
+    pub fn register_noted(&self, name: &str) -> Arc<Slot> {
+        let slot = Slot::new(name.to_string(), self.epoch, None).with_note(String::new());
+        let slot = Arc::new(slot);
+        lock(&self.registry).threads.push(slot.clone());
+        slot
+    }
+
+    /// A slot for the `link-<hub>` reader of link `id` to hub `hub`,
+    /// registered (by the link-acceptor or the linker) once the handshake
+    /// is read, before the dispatcher hears the link is up and before the
+    /// thread starts. Its counters are a client's: the reader counts lines
+    /// and bytes in, the dispatcher out (see [`ClientSlot`]).
+    pub fn register_link(
+        &self,
+        id: ClientId,
+        peer: SocketAddr,
+        hub: &str,
+        dialled: bool,
+    ) -> Arc<Slot> {
+        let mut client = ClientSlot::new(id, peer, self.now(), hub.to_string());
+        client.dialled = dialled;
+        let slot = Slot::new(format!("link-{hub}"), self.epoch, Some(client))
+            .with_note(format!("from hub {hub}"));
+        let slot = Arc::new(slot);
+        let mut registry = lock(&self.registry);
+        registry
+            .links
+            .retain(|s| State::from_u8(s.state.load(Ordering::Relaxed)) != State::Exited);
+        registry.links.push(slot.clone());
+        slot
+    }
+
     /// A slot for client `id`'s thread, registered by the acceptor before
     /// the thread starts. Slots of ended threads are forgotten now and then.
     pub fn register_client(&self, id: ClientId, peer: SocketAddr) -> Arc<Slot> {
-        let now = self.now();
-        let client = ClientSlot {
-            id,
-            peer,
-            connected: now,
-            lines_in: AtomicU64::new(0),
-            bytes_in: AtomicU64::new(0),
-            last_in: AtomicU64::new(now),
-            lines_out: AtomicU64::new(0),
-            bytes_out: AtomicU64::new(0),
-            pending: AtomicU64::new(0),
-            names: Mutex::new(Names {
-                nick: format!("guest-{id}"),
-                subs: 0,
-                open: true,
-            }),
-        };
+        let client = ClientSlot::new(id, peer, self.now(), format!("guest-{id}"));
         let slot = Arc::new(Slot::new(format!("client-{id}"), self.epoch, Some(client)));
         let mut registry = lock(&self.registry);
         if registry.clients.len() >= registry.prune_at {
@@ -428,12 +559,16 @@ impl Scoreboard {
         slot
     }
 
-    /// The slot of client `id`, if its thread is registered (the dispatcher
-    /// asks once per connection).
+    /// The slot of client (or link) `id`, if its thread is registered (the
+    /// dispatcher asks once per connection).
     pub fn client(&self, id: ClientId) -> Option<Arc<Slot>> {
         let registry = lock(&self.registry);
-        registry
-            .clients
+        let slots = if is_link(id) {
+            &registry.links
+        } else {
+            &registry.clients
+        };
+        slots
             .iter()
             .rev()
             .find(|s| s.client.as_ref().is_some_and(|c| c.id == id))
@@ -459,22 +594,27 @@ impl Scoreboard {
 
     /// Everything, copied out at one moment (each slot read without a lock).
     pub fn snapshot(&self) -> Snapshot {
-        let (threads, clients) = {
+        let (threads, clients, links) = {
             let registry = lock(&self.registry);
-            (registry.threads.clone(), registry.clients.clone())
+            (
+                registry.threads.clone(),
+                registry.clients.clone(),
+                registry.links.clone(),
+            )
         };
         let now = self.now();
         let mut snap = Snapshot {
             now,
             threads: Vec::new(),
             clients: Vec::new(),
+            links: Vec::new(),
             accepted: self.counters.accepted.load(Ordering::Relaxed),
             refused_full: self.counters.refused_full.load(Ordering::Relaxed),
             refused_line: self.counters.refused_line.load(Ordering::Relaxed),
             cut_off: self.counters.cut_off.load(Ordering::Relaxed),
             write_errors: self.counters.write_errors.load(Ordering::Relaxed),
         };
-        for slot in threads.iter().chain(clients.iter()) {
+        for slot in threads.iter().chain(links.iter()).chain(clients.iter()) {
             let (state, target, since) = slot.read();
             if state == State::Exited {
                 continue;
@@ -484,6 +624,37 @@ impl Scoreboard {
                 state,
                 target,
                 for_ns: now.saturating_sub(since),
+                note: slot.note(),
+            });
+        }
+        for slot in &links {
+            let Some(c) = &slot.client else { continue };
+            let names = c.names();
+            let (state, ..) = slot.read();
+            if !names.open || state == State::Exited {
+                continue;
+            }
+            let behind = c.behind_since.load(Ordering::Relaxed);
+            snap.links.push(LinkView {
+                id: c.id,
+                hub: names.nick,
+                thread: slot.name.clone(),
+                peer: c.peer,
+                dialled: c.dialled,
+                connected_ns: now.saturating_sub(c.connected),
+                lines_in: c.lines_in.load(Ordering::Relaxed),
+                bytes_in: c.bytes_in.load(Ordering::Relaxed),
+                lines_out: c.lines_out.load(Ordering::Relaxed),
+                bytes_out: c.bytes_out.load(Ordering::Relaxed),
+                pending: c.pending.load(Ordering::Relaxed),
+                pending_ns: if behind == 0 {
+                    0
+                } else {
+                    now.saturating_sub(behind)
+                },
+                heard_ns: now.saturating_sub(c.last_in.load(Ordering::Relaxed)),
+                wanted: names.subs,
+                topics: names.topics,
             });
         }
         for slot in &clients {
@@ -521,6 +692,41 @@ pub struct ThreadView {
     pub state: State,
     pub target: Option<ClientId>,
     pub for_ns: u64,
+    /// The words after `doing` (link threads), or empty.
+    pub note: String,
+}
+
+impl ThreadView {
+    /// [`State::blocked`], except the `linker`'s back-off between two
+    /// attempts: it holds up no client (the hub serves its own meanwhile).
+    pub fn blocked(&self) -> bool {
+        self.state.blocked() && !(self.state == State::BackOff && self.name == "linker")
+    }
+}
+
+/// One link to a neighbour hub, as the snapshot saw it.
+#[derive(Debug, Clone)]
+pub struct LinkView {
+    pub id: ClientId,
+    /// The neighbour's name.
+    pub hub: String,
+    /// Its reader thread (`link-<hub>`).
+    pub thread: String,
+    pub peer: SocketAddr,
+    pub dialled: bool,
+    pub connected_ns: u64,
+    pub lines_in: u64,
+    pub bytes_in: u64,
+    pub lines_out: u64,
+    pub bytes_out: u64,
+    pub pending: u64,
+    /// How long the oldest pending bytes have waited (0: none pending).
+    pub pending_ns: u64,
+    /// Since the link last sent us anything.
+    pub heard_ns: u64,
+    /// Topics the neighbour wants, and a few of them.
+    pub wanted: usize,
+    pub topics: Vec<String>,
 }
 
 /// One client, as the snapshot saw it.
@@ -545,6 +751,7 @@ pub struct Snapshot {
     pub now: u64,
     pub threads: Vec<ThreadView>,
     pub clients: Vec<ClientView>,
+    pub links: Vec<LinkView>,
     pub accepted: u64,
     pub refused_full: u64,
     pub refused_line: u64,
@@ -561,6 +768,10 @@ pub struct HubFacts {
     pub channel_len: usize,
     pub channel_capacity: usize,
     pub clients: usize,
+    /// This hub's name among linked hubs (`None`: not known, the twin).
+    pub name: Option<String>,
+    /// `--link-timeout-ms`.
+    pub link_timeout: Duration,
 }
 
 /// A client is flagged `at_risk` once a write to it has been blocked for
@@ -583,10 +794,11 @@ impl Snapshot {
             .find(|t| t.state == State::Writev)
             .and_then(|t| t.target.map(|id| (id, ms(t.for_ns))));
         let nick_of = |id: ClientId| {
-            self.clients
-                .iter()
-                .find(|c| c.id == id)
+            let client = self.clients.iter().find(|c| c.id == id);
+            let link = || self.links.iter().find(|l| l.id == id);
+            client
                 .map(|c| c.nick.as_str())
+                .or_else(|| link().map(|l| l.hub.as_str()))
         };
         let mut o = String::with_capacity(512 + 256 * (self.threads.len() + self.clients.len()));
         let _ = write!(
@@ -595,6 +807,17 @@ impl Snapshot {
             ms(self.now)
         );
         push_string(&mut o, &hub.addr.to_string());
+        o.push_str(",\"name\":");
+        match &hub.name {
+            Some(name) => push_string(&mut o, name),
+            None => o.push_str("null"),
+        }
+        let link_timeout_ms = u64::try_from(hub.link_timeout.as_millis()).unwrap_or(u64::MAX);
+        let _ = write!(
+            o,
+            ",\"links\":{},\"link_timeout_ms\":{link_timeout_ms}",
+            self.links.len()
+        );
         let _ = write!(
             o,
             ",\"clients\":{},\"max_clients\":{},\"write_timeout_ms\":{},\
@@ -621,13 +844,13 @@ impl Snapshot {
             o.push_str(",\"state\":");
             push_string(&mut o, t.state.name());
             o.push_str(",\"doing\":");
-            push_string(&mut o, t.state.doing());
+            push_string(&mut o, &t.state.doing_with(&t.note));
             o.push_str(",\"waits_on\":");
             push_string(&mut o, t.state.waits_on());
             let _ = write!(
                 o,
                 ",\"blocked\":{},\"for_ms\":{},\"target\":",
-                t.state.blocked(),
+                t.blocked(),
                 ms(t.for_ns)
             );
             match t.target {
@@ -679,8 +902,63 @@ impl Snapshot {
                 write_blocked_ms > 0 && at_risk,
             );
         }
+        o.push_str("],\"links\":[");
+        for (i, l) in self.links.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            l.push_json(&mut o, link_timeout_ms);
+        }
         o.push_str("]}");
         o
+    }
+}
+
+impl LinkView {
+    /// How long until the link is declared down, by whichever comes first:
+    /// the neighbour's silence (its reader's read timeout) or our oldest
+    /// pending bytes (the write side's link timeout).
+    pub fn down_in_ms(&self, timeout_ms: u64) -> u64 {
+        let worst = ms(self.heard_ns.max(self.pending_ns));
+        timeout_ms.saturating_sub(worst)
+    }
+
+    fn push_json(&self, o: &mut String, timeout_ms: u64) {
+        use std::fmt::Write;
+        let (heard, pending) = (ms(self.heard_ns), ms(self.pending_ns));
+        let at_risk = heard.max(pending) * 100 >= timeout_ms * AT_RISK_PERCENT;
+        let _ = write!(o, "{{\"id\":{},\"hub\":", self.id);
+        push_string(o, &self.hub);
+        o.push_str(",\"peer\":");
+        push_string(o, &self.peer.to_string());
+        o.push_str(",\"thread\":");
+        push_string(o, &self.thread);
+        let _ = write!(
+            o,
+            ",\"direction\":\"{}\",\"connected_ms\":{},\"lines_in\":{},\"bytes_in\":{},\
+             \"lines_out\":{},\"bytes_out\":{},\"pending_bytes\":{},\"pending_ms\":{},\
+             \"last_heard_ms\":{},\"down_in_ms\":{},\"at_risk\":{},\"interest\":{},\
+             \"interest_topics\":[",
+            if self.dialled { "dialled" } else { "incoming" },
+            ms(self.connected_ns),
+            self.lines_in,
+            self.bytes_in,
+            self.lines_out,
+            self.bytes_out,
+            self.pending,
+            pending,
+            heard,
+            self.down_in_ms(timeout_ms),
+            at_risk,
+            self.wanted,
+        );
+        for (i, t) in self.topics.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            push_string(o, t);
+        }
+        o.push_str("]}");
     }
 }
 
@@ -732,6 +1010,8 @@ mod tests {
             channel_len: 1,
             channel_capacity: 8,
             clients: 1,
+            name: Some("a".into()),
+            link_timeout: Duration::from_millis(1000),
         };
         let json = snap.to_json(&facts);
         assert!(json.contains("\"target_nick\":\"ann\""), "{json}");

@@ -141,6 +141,18 @@ impl Router {
         self.net.links.get(&id).and_then(|l| l.hub.as_deref())
     }
 
+    /// How many topics the neighbour on link `id` wants (said `SUB` for),
+    /// and up to `at_most` of them (in no order): for the live view.
+    pub fn link_wants(&self, id: ClientId, at_most: usize) -> (usize, Vec<String>) {
+        match self.net.links.get(&id) {
+            Some(link) => (
+                link.wants.len(),
+                link.wants.iter().take(at_most).cloned().collect(),
+            ),
+            None => (0, Vec::new()),
+        }
+    }
+
     /// We dialled a hub: our `HELLO` goes first; its answer comes to
     /// [`Router::link_hello`].
     pub fn link_dialled(&mut self, id: ClientId) {

@@ -2,7 +2,8 @@
 //!
 //! It asks the hub's monitor (`tcphub serve --monitor ADDR`) for
 //! `GET /stats` every `--interval`, and prints every thread (the ones held
-//! up longest first), the channel as a bar, and every client. `--once`
+//! up longest first), the channel as a bar, every client, and for a linked
+//! hub every link. `--once`
 //! prints one snapshot as plain text and exits. When the monitor cannot be
 //! reached it says so and keeps trying; the view comes back with the hub.
 
@@ -181,9 +182,13 @@ pub fn render(addr: &str, body: &str) -> Result<String, String> {
     let ch = v.field("channel");
     let (len, cap) = (num(ch.field("len")), num(ch.field("capacity")));
     let mut o = String::new();
+    let name = match hub.field("name").as_str() {
+        Some(name) => format!(" ({})", clean_to(name, 32)),
+        None => String::new(),
+    };
     let _ = writeln!(
         o,
-        "tcphub top {}  hub {}  up {}  clients {}/{}",
+        "tcphub top {}  hub {}{name}  up {}  clients {}/{}",
         clean_to(addr, 60),
         clean_to(hub.field("addr").as_str().unwrap_or("?"), 60),
         human_ms(num(v.field("uptime_ms"))),
@@ -213,10 +218,15 @@ pub fn render(addr: &str, body: &str) -> Result<String, String> {
     });
     let _ = writeln!(o, "{:<15} {:<13} {:>8}  WHAT", "THREAD", "STATE", "FOR");
     for t in threads {
-        let mut what = clean_to(t.field("doing").as_str().unwrap_or(""), 40);
+        let mut what = clean_to(t.field("doing").as_str().unwrap_or(""), 60);
         if let Some(target) = t.field("target").u64() {
             let nick = t.field("target_nick").as_str().unwrap_or("?");
-            let _ = write!(what, " {} (client-{target})", clean_to(nick, 32));
+            let kind = if target >= LINK_ID_BASE {
+                "link".to_string()
+            } else {
+                format!("client-{target}")
+            };
+            let _ = write!(what, " {} ({kind})", clean_to(nick, 32));
         }
         let _ = writeln!(
             o,
@@ -272,7 +282,92 @@ pub fn render(addr: &str, body: &str) -> Result<String, String> {
     if clients.is_empty() {
         o.push_str("(no clients)\n");
     }
+    render_links(&v, &mut o);
     Ok(o)
+}
+
+/// Link ids start here (`crate::proto::network::LINK_ID_BASE`).
+const LINK_ID_BASE: u64 = 1 << 48;
+
+/// The LINKS section: one row per link to a neighbour hub. Only for a
+/// linked hub (one with links, or a `linker` or `link-acceptor` thread).
+fn render_links(v: &Value, o: &mut String) {
+    let links = v.field("links").items();
+    let linked = v.field("threads").items().iter().any(|t| {
+        matches!(
+            t.field("name").as_str(),
+            Some("linker" | "link-acceptor")
+        )
+    });
+    if links.is_empty() && !linked {
+        return;
+    }
+    let timeout = num(v.field("hub").field("link_timeout_ms"));
+    o.push('\n');
+    let _ = writeln!(
+        o,
+        "{:<16} {:<21} {:<8} {:>7} {:>7} {:>8} {:>8} {:>8} {:>7} {:>5}  NOTE (link timeout {})",
+        "LINK",
+        "PEER",
+        "DIR",
+        "LINESIN",
+        "BYTESIN",
+        "LINESOUT",
+        "BYTESOUT",
+        "PENDING",
+        "HEARD",
+        "WANTS",
+        human_ms(timeout),
+    );
+    for l in links {
+        let (heard, waited) = (num(l.field("last_heard_ms")), num(l.field("pending_ms")));
+        let mut note = String::new();
+        if l.field("at_risk").is_true() {
+            let why = if waited >= heard {
+                format!("pending for {}", human_ms(waited))
+            } else {
+                format!("silent for {}", human_ms(heard))
+            };
+            let left = human_ms(num(l.field("down_in_ms")));
+            let _ = write!(note, "AT RISK: {why}, down in {left}");
+        } else if waited > 0 {
+            let _ = write!(note, "pending for {}", human_ms(waited));
+        }
+        let topics: Vec<String> = l
+            .field("interest_topics")
+            .items()
+            .iter()
+            .filter_map(|t| t.as_str())
+            .map(|t| clean_to(t, 24))
+            .collect();
+        if !topics.is_empty() {
+            if !note.is_empty() {
+                note.push_str("; ");
+            }
+            let more = num(l.field("interest")).saturating_sub(topics.len() as u64);
+            let _ = write!(note, "wants {}", topics.join(" "));
+            if more > 0 {
+                let _ = write!(note, " +{more}");
+            }
+        }
+        let _ = writeln!(
+            o,
+            "{:<16} {:<21} {:<8} {:>7} {:>7} {:>8} {:>8} {:>8} {:>7} {:>5}  {note}",
+            clean_to(l.field("hub").as_str().unwrap_or("?"), 16),
+            clean_to(l.field("peer").as_str().unwrap_or("?"), 21),
+            clean_to(l.field("direction").as_str().unwrap_or("?"), 8),
+            num(l.field("lines_in")),
+            human_bytes(num(l.field("bytes_in"))),
+            num(l.field("lines_out")),
+            human_bytes(num(l.field("bytes_out"))),
+            human_bytes(num(l.field("pending_bytes"))),
+            human_ms(heard),
+            num(l.field("interest")),
+        );
+    }
+    if links.is_empty() {
+        o.push_str("(no links up)\n");
+    }
 }
 
 #[cfg(test)]
@@ -307,6 +402,31 @@ mod tests {
         );
         assert!(
             text.contains("channel 2/4 [##########..........]"),
+            "{text}"
+        );
+        assert!(!text.contains("LINK "), "not a linked hub: {text}");
+    }
+
+    #[test]
+    fn renders_links_with_their_risk() {
+        let body = r#"{"uptime_ms":1500,"hub":{"addr":"127.0.0.1:3000","name":"a","clients":0,"max_clients":9,
+            "write_timeout_ms":2000,"link_timeout_ms":1000},
+            "channel":{"len":0,"capacity":4},
+            "threads":[{"name":"linker","state":"back_off","doing":"backing off for 4s before dialling 127.0.0.1:9","blocked":true,"for_ms":10,"target":null}],
+            "clients":[],
+            "links":[{"hub":"b\u001b","peer":"127.0.0.1:7","direction":"dialled","lines_in":3,"bytes_in":30,"lines_out":4,
+                      "bytes_out":40,"pending_bytes":5000,"pending_ms":700,"last_heard_ms":100,"down_in_ms":300,"at_risk":true,
+                      "interest":3,"interest_topics":["x","y"]}]}"#;
+        let text = render("m:1", body).unwrap();
+        assert!(text.contains("hub 127.0.0.1:3000 (a)"), "{text}");
+        assert!(
+            text.contains("backing off for 4s before dialling 127.0.0.1:9"),
+            "{text}"
+        );
+        assert!(text.contains("NOTE (link timeout 1.0s)"), "{text}");
+        assert!(text.contains("b?  "), "{text}");
+        assert!(
+            text.contains("AT RISK: pending for 700ms, down in 300ms; wants x y +1"),
             "{text}"
         );
     }
