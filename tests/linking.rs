@@ -769,7 +769,10 @@ fn a_link_that_stops_taking_its_lines_is_cut_and_local_clients_go_on() {
         }
         worst_ping = worst_ping.max(asked.elapsed());
         left = line == "LEAVE bob@b";
-        assert!(stalled.elapsed() < timeout + Duration::from_secs(10), "never cut");
+        assert!(
+            stalled.elapsed() < timeout + Duration::from_secs(10),
+            "never cut"
+        );
         thread::sleep(Duration::from_millis(20));
     }
     if !left {

@@ -578,7 +578,9 @@ fn link<'a>(stats: &'a Value, hub: &str) -> Option<&'a Value> {
 }
 
 fn link_num(stats: &Value, hub: &str, field: &str) -> u64 {
-    link(stats, hub).and_then(|l| l.field(field).u64()).unwrap_or(0)
+    link(stats, hub)
+        .and_then(|l| l.field(field).u64())
+        .unwrap_or(0)
 }
 
 /// Skips lines until one equal to `line` (bounded by the peer's timeout).
@@ -610,7 +612,8 @@ fn stats_and_top_show_a_link_on_both_sides_with_moving_counters() {
     let acceptor = thread(&sa, "link-acceptor").expect("a has a link-acceptor");
     assert_eq!(acceptor.field("state").as_str(), Some("accept"));
     let sb = until(mon_b, long, "b's reader of a in read()", |s| {
-        thread(s, "link-a").is_some_and(|t| t.field("doing").as_str() == Some("in read() from hub a"))
+        thread(s, "link-a")
+            .is_some_and(|t| t.field("doing").as_str() == Some("in read() from hub a"))
     });
     let linker = thread(&sb, "linker").expect("b has a linker");
     assert_eq!(linker.field("state").as_str(), Some("recv"), "{linker:?}");
@@ -678,13 +681,17 @@ fn the_linker_shows_it_backs_off_while_its_target_is_down() {
     let target = nobody.local_addr().unwrap().to_string();
     drop(nobody);
     let (hub, mon) = linked_hub("c", false, std::slice::from_ref(&target));
-    let s = until(mon, Duration::from_secs(10), "the linker backing off", |s| {
-        thread(s, "linker").is_some_and(|t| t.field("state").as_str() == Some("back_off"))
-    });
+    let s = until(
+        mon,
+        Duration::from_secs(10),
+        "the linker backing off",
+        |s| thread(s, "linker").is_some_and(|t| t.field("state").as_str() == Some("back_off")),
+    );
     let linker = thread(&s, "linker").unwrap();
     let doing = linker.field("doing").as_str().unwrap();
     assert!(
-        doing.starts_with("backing off for ") && doing.ends_with(&format!(" before dialling {target}")),
+        doing.starts_with("backing off for ")
+            && doing.ends_with(&format!(" before dialling {target}")),
         "{doing}"
     );
     assert_eq!(linker.field("waits_on").as_str(), Some("clock"));

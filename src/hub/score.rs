@@ -285,7 +285,10 @@ impl Slot {
     }
 
     fn note(&self) -> String {
-        self.note.as_ref().map(|m| lock(m).clone()).unwrap_or_default()
+        self.note
+            .as_ref()
+            .map(|m| lock(m).clone())
+            .unwrap_or_default()
     }
 
     /// Now, in nanoseconds since the hub started: the one clock read.

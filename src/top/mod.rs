@@ -293,12 +293,11 @@ const LINK_ID_BASE: u64 = 1 << 48;
 /// linked hub (one with links, or a `linker` or `link-acceptor` thread).
 fn render_links(v: &Value, o: &mut String) {
     let links = v.field("links").items();
-    let linked = v.field("threads").items().iter().any(|t| {
-        matches!(
-            t.field("name").as_str(),
-            Some("linker" | "link-acceptor")
-        )
-    });
+    let linked = v
+        .field("threads")
+        .items()
+        .iter()
+        .any(|t| matches!(t.field("name").as_str(), Some("linker" | "link-acceptor")));
     if links.is_empty() && !linked {
         return;
     }
