@@ -65,12 +65,6 @@ impl Outbox {
         self.pending.len() - self.head
     }
 
-    /// Since when the oldest pending bytes have waited (`None`: none do):
-    /// what [`Outbox::overdue`] compares with the timeout.
-    pub fn waiting_since(&self) -> Option<Instant> {
-        self.since.map(|(t, _)| t)
-    }
-
     /// Sends `chunks` after whatever is already pending, without waiting:
     /// what the kernel does not take now is kept. `Err` if keeping it would
     /// pass `max_pending` bytes, or the socket failed.
@@ -137,6 +131,12 @@ impl Outbox {
                 timeout.as_millis()
             )
         })
+    }
+
+    /// Since when the oldest pending bytes have waited (`None`: none do):
+    /// what [`Outbox::overdue`] compares with the timeout.
+    pub fn waiting_since(&self) -> Option<Instant> {
+        self.since.map(|(t, _)| t)
     }
 
     /// Forgets what is pending (the client is being cut off).
