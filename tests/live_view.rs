@@ -607,7 +607,11 @@ fn stats_and_top_show_a_link_on_both_sides_with_moving_counters() {
     assert!(la.field("last_heard_ms").u64().unwrap() < 2000, "{la:?}");
     assert!(!la.field("at_risk").is_true(), "{la:?}");
     // The link threads, with what they wait for.
-    let reader = thread(&sa, "link-b").expect("a has a link-b reader");
+    let sa = until(mon_a, long, "a's reader of b in read()", |s| {
+        thread(s, "link-b")
+            .is_some_and(|t| t.field("doing").as_str() == Some("in read() from hub b"))
+    });
+    let reader = thread(&sa, "link-b").unwrap();
     assert_eq!(reader.field("waits_on").as_str(), Some("peer"));
     let acceptor = thread(&sa, "link-acceptor").expect("a has a link-acceptor");
     assert_eq!(acceptor.field("state").as_str(), Some("accept"));
@@ -619,9 +623,17 @@ fn stats_and_top_show_a_link_on_both_sides_with_moving_counters() {
     assert_eq!(linker.field("state").as_str(), Some("recv"), "{linker:?}");
 
     // Interest: bob on b wants `pickup`; a sees it on its link to b.
-    let mut ann = Peer::named(a.local_addr(), "ann");
-    let mut bob = Peer::named(b.local_addr(), "bob");
-    bob.call("/sub pickup", "OK sub pickup");
+    // Netjoin lines may come before the answers: skip them.
+    let named = |addr, name: &str| {
+        let (mut p, _) = Peer::join(addr, name);
+        p.send(&format!("/nick {name}"));
+        skip_to(&mut p, &format!("OK nick {name}"));
+        p
+    };
+    let mut ann = named(a.local_addr(), "ann");
+    let mut bob = named(b.local_addr(), "bob");
+    bob.send("/sub pickup");
+    skip_to(&mut bob, "OK sub pickup");
     let sa = until(mon_a, long, "b's interest in pickup", |s| {
         link_num(s, "b", "interest") == 1
     });
