@@ -46,7 +46,8 @@ pub struct ReaderSettings {
 pub fn run(id: ClientId, socket: Arc<TcpStream>, events: Sender<Event>, settings: ReaderSettings) {
     let mut reader = Reader {
         id,
-        framer: LineFramer::new(settings.max_line),
+        // telnet on: a person may connect with `telnet` in character mode.
+        framer: LineFramer::new(settings.max_line).telnet(true),
         socket,
         events,
         settings,
