@@ -46,8 +46,7 @@ pub struct ReaderSettings {
 pub fn run(id: ClientId, socket: Arc<TcpStream>, events: Sender<Event>, settings: ReaderSettings) {
     let mut reader = Reader {
         id,
-        // telnet on: a person may connect with `telnet` in character mode.
-        framer: LineFramer::new(settings.max_line).telnet(true),
+        framer: LineFramer::new(settings.max_line).telnet(true), // telnet in char mode too
         socket,
         events,
         settings,
