@@ -259,7 +259,7 @@ async fn read_loop(
     max_line: usize,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let mut framer = LineFramer::new(max_line);
+    let mut framer = LineFramer::new(max_line).telnet(true);
     let why = loop {
         slot.enter(State::Read);
         let n = tokio::select! {
