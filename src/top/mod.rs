@@ -16,6 +16,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::support::json::{self, Value};
+use crate::support::terminal::escape_to;
 
 /// Flags of `tcphub top`.
 #[derive(Debug, Args)]
@@ -121,19 +122,10 @@ pub fn fetch(addr: &str) -> Result<String, String> {
     Ok(body.to_string())
 }
 
-/// Network text made safe to print: control characters (an escape
-/// sequence would drive the terminal) become `?`, and it is cut to `max`.
+/// Network text made safe to print and cut to `max` characters: the one
+/// escaping the project uses for every terminal ([`escape_to`]).
 pub fn clean_to(s: &str, max: usize) -> String {
-    let mut out: String = s
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .take(max)
-        .collect();
-    if s.chars().count() > max && max > 0 {
-        out.pop();
-        out.push('~');
-    }
-    out
+    escape_to(s, max)
 }
 
 fn clean(s: &str) -> String {
@@ -375,7 +367,7 @@ mod tests {
 
     #[test]
     fn network_text_cannot_drive_the_terminal() {
-        assert_eq!(clean_to("a\x1b[2Jb\n", 20), "a?[2Jb?");
+        assert_eq!(clean_to("a\x1b[2Jb\n", 20), "a\\e[2Jb\\n");
         assert_eq!(clean_to("abcdef", 4), "abc~");
     }
 
@@ -392,7 +384,7 @@ mod tests {
         let dispatcher = text.find("dispatcher").unwrap();
         assert!(dispatcher < text.find("acceptor").unwrap(), "{text}");
         assert!(
-            text.contains("in writev() to slow? (client-1)  BLOCKED"),
+            text.contains("in writev() to slow\\e (client-1)  BLOCKED"),
             "{text}"
         );
         assert!(
@@ -423,7 +415,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("NOTE (link timeout 1.0s)"), "{text}");
-        assert!(text.contains("b?  "), "{text}");
+        assert!(text.contains("b\\e  "), "{text}");
         assert!(
             text.contains("AT RISK: pending for 700ms, down in 300ms; wants x y +1"),
             "{text}"
