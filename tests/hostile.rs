@@ -385,8 +385,8 @@ fn out_of_descriptors_the_extra_clients_are_told_server_full_and_the_hub_keeps_s
     for _ in 0..5 {
         while !welcomed[0].recv().starts_with("LEAVE ") {}
     }
-    // (Each refused connection was answered at once; a freed descriptor
-    // may take a moment to be closed by the hub: retry, bounded.)
+    // (A client's descriptor is closed when its reader thread has ended as
+    // well, which may be just after its LEAVE: retry, bounded.)
     let mut attempts = 0;
     let mut again = loop {
         attempts += 1;
