@@ -22,7 +22,6 @@
 //!
 //! Run it with `cargo run --release --example async_hub -- --port 0`.
 
-use std::collections::HashMap;
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -43,6 +42,7 @@ use tcphub::hub::monitor::Monitor;
 use tcphub::hub::score::{Counters, Scoreboard, Slot, State};
 use tcphub::proto::admission::Admission;
 use tcphub::proto::framing::{Inbound, LineFramer};
+use tcphub::proto::id_map::IdMap;
 use tcphub::proto::router::{ClientId, Outlet, Router};
 use tcphub::proto::server_line::server_full_line;
 
@@ -126,7 +126,7 @@ async fn main() -> ExitCode {
         me: score.register_thread("router"),
         score: score.clone(),
         outboxes: Outboxes {
-            open: HashMap::new(),
+            open: IdMap::default(),
             stuck: Vec::new(),
             write_timeout: config.write_timeout,
             share_lines: 0,
@@ -257,7 +257,7 @@ async fn read_loop(
     max_line: usize,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let mut framer = LineFramer::new(max_line);
+    let mut framer = LineFramer::new(max_line).telnet(true);
     let why = loop {
         slot.enter(State::Read);
         let n = tokio::select! {
@@ -426,7 +426,7 @@ impl Outbox {
 /// Every client's outbox: the twin's [`Outlet`]. Nobody waits on a slow
 /// client here; a client whose outbox stays full is reported as overdue.
 struct Outboxes {
-    open: HashMap<ClientId, Outbox>,
+    open: IdMap<Outbox>,
     /// Clients with a non-empty overflow.
     stuck: Vec<ClientId>,
     write_timeout: Duration,

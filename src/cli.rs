@@ -73,7 +73,9 @@ pub enum Program {
 /// Flags of `tcphub serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (an IP address or a host name).
+    /// Address to listen on (an IP address, `[::1]` style too, or a host
+    /// name). 0.0.0.0 or :: listen on every interface, so that other
+    /// machines can connect (the hub says so on stderr).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     /// Port to listen on; 0 picks a free port (see the `listening on` line).
@@ -247,8 +249,24 @@ fn serve(args: &ServeArgs) -> ExitCode {
     }
     let _ = out.flush();
     drop(out);
+    if let Some(note) = every_interface_note(hub.local_addr()) {
+        // stderr, not stdout: scripts parse stdout's first line.
+        eprintln!("{note}");
+    }
     hub.wait();
     ExitCode::SUCCESS
+}
+
+/// What `serve` adds (on stderr) when it listens on 0.0.0.0 or `::`:
+/// every interface, so not only this machine can connect.
+pub fn every_interface_note(addr: std::net::SocketAddr) -> Option<String> {
+    addr.ip().is_unspecified().then(|| {
+        format!(
+            "tcphub: {} means every interface: other machines can connect to port {} (use --host 127.0.0.1 to keep it to this machine)",
+            addr.ip(),
+            addr.port()
+        )
+    })
 }
 
 /// Logs to stderr, each line with the name of the thread that wrote it, so
@@ -288,8 +306,14 @@ pub struct ClientArgs {
     #[arg(long, value_name = "NAME")]
     pub nick: Option<String>,
     /// Print server lines for people (`<bob> hi`) instead of as on the wire.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "raw")]
     pub pretty: bool,
+    /// Print the hub's lines byte for byte, control characters included
+    /// (for piping into another program). Without it, control characters
+    /// from the network are shown as escapes (`\e[2J`, `\r`, `\u{202e}`)
+    /// so they cannot drive your terminal.
+    #[arg(long)]
+    pub raw: bool,
 }
 
 /// `tcphub agent`: which role to run.
@@ -397,12 +421,14 @@ fn client(args: &ClientArgs) -> ExitCode {
         addr: args.addr.clone(),
         nick: args.nick.clone(),
         pretty: args.pretty,
+        raw: args.raw,
     };
     match crate::client::run(&options, std::io::stdin(), std::io::stdout()) {
         Ok(ClientEnd::Bye | ClientEnd::InputDone | ClientEnd::OutputClosed) => ExitCode::SUCCESS,
         Ok(ClientEnd::HubClosed) => {
-            eprintln!("tcphub client: the hub closed the connection");
-            ExitCode::SUCCESS
+            // No BYE, and we had more to say: the hub stopped or cut us off.
+            eprintln!("tcphub client: the hub closed the connection (no BYE)");
+            ExitCode::FAILURE
         }
         Ok(ClientEnd::Refused(text)) => {
             eprintln!("tcphub client: the hub refused the connection: {text}");
@@ -618,5 +644,29 @@ fn check(args: &CheckArgs) -> ExitCode {
             ExitCode::from(2)
         }
         Ok(_) => ExitCode::SUCCESS,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::every_interface_note;
+
+    #[test]
+    fn every_interface_gets_a_note_loopback_does_not() {
+        for wild in ["0.0.0.0:3000", "[::]:3000"] {
+            let note = every_interface_note(wild.parse().unwrap()).expect(wild);
+            assert!(note.contains("every interface"), "{note}");
+            assert!(
+                note.contains("other machines can connect to port 3000"),
+                "{note}"
+            );
+        }
+        for local in ["127.0.0.1:3000", "[::1]:3000", "192.168.1.5:3000"] {
+            assert_eq!(
+                every_interface_note(local.parse().unwrap()),
+                None,
+                "{local}"
+            );
+        }
     }
 }

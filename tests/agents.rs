@@ -200,3 +200,38 @@ fn the_nick_defaults_to_the_role_and_can_be_changed() {
     }
     panic!("the agents never showed up as logger and audit");
 }
+
+#[test]
+fn an_agent_gives_up_on_a_server_that_never_speaks() {
+    // Accepts, then says nothing: no WELCOME ever comes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let holder = std::thread::spawn(move || listener.accept().map(|(socket, _)| socket));
+    let started = Instant::now();
+    let mut agent = tcphub(&["agent", "logger", "--addr", &addr]);
+    assert_eq!(agent.wait().code(), Some(1));
+    let waited = started.elapsed();
+    assert!(waited.as_secs_f64() >= 4.5, "gave up too soon: {waited:?}");
+    let err = agent.all_stderr().join("\n");
+    assert!(
+        err.contains(&format!(
+            "tcphub agent logger: connected to {addr}, but it sent no WELCOME within 5s"
+        )),
+        "{err}"
+    );
+    drop(holder.join());
+}
+
+#[test]
+fn an_agent_prints_network_text_escaped() {
+    let (_hub, addr) = hub();
+    let logger = tcphub(&["agent", "logger", "--addr", &addr]);
+    line_containing(&logger.stderr, "OK sub *");
+    let mut test = Peer::join(addr.parse().unwrap(), "test").0;
+    test.send("/pub t \u{1b}[2J\r\u{202e}x");
+    let line = line_containing(&logger.stdout, "[t]");
+    assert!(
+        line.ends_with("[t] guest-2: \\e[2J\\r\\u{202e}x"),
+        "{line:?}"
+    );
+}

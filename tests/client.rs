@@ -91,12 +91,13 @@ fn the_hub_going_away_ends_the_client() {
     line_containing(&client.stdout, "WELCOME");
     hub.shutdown();
     // Stdin is still open: it is the hub closing that ends the session.
+    // Without a BYE that is a failure: exit 1, and one line saying why.
     let status = client.wait();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(status.code(), Some(1));
     let err = client.all_stderr();
     assert!(
         err.iter()
-            .any(|l| l.contains("the hub closed the connection")),
+            .any(|l| l.contains("the hub closed the connection (no BYE)")),
         "{err:?}"
     );
 }
@@ -132,4 +133,86 @@ fn a_bad_nick_is_refused_before_connecting() {
     let (code, _, err) = piped(&["client", "--nick", "a b", &addr], "");
     assert_eq!(code, Some(1));
     assert!(err[0].contains("--nick"), "{err:?}");
+}
+
+/// A line with what a hostile peer might send: clear the screen, set the
+/// clipboard (OSC 52), rewind the line, reverse the text.
+const INJECTED: &str = "\u{1b}[2J\u{1b}]52;c;ZXZpbA==\u{7}hi\rroot: ok\u{8}\u{202e}txt.exe";
+
+#[test]
+fn control_characters_from_the_network_are_shown_escaped() {
+    let (_hub, addr) = hub();
+    let client = tcphub(&["client", "--nick", "ann", &addr]);
+    line_containing(&client.stdout, "OK nick ann");
+    let mut bob = Peer::named(addr.parse().unwrap(), "bob");
+    bob.send(&format!("{INJECTED} café 🎉"));
+    bob.sync();
+    assert_eq!(
+        line_containing(&client.stdout, "MSG"),
+        "MSG bob \\e[2J\\e]52;c;ZXZpbA==\\ahi\\rroot: ok\\x08\\u{202e}txt.exe café 🎉"
+    );
+
+    let pretty = tcphub(&["client", "--pretty", "--nick", "cy", &addr]);
+    line_containing(&pretty.stdout, "you are now cy");
+    bob.send(INJECTED);
+    assert_eq!(
+        line_containing(&pretty.stdout, "<bob>"),
+        "<bob> \\e[2J\\e]52;c;ZXZpbA==\\ahi\\rroot: ok\\x08\\u{202e}txt.exe"
+    );
+}
+
+#[test]
+fn raw_passes_the_bytes_through() {
+    let (_hub, addr) = hub();
+    let client = tcphub(&["client", "--raw", "--nick", "ann", &addr]);
+    line_containing(&client.stdout, "OK nick ann");
+    let mut bob = Peer::named(addr.parse().unwrap(), "bob");
+    bob.send(INJECTED);
+    assert_eq!(
+        line_containing(&client.stdout, "MSG"),
+        format!("MSG bob {INJECTED}")
+    );
+}
+
+#[test]
+fn quit_exits_0_after_bye() {
+    let (_hub, addr) = hub();
+    let (code, out, _) = piped(&["client", &addr], "/quit\n");
+    assert_eq!(
+        (code, out.last().map(String::as_str)),
+        (Some(0), Some("BYE"))
+    );
+}
+
+#[test]
+fn a_long_line_without_newline_is_streamed_not_gathered() {
+    let (_hub, addr) = hub();
+    let mut client = tcphub(&["client", &addr]);
+    line_containing(&client.stdout, "WELCOME");
+    // 8 MB and no newline, stdin left open: had the client waited for the
+    // end of the line, the hub would not have seen any of it yet. It has
+    // seen more than --max-line (4096) bytes, so it says so now.
+    let mut stdin = client.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..128 {
+            if stdin.write_all(&chunk).is_err() {
+                return None;
+            }
+        }
+        Some(stdin)
+    });
+    assert!(line_containing(&client.stdout, "ERR").starts_with("ERR line-too-long"));
+    let stdin = writer
+        .join()
+        .expect("writer")
+        .expect("the client read it all");
+    client.stdin = Some(stdin);
+    // The newline ends the long line (thrown away); the next is a command.
+    client.type_line("");
+    client.type_line("/ping");
+    assert_eq!(line_containing(&client.stdout, "PONG"), "PONG");
+    client.close_stdin();
+    assert_eq!(client.wait().code(), Some(0));
 }

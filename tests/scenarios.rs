@@ -324,3 +324,27 @@ fn a_scenario_without_expectations_is_not_a_pass() {
     let (outcome, _) = run_text("a: connect\na: expect WELCOME *\n", &HubToUse::InProcess);
     assert!(matches!(outcome, Outcome::Passed { .. }), "{outcome:?}");
 }
+
+#[test]
+fn the_timeline_shows_control_characters_escaped() {
+    let text = "set timeout 5s\n\
+        bob: connect\n\
+        bob: expect WELCOME guest-*\n\
+        bob: signal in\n\
+        ann: await in\n\
+        ann: connect\n\
+        ann: expect WELCOME guest-*\n\
+        ann: send \u{1b}[2Jhi\u{202e}\n\
+        ann: signal sent\n\
+        bob: expect JOIN guest-*\n\
+        bob: await sent\n\
+        bob: expect MSG guest-* *\n";
+    let (outcome, timeline) = run_text(text, &HubToUse::InProcess);
+    assert!(matches!(outcome, Outcome::Passed { .. }), "{outcome:?}");
+    assert!(!timeline.contains('\u{1b}'), "{timeline}");
+    assert!(!timeline.contains('\u{202e}'), "{timeline}");
+    assert!(
+        timeline.contains("<- MSG guest-2 \\e[2Jhi\\u{202e}"),
+        "{timeline}"
+    );
+}

@@ -19,6 +19,14 @@
 //!   until the next timer is due (`recv_deadline`), then hands whatever
 //!   happened to the behaviour and carries out its actions.
 //!
+//! Everything an agent prints that came from the network (its output and
+//! its logs) goes through [`crate::support::terminal::escape`] first, so a
+//! payload with `\e[2J` in it is shown, not obeyed.
+//!
+//! A server that accepts the connection but never says `WELCOME` (not a
+//! tcphub hub, or one that is stuck) is given up on after
+//! [`WELCOME_WAIT`]: the agent says so and fails.
+//!
 //! Why not just `thread::sleep(1s)` in the driver? Because while it sleeps
 //! it cannot notice a second order, or the hub going away. Waiting for "a
 //! line *or* a deadline, whichever comes first" is the heart of every event
@@ -40,6 +48,7 @@ use log::{debug, info, warn};
 
 use crate::client::hub_connection::{self, ConnectError, LineReader, Received};
 use crate::proto::server_line::{ErrorCode, ServerLine};
+use crate::support::terminal::escape;
 
 /// The moment something happened, as both clocks: `instant` to schedule
 /// timers (it never jumps), `wall` to print a time of day (the logger).
@@ -109,6 +118,9 @@ pub enum AgentError {
         missing: Vec<String>,
         waited: Duration,
     },
+    /// The server accepted the connection but sent no first line (a hub
+    /// says `WELCOME`) within `waited`.
+    Silent { addr: String, waited: Duration },
     /// Standard output is gone (closed pipe).
     Output(String),
     /// A thread could not be started.
@@ -128,6 +140,11 @@ impl fmt::Display for AgentError {
                 crate::support::duration::show(*waited),
                 missing.len(),
                 missing.join(", ")
+            ),
+            AgentError::Silent { addr, waited } => write!(
+                f,
+                "connected to {addr}, but it sent no WELCOME within {}: is it a tcphub hub? giving up",
+                crate::support::duration::show(*waited)
             ),
             AgentError::Output(text) => write!(f, "cannot write output: {text}"),
             AgentError::Spawn(text) => write!(f, "cannot start a thread: {text}"),
@@ -154,6 +171,11 @@ enum Incoming {
 /// the socket fills, and the hub cuts the agent off after its write timeout
 /// instead of buffering without limit.
 const INBOX: usize = 1024;
+
+/// How long an agent waits for the hub's first line (`WELCOME`) after
+/// connecting, before it gives up with [`AgentError::Silent`]. A hub sends
+/// it at once; this only catches a server that never speaks.
+pub const WELCOME_WAIT: Duration = Duration::from_secs(5);
 
 /// After finishing, how long to wait for the hub's `BYE` and close.
 const QUIT_WAIT: Duration = Duration::from_secs(1);
@@ -234,6 +256,20 @@ impl<T> Runner<'_, T> {
         inbox: &Receiver<Incoming>,
     ) -> Result<(), AgentError> {
         let mut actions = Vec::new();
+        // A hub speaks first. Wait for that (with a bound) before anything.
+        let mut first = match inbox.recv_deadline(Instant::now() + WELCOME_WAIT) {
+            Ok(Incoming::Line(line)) => Some(line),
+            Ok(Incoming::Closed(why)) => return Err(self.gone(why)),
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(self.gone("reader stopped".to_string()));
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                return Err(AgentError::Silent {
+                    addr: self.addr.clone(),
+                    waited: WELCOME_WAIT,
+                });
+            }
+        };
         self.send(&format!("/nick {}", self.nick))?;
         behaviour.start(Now::current(), &mut actions);
         if self.apply(&mut actions)? {
@@ -253,15 +289,17 @@ impl<T> Runner<'_, T> {
             }
             let next = self.timers.iter().map(|(at, _)| *at).min();
             // The one place the agent waits: for a line, or the next timer.
-            let incoming = match next {
-                Some(deadline) => inbox.recv_deadline(deadline),
-                None => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            // (The first line was already waited for, above.)
+            let incoming = match (first.take(), next) {
+                (Some(line), _) => Ok(Incoming::Line(line)),
+                (None, Some(deadline)) => inbox.recv_deadline(deadline),
+                (None, None) => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match incoming {
                 Ok(Incoming::Line(line)) => {
-                    debug!("<- {line}");
+                    debug!("<- {}", escape(&line));
                     let Some(parsed) = ServerLine::parse(&line) else {
-                        warn!("not a protocol line, ignored: {line}");
+                        warn!("not a protocol line, ignored: {}", escape(&line));
                         continue;
                     };
                     self.notice(&parsed);
@@ -295,7 +333,8 @@ impl<T> Runner<'_, T> {
             match action {
                 Action::Send(line) => self.send(&line)?,
                 Action::Say(text) => {
-                    writeln!(self.out, "{text}")
+                    // What a role says quotes the network (payloads, nicks).
+                    writeln!(self.out, "{}", escape(&text))
                         .and_then(|()| self.out.flush())
                         .map_err(|e| AgentError::Output(e.to_string()))?;
                 }
@@ -321,13 +360,18 @@ impl<T> Runner<'_, T> {
     /// What every role does with a few lines, so behaviours need not.
     fn notice(&mut self, line: &ServerLine) {
         match line {
-            ServerLine::Welcome { nick } => debug!("the hub calls us {nick} for now"),
-            ServerLine::Ok { command, detail } => info!("hub: OK {command} {detail}"),
+            ServerLine::Welcome { nick } => debug!("the hub calls us {} for now", escape(nick)),
+            ServerLine::Ok { command, detail } => {
+                info!("hub: OK {} {}", escape(command), escape(detail));
+            }
             ServerLine::Err { code, text } if *code == ErrorCode::NickTaken => warn!(
-                "the nick {} is taken ({text}); carrying on with the guest nick",
-                self.nick
+                "the nick {} is taken ({}); carrying on with the guest nick",
+                self.nick,
+                escape(text)
             ),
-            ServerLine::Err { code, text } => warn!("the hub refused a line: {code} {text}"),
+            ServerLine::Err { code, text } => {
+                warn!("the hub refused a line: {code} {}", escape(text));
+            }
             _ => {}
         }
     }

@@ -112,7 +112,9 @@ fn bad_utf8(ctx: &mut Ctx) -> CheckResult {
     let (mut a, mut b) = ann_and_bob(ctx)?;
     let hint = "check each line is valid UTF-8 before using it (in Node: buffer.isUtf8(line) on \
         the bytes, before toString()); if not, answer ERR bad-utf8 and drop the line";
-    a.send_raw(b"caf\xe9\n\xff\xfe\x00\n/nick \xc3\x28\n")?;
+    // 0xFE, never in UTF-8; not 0xFF, which a server may take for telnet's
+    // IAC and remove (tcphub does, for `telnet` in character mode).
+    a.send_raw(b"caf\xe9\n\xfe\xfe\x00\n/nick \xc3\x28\n")?;
     for _ in 0..3 {
         a.expect_err("bad-utf8")
             .map_err(|f| f.with_context("after three lines that are not UTF-8"))

@@ -111,11 +111,13 @@ pub fn connect(addr: &str) -> Result<TcpStream, ConnectError> {
     })
 }
 
-/// What waiting for a line can end with, besides an IO error.
+/// What waiting for a line can end with, besides an IO error. The line is
+/// a `String` ([`LineReader::read_line`]) or, for `tcphub client --raw`,
+/// the bytes as they came ([`LineReader::read_line_bytes`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Received {
+pub enum Received<L = String> {
     /// One whole line, without its `\n` (a `\r` before it is dropped too).
-    Line(String),
+    Line(L),
     /// The hub closed the connection (end of stream). Whatever the hub sent
     /// before closing has been returned as lines first.
     Closed,
@@ -136,12 +138,15 @@ pub struct LineReader<R> {
     framer: LineFramer,
     /// Lines already framed but not yet handed out: one `read()` often
     /// brings several.
-    ready: VecDeque<Result<String, ()>>,
+    ready: VecDeque<Result<Vec<u8>, ()>>,
     closed: bool,
 }
 
 impl<R: Read> LineReader<R> {
     /// Wraps `inner`; lines longer than [`MAX_SERVER_LINE`] are an error.
+    /// A server's lines are not telnet: the framer's telnet handling (which
+    /// the hub turns on for its clients) stays off, so `--raw` sees every
+    /// byte.
     pub fn new(inner: R) -> Self {
         LineReader {
             inner,
@@ -155,6 +160,20 @@ impl<R: Read> LineReader<R> {
     /// [`Received::Line`] or [`Received::Closed`] (or [`Received::TimedOut`]
     /// if the stream has a read timeout set and it expired).
     pub fn read_line(&mut self) -> io::Result<Received> {
+        Ok(match self.read_line_bytes()? {
+            // Never panics on bytes that are not UTF-8: U+FFFD instead.
+            Received::Line(bytes) => Received::Line(match String::from_utf8(bytes) {
+                Ok(line) => line,
+                Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            }),
+            Received::Closed => Received::Closed,
+            Received::TimedOut => Received::TimedOut,
+        })
+    }
+
+    /// [`LineReader::read_line`], the line as the bytes that came (without
+    /// the `\n`), UTF-8 or not.
+    pub fn read_line_bytes(&mut self) -> io::Result<Received<Vec<u8>>> {
         loop {
             if let Some(line) = self.ready.pop_front() {
                 return line.map(Received::Line).map_err(|()| {
@@ -184,7 +203,7 @@ impl<R: Read> LineReader<R> {
             self.framer.filled(n);
             while let Some(frame) = self.framer.next_frame() {
                 self.ready.push_back(match frame {
-                    Frame::Line(line) => Ok(String::from_utf8_lossy(line).into_owned()),
+                    Frame::Line(line) => Ok(line.to_vec()),
                     Frame::TooLong => Err(()),
                 });
             }

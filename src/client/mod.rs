@@ -2,18 +2,23 @@
 //!
 //! Two threads, each blocked in one call, like the hub's own threads:
 //!
-//! - `stdin-to-hub` blocks reading standard input; every line it gets is
-//!   written to the socket as is.
+//! - `stdin-to-hub` blocks reading standard input; whatever it gets is
+//!   written to the socket as is, a chunk at a time (a 300 MB line with no
+//!   newline is streamed, not gathered first).
 //! - `hub-to-stdout` blocks reading the socket; every line the hub sends is
-//!   printed, as on the wire or (with `--pretty`) worded for people.
+//!   printed, as on the wire or (with `--pretty`) worded for people, with
+//!   terminal control characters made visible
+//!   ([`crate::support::terminal::escape`]: a peer's `\e[2J` cannot clear
+//!   your screen). `--raw` prints the bytes exactly as they came, for pipes.
 //!
 //! Neither waits for the other, which is the point: a line from someone else
 //! is printed the moment it arrives, even while you are typing.
 //!
 //! ## When it stops
 //!
-//! - On `BYE` (you typed `/quit`): printed, then the client exits.
-//! - When the hub closes the connection (it stopped, or cut us off).
+//! - On `BYE` (you typed `/quit`): printed, then the client exits (0).
+//! - When the hub closes the connection without a `BYE` (it stopped, or cut
+//!   us off) while we still had input: the CLI says so and exits 1.
 //! - When standard input ends (Ctrl-D, or the end of a piped file). The
 //!   client then *shuts down the sending half* of the socket (a TCP
 //!   half-close) and keeps reading. The contract promises that the hub
@@ -26,7 +31,7 @@ pub mod hub_connection;
 pub mod pretty;
 
 use std::fmt;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +41,7 @@ use log::debug;
 
 use crate::proto::client_line;
 use crate::proto::server_line::{ErrorCode, ServerLine};
+use crate::support::terminal::escape;
 use hub_connection::{ConnectError, LineReader, Received};
 
 /// What `tcphub client` was asked to do.
@@ -45,8 +51,12 @@ pub struct ClientOptions {
     pub addr: String,
     /// If set, `/nick <nick>` is sent before anything typed.
     pub nick: Option<String>,
-    /// Print lines worded for people ([`pretty::render`]) instead of raw.
+    /// Print lines worded for people ([`pretty::render`]) instead of as on
+    /// the wire.
     pub pretty: bool,
+    /// Print the hub's bytes unchanged: no escaping of control characters
+    /// (for piping into another program). Ignored with `pretty`.
+    pub raw: bool,
 }
 
 /// How a client session ended without an error. The CLI picks the exit code
@@ -95,6 +105,10 @@ impl std::error::Error for ClientError {}
 /// lines to the hub and hub lines to `output` until one of the ends listed in
 /// the module docs. Returns once the hub's side is done.
 ///
+/// Runs one client session: connects, sends `--nick`, then copies `input`
+/// lines to the hub and hub lines to `output` until one of the ends listed in
+/// the module docs. Returns once the hub's side is done.
+///
 /// The `stdin-to-hub` thread is *not* joined: when the session ends because
 /// of the hub (`BYE`, close), that thread may be blocked reading a terminal
 /// that will never send anything, and no portable call can wake it. The
@@ -123,10 +137,16 @@ where
         .spawn(move || copy_input(input, socket, &done))
         .map_err(ClientError::Spawn)?;
 
-    let pretty = options.pretty;
+    let show = if options.pretty {
+        Show::Pretty
+    } else if options.raw {
+        Show::Raw
+    } else {
+        Show::Wire
+    };
     let printer = thread::Builder::new()
         .name("hub-to-stdout".into())
-        .spawn(move || copy_output(reading, output, pretty))
+        .spawn(move || copy_output(reading, output, show))
         .map_err(ClientError::Spawn)?;
     let end = match printer.join() {
         Ok(end) => end?,
@@ -142,32 +162,41 @@ where
     })
 }
 
-/// The `stdin-to-hub` thread: input lines to the socket, then a half-close.
-fn copy_input(input: impl Read, mut socket: TcpStream, done: &AtomicBool) {
-    let mut input = BufReader::new(input);
-    let mut line = Vec::new();
+/// How much of standard input one `read()` takes: a long line goes out in
+/// pieces of this size, never gathered whole in memory.
+const INPUT_CHUNK: usize = 64 * 1024;
+
+/// The `stdin-to-hub` thread: input to the socket, then a half-close.
+///
+/// Bytes are copied as they come, not line by line: a terminal hands over a
+/// line at a time anyway, and a pipe with a gigabyte and no newline is
+/// streamed in [`INPUT_CHUNK`]s (the hub refuses the line as too long, but
+/// this process never holds it). Bytes, not a `String`: invalid UTF-8 is the
+/// hub's to refuse (`ERR bad-utf8`), not ours to hide. If the input does not
+/// end with a newline, one is added, so the last line is a line.
+fn copy_input(mut input: impl Read, mut socket: TcpStream, done: &AtomicBool) {
+    let mut chunk = vec![0; INPUT_CHUNK];
+    let mut at_line_start = true;
     loop {
-        line.clear();
-        // Blocks until a whole line is typed (or piped), or input ends.
-        // Bytes, not a String: invalid UTF-8 is the hub's to refuse
-        // (`ERR bad-utf8`), not ours to hide.
-        match input.read_until(b'\n', &mut line) {
+        // Blocks until a line is typed, a pipe has bytes, or input ends.
+        let n = match input.read(&mut chunk) {
             Ok(0) => break,
-            Ok(_) => {}
+            Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 debug!("reading input failed: {e}");
                 break;
             }
-        }
-        if line.last() != Some(&b'\n') {
-            line.push(b'\n');
-        }
-        if let Err(e) = socket.write_all(&line) {
+        };
+        at_line_start = chunk[n - 1] == b'\n';
+        if let Err(e) = socket.write_all(&chunk[..n]) {
             // The hub is gone; the other thread will see it and stop.
             debug!("writing to the hub failed: {e}");
             return;
         }
+    }
+    if !at_line_start && socket.write_all(b"\n").is_err() {
+        return;
     }
     debug!("input ended: half-closing the connection");
     done.store(true, Ordering::SeqCst);
@@ -175,32 +204,45 @@ fn copy_input(input: impl Read, mut socket: TcpStream, done: &AtomicBool) {
     let _ = socket.shutdown(Shutdown::Write);
 }
 
+/// How `hub-to-stdout` shows a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Show {
+    /// As on the wire, control characters escaped.
+    Wire,
+    /// Worded for people, control characters escaped.
+    Pretty,
+    /// The bytes as they came.
+    Raw,
+}
+
 /// The `hub-to-stdout` thread: socket lines to the output until the end.
 fn copy_output(
     socket: TcpStream,
     mut output: impl Write,
-    pretty: bool,
+    show: Show,
 ) -> Result<ClientEnd, ClientError> {
     let mut lines = LineReader::new(socket);
     let mut first = true;
     loop {
-        let line = match lines.read_line().map_err(ClientError::Io)? {
-            Received::Line(line) => line,
+        let bytes = match lines.read_line_bytes().map_err(ClientError::Io)? {
+            Received::Line(bytes) => bytes,
             Received::Closed | Received::TimedOut => return Ok(ClientEnd::HubClosed),
         };
-        let shown = if pretty {
-            pretty::render(&line)
-        } else {
-            line.clone()
+        let line = String::from_utf8_lossy(&bytes);
+        let written = match show {
+            Show::Raw => output
+                .write_all(&bytes)
+                .and_then(|()| output.write_all(b"\n")),
+            Show::Wire => writeln!(output, "{}", escape(&line)),
+            Show::Pretty => writeln!(output, "{}", escape(&pretty::render(&line))),
         };
-        let written = writeln!(output, "{shown}").and_then(|()| output.flush());
-        if written.is_err() {
+        if written.and_then(|()| output.flush()).is_err() {
             return Ok(ClientEnd::OutputClosed);
         }
         match ServerLine::parse(&line) {
             Some(ServerLine::Bye) => return Ok(ClientEnd::Bye),
             Some(ServerLine::Err { code, text }) if first && code == ErrorCode::ServerFull => {
-                return Ok(ClientEnd::Refused(text.to_string()));
+                return Ok(ClientEnd::Refused(escape(text)));
             }
             _ => {}
         }

@@ -13,7 +13,6 @@
 //! gets anything. So every socket has a write timeout (`--write-timeout-ms`),
 //! and a client that cannot take its lines within it is cut off.
 
-use std::collections::{HashMap, HashSet};
 use std::io::{IoSlice, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -32,6 +31,7 @@ use crate::hub::outbox::{Outbox, write_all_within};
 use crate::hub::score::{Counters, Scoreboard, Slot, State};
 use crate::proto::admission::Admission;
 use crate::proto::framing::Inbound;
+use crate::proto::id_map::{IdMap, IdSet};
 use crate::proto::network::is_link;
 use crate::proto::router::{ClientId, Outlet, Router};
 use crate::proto::server_line::server_full_line;
@@ -84,9 +84,9 @@ pub struct Dispatcher {
 /// Every admitted client's socket, as the dispatcher writes to it: the
 /// threaded hub's [`Outlet`].
 struct Sockets {
-    open: HashMap<ClientId, Outbox>,
+    open: IdMap<Outbox>,
     /// Clients with bytes pending (or closing once drained).
-    behind: HashSet<ClientId>,
+    behind: IdSet,
     /// Clients whose socket failed while retrying, for [`Outlet::overdue`].
     failed: Vec<(ClientId, String)>,
     /// When [`Sockets::retry`] and [`Outlet::overdue`] last went round
@@ -94,7 +94,7 @@ struct Sockets {
     last_retry: Instant,
     last_overdue: Instant,
     /// Each client's share of the channel.
-    quotas: HashMap<ClientId, Arc<Quota>>,
+    quotas: IdMap<Arc<Quota>>,
     intake: Arc<Intake>,
     per_ip: Arc<PerIp>,
     write_timeout: Duration,
@@ -104,14 +104,14 @@ struct Sockets {
     /// client's, whose out-counters only this thread writes.
     score: Arc<Scoreboard>,
     me: Arc<Slot>,
-    slots: HashMap<ClientId, Arc<Slot>>,
+    slots: IdMap<Arc<Slot>>,
     /// Lines in the share about to be delivered (see `share_lines`).
     share_lines: usize,
     /// `--link-timeout-ms`: how long a link's bytes may wait to be taken.
     link_timeout: Duration,
     /// Links we dialled: which `--link` each is, and since when, so the
     /// linker hears when one is gone.
-    dialled: HashMap<ClientId, (usize, Instant)>,
+    dialled: IdMap<(usize, Instant)>,
     linker: Option<Sender<LinkerMsg>>,
 }
 
@@ -129,12 +129,12 @@ impl Dispatcher {
             events,
             router: Router::new(admission).with_max_subs(config.max_subs),
             sockets: Sockets {
-                open: HashMap::new(),
-                behind: HashSet::new(),
+                open: IdMap::default(),
+                behind: IdSet::default(),
                 failed: Vec::new(),
                 last_retry: Instant::now(),
                 last_overdue: Instant::now(),
-                quotas: HashMap::new(),
+                quotas: IdMap::default(),
                 intake,
                 per_ip,
                 write_timeout: config.write_timeout,
@@ -142,10 +142,10 @@ impl Dispatcher {
                 blocking_writes: config.blocking_writes,
                 score,
                 me,
-                slots: HashMap::new(),
+                slots: IdMap::default(),
                 share_lines: 0,
                 link_timeout: Duration::from_millis(5000),
-                dialled: HashMap::new(),
+                dialled: IdMap::default(),
                 linker: None,
             },
             clock: Instant::now(),

@@ -492,8 +492,13 @@ fn check_link_config(config: &Config, name: &str) -> Result<(), HubError> {
 
 /// Listens on `host:port`, trying every address the name resolves to, with
 /// the wide backlog below. Returns the listener and the address it got (the
-/// real port when `port` is 0).
+/// real port when `port` is 0). An IPv6 address may be given in brackets,
+/// as in a URL (`[::1]`): they are removed before resolving.
 pub fn bind(host: &str, port: u16) -> Result<(TcpListener, SocketAddr), HubError> {
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     let resolve_error = |source| HubError::Resolve {
         host: host.to_string(),
         port,

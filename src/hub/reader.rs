@@ -46,7 +46,7 @@ pub struct ReaderSettings {
 pub fn run(id: ClientId, socket: Arc<TcpStream>, events: Sender<Event>, settings: ReaderSettings) {
     let mut reader = Reader {
         id,
-        framer: LineFramer::new(settings.max_line),
+        framer: LineFramer::new(settings.max_line).telnet(true), // telnet in char mode too
         socket,
         events,
         settings,

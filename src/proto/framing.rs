@@ -19,6 +19,33 @@
 //! unfinished line is never kept past `max_line` (+1 for a possible `\r`).
 //! Past that the line is reported as [`Frame::TooLong`] once, and the rest of
 //! it is thrown away as it arrives, until its `\n`.
+//!
+//! ## telnet
+//!
+//! `telnet` is a fine client for a line protocol, until it switches to
+//! character mode: then it sends option negotiation (`IAC DO ...`,
+//! `IAC WILL ...`, `IAC SB ... IAC SE`) among the text, and ends a line
+//! with `\r\0` instead of `\r\n`. So, when turned on with
+//! [`LineFramer::telnet`] (the hub's and the async twin's readers of client
+//! lines do; links between hubs and clients reading a server's lines do not:
+//! those are not telnet), the framer:
+//!
+//! - removes telnet commands as the bytes arrive, before any framing: `IAC`
+//!   (0xFF) with `DO`/`DONT`/`WILL`/`WONT` and an option byte, `IAC SB` up
+//!   to `IAC SE`, and every two-byte command (`IAC NOP`, `IAC IP`, ...).
+//!   `IAC IAC` is telnet's way of sending one 0xFF byte; that byte is kept,
+//!   and the line it is in is refused as not UTF-8.
+//!
+//!   Is this safe for UTF-8 text? Yes: 0xFF never appears in valid UTF-8
+//!   (no lead byte or continuation byte has that value), so a line that
+//!   contains it was not valid text anyway; removing telnet's commands
+//!   cannot change a valid UTF-8 line.
+//! - ends a line at `\r\0` as it does at `\n` (and at `\r\n`). A NUL that
+//!   does not follow a `\r` is text, as before.
+//!
+//! The state of a half-arrived command is a few bits, not bytes, so memory
+//! stays bounded however the commands are cut, and a read with no 0xFF in
+//! it (every read of an ordinary client) is scanned once and left in place.
 
 use crate::proto::client_line::{Command, Parsed, Refusal, parse_line};
 use crate::proto::server_line::ErrorCode;
@@ -75,6 +102,32 @@ pub struct LineFramer {
     discarding: bool,
     /// The last read filled all the room it was given: grow the buffer.
     grow: bool,
+    /// Where we are in a telnet command, or `None` if telnet is off.
+    telnet: Option<Telnet>,
+}
+
+/// telnet's "interpret as command" byte. Never in valid UTF-8.
+const IAC: u8 = 0xFF;
+/// `IAC SB` starts a subnegotiation, `IAC SE` ends it.
+const SB: u8 = 250;
+const SE: u8 = 240;
+/// `IAC WILL/WONT/DO/DONT <option>`: option negotiation, three bytes.
+const WILL: u8 = 251;
+const DONT: u8 = 254;
+
+/// Where the bytes read so far left us in telnet's command syntax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Telnet {
+    /// Ordinary bytes.
+    Data,
+    /// Just after an `IAC`.
+    Iac,
+    /// After `IAC WILL` (or `WONT`, `DO`, `DONT`): the option byte is next.
+    Option,
+    /// Inside `IAC SB ...`: everything is dropped until `IAC SE`.
+    Sub,
+    /// Inside a subnegotiation, just after an `IAC`.
+    SubIac,
 }
 
 impl LineFramer {
@@ -87,7 +140,15 @@ impl LineFramer {
             scanned: 0,
             discarding: false,
             grow: false,
+            telnet: None,
         }
+    }
+
+    /// Turns the telnet handling (module docs) on or off; off unless asked.
+    /// A server turns it on for its clients' lines.
+    pub fn telnet(mut self, on: bool) -> Self {
+        self.telnet = on.then_some(Telnet::Data);
+        self
     }
 
     /// Bytes held for an unfinished line (never more than `max_line + 1`
@@ -133,7 +194,11 @@ impl LineFramer {
     /// [`LineFramer::spare`].
     pub fn filled(&mut self, n: usize) {
         self.grow = n > 0 && self.end + n >= self.buffer.len();
-        self.end = (self.end + n).min(self.buffer.len());
+        let new_end = (self.end + n).min(self.buffer.len());
+        self.end += match &mut self.telnet {
+            Some(state) => strip_telnet(state, &mut self.buffer[self.end..new_end]),
+            None => new_end - self.end,
+        };
     }
 
     /// The next complete frame in what has been read, or `None` until more
@@ -141,18 +206,34 @@ impl LineFramer {
     pub fn next_frame(&mut self) -> Option<Frame<'_>> {
         loop {
             let unread = &self.buffer[self.scanned..self.end];
-            let Some(i) = unread.iter().position(|&b| b == b'\n') else {
+            let found = if self.telnet.is_some() {
+                unread.iter().position(|&b| b == b'\n' || b == 0)
+            } else {
+                unread.iter().position(|&b| b == b'\n')
+            };
+            let Some(i) = found else {
                 return self.no_newline_yet();
             };
-            let (line_start, newline) = (self.start, self.scanned + i);
-            self.start = newline + 1;
+            let at = self.scanned + i;
+            // `\n`, or telnet's `\r\0`: the line ends before the `\r`.
+            let line_end = if self.buffer[at] == b'\n' {
+                at
+            } else if at > self.start && self.buffer[at - 1] == b'\r' {
+                at - 1
+            } else {
+                // A NUL in the text: not an end of line; look further.
+                self.scanned = at + 1;
+                continue;
+            };
+            let line_start = self.start;
+            self.start = at + 1;
             self.scanned = self.start;
             if self.discarding {
                 // The end of a too-long line: already reported.
                 self.discarding = false;
                 continue;
             }
-            let line = &self.buffer[line_start..newline];
+            let line = &self.buffer[line_start..line_end];
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             return Some(if line.len() > self.max_line {
                 Frame::TooLong
@@ -184,7 +265,7 @@ impl LineFramer {
     fn no_newline_yet(&mut self) -> Option<Frame<'_>> {
         self.scanned = self.end;
         if self.discarding {
-            self.start = self.end;
+            self.throw_away_held();
             return None;
         }
         let held = self.end - self.start;
@@ -193,10 +274,62 @@ impl LineFramer {
         if could_still_fit {
             return None;
         }
-        self.start = self.end;
+        self.throw_away_held();
         self.discarding = true;
         Some(Frame::TooLong)
     }
+
+    /// Drops the bytes of a too-long line, except (with telnet) a last
+    /// `\r`: the `\0` of a `\r\0` that ends the line may be in the next read.
+    fn throw_away_held(&mut self) {
+        let keep_cr =
+            self.telnet.is_some() && self.end > self.start && self.buffer[self.end - 1] == b'\r';
+        self.start = if keep_cr { self.end - 1 } else { self.end };
+    }
+}
+
+/// Removes telnet commands from `bytes` (one read's worth), in place, with
+/// `state` carried from the read before; returns how many bytes are left,
+/// at the front of `bytes`. A read with no `IAC` in it, outside a command,
+/// is left as it is: the fast path.
+fn strip_telnet(state: &mut Telnet, bytes: &mut [u8]) -> usize {
+    let from = match *state {
+        Telnet::Data => match bytes.iter().position(|&b| b == IAC) {
+            None => return bytes.len(),
+            Some(first) => first,
+        },
+        _ => 0,
+    };
+    let mut kept = from;
+    for read in from..bytes.len() {
+        let b = bytes[read];
+        let mut keep = |b: u8| {
+            bytes[kept] = b;
+            kept += 1;
+        };
+        *state = match (*state, b) {
+            (Telnet::Data, IAC) => Telnet::Iac,
+            (Telnet::Data, _) => {
+                keep(b);
+                Telnet::Data
+            }
+            // `IAC IAC`: one data byte 0xFF (not UTF-8: the line is refused).
+            (Telnet::Iac, IAC) => {
+                keep(IAC);
+                Telnet::Data
+            }
+            (Telnet::Iac, WILL..=DONT) => Telnet::Option,
+            (Telnet::Iac, SB) => Telnet::Sub,
+            // Every other command is two bytes: NOP, IP, AYT, GA, ...
+            (Telnet::Iac, _) | (Telnet::Option, _) => Telnet::Data,
+            (Telnet::Sub, IAC) => Telnet::SubIac,
+            (Telnet::Sub, _) => Telnet::Sub,
+            (Telnet::SubIac, SE) => Telnet::Data,
+            // `IAC IAC` inside a subnegotiation is its data: dropped too.
+            (Telnet::SubIac, _) => Telnet::Sub,
+        };
+    }
+    kept
 }
 
 /// The refusal for a line past `--max-line`.
@@ -219,7 +352,11 @@ mod tests {
     }
 
     fn frames_of(max: usize, pieces: &[&[u8]]) -> Vec<F> {
-        let mut framer = LineFramer::new(max);
+        frames_with(LineFramer::new(max).telnet(true), pieces)
+    }
+
+    fn frames_with(mut framer: LineFramer, pieces: &[&[u8]]) -> Vec<F> {
+        let max = framer.max_line;
         let mut out = Vec::new();
         for piece in pieces {
             let mut piece: &[u8] = piece;
@@ -341,5 +478,158 @@ mod tests {
         assert_eq!(got[1], Inbound::Command(Command::List));
         assert!(matches!(&got[2], Inbound::Refused(r) if r.code == ErrorCode::LineTooLong));
         assert!(got[3].is_quit());
+    }
+
+    // ---- telnet ------------------------------------------------------
+
+    const IAC: u8 = 0xFF;
+    const DO: u8 = 253;
+    const WILL: u8 = 251;
+    const WONT: u8 = 252;
+    const NOP: u8 = 241;
+
+    fn b(s: &str) -> F {
+        F::L(s.as_bytes().to_vec())
+    }
+
+    /// What a telnet in character mode sends: negotiation at connect, a
+    /// subnegotiation (terminal type), lines ended by `\r\0`, and a few
+    /// commands in the middle of text.
+    fn telnet_stream() -> Vec<u8> {
+        let mut s = vec![IAC, DO, 1, IAC, WILL, 3, IAC, WILL, 24, IAC, DO, 3];
+        s.extend_from_slice(&[IAC, 250, 24, 0, b'X', b'T', IAC, IAC, b'M', IAC, 240]);
+        s.extend_from_slice(b"/nick ann\r\0/pi");
+        s.extend_from_slice(&[IAC, NOP]);
+        s.extend_from_slice(b"ng\r\0caf\xc3\xa9 ok\r\n");
+        s.extend_from_slice(&[IAC, WONT, 1]);
+        s.extend_from_slice(b"a\0b\n\r\0x");
+        s.extend_from_slice(&[IAC, IAC]);
+        s.extend_from_slice(b"y\r\0\r");
+        s.extend_from_slice(&[IAC, NOP]);
+        s.extend_from_slice(b"\0last\n");
+        s
+    }
+
+    fn telnet_frames() -> Vec<F> {
+        vec![
+            b("/nick ann"),
+            b("/ping"),
+            b("café ok"),
+            b("a\0b"),
+            b(""),
+            F::L(b"x\xffy".to_vec()),
+            b(""),
+            b("last"),
+        ]
+    }
+
+    #[test]
+    fn telnet_commands_are_removed_and_cr_nul_ends_a_line() {
+        assert_eq!(frames_of(100, &[&telnet_stream()]), telnet_frames());
+    }
+
+    #[test]
+    fn every_split_of_a_telnet_stream_means_the_same() {
+        let stream = telnet_stream();
+        let whole = telnet_frames();
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(frames_of(100, &bytes), whole, "byte by byte");
+        // Every way of cutting it in two, and in three.
+        for i in 0..=stream.len() {
+            let (a, rest) = stream.split_at(i);
+            assert_eq!(frames_of(100, &[a, rest]), whole, "cut at {i}");
+            for j in 0..=rest.len() {
+                let (b, c) = rest.split_at(j);
+                assert_eq!(frames_of(100, &[a, b, c]), whole, "cuts at {i}, {}", i + j);
+            }
+        }
+    }
+
+    #[test]
+    fn a_nul_is_text_unless_it_follows_a_cr() {
+        assert_eq!(
+            frames_of(100, &[b"\0a\0\n", b"b\r\n\0c\n"]),
+            vec![b("\0a\0"), b("b"), b("\0c")]
+        );
+        // `\r` in one read, `\0` in the next.
+        assert_eq!(
+            frames_of(100, &[b"ab\r", b"\0cd\r", b"\0"]),
+            vec![b("ab"), b("cd")]
+        );
+    }
+
+    #[test]
+    fn the_limit_is_the_same_with_cr_nul() {
+        let line = b"abcd\r\0";
+        assert_eq!(frames_of(4, &[line]), vec![b("abcd")]);
+        let bytes: Vec<&[u8]> = line.chunks(1).collect();
+        assert_eq!(frames_of(4, &bytes), vec![b("abcd")]);
+        assert_eq!(
+            frames_of(4, &[b"abcde\r\0ok\r\0"]),
+            vec![F::TooLong, b("ok")]
+        );
+        // The end of a discarded line, its `\r` and `\0` in two reads.
+        assert_eq!(
+            frames_of(4, &[b"0123456789\r", b"\0ok\n"]),
+            vec![F::TooLong, b("ok")]
+        );
+        // Negotiation bytes do not count towards the limit.
+        let mut padded = vec![IAC, DO, 1, b'a', b'b', IAC, NOP, b'c', b'd'];
+        padded.extend_from_slice(&[IAC, WILL, 3, b'\r', 0]);
+        assert_eq!(frames_of(4, &[&padded]), vec![b("abcd")]);
+    }
+
+    #[test]
+    fn an_endless_subnegotiation_keeps_memory_bounded() {
+        let mut framer = LineFramer::new(64).telnet(true);
+        let room = framer.spare();
+        room[..3].copy_from_slice(&[IAC, 250, 24]);
+        framer.filled(3);
+        for _ in 0..1000 {
+            let room = framer.spare();
+            room.fill(b'x');
+            let n = room.len();
+            framer.filled(n);
+            assert_eq!(framer.next_frame(), None);
+            assert_eq!(framer.buffered(), 0);
+            assert!(!framer.in_line());
+        }
+        let room = framer.spare();
+        room[..6].copy_from_slice(&[IAC, 240, b'o', b'k', b'\r', 0]);
+        framer.filled(6);
+        assert_eq!(framer.next_frame(), Some(Frame::Line(b"ok")));
+    }
+
+    #[test]
+    fn negotiation_alone_starts_no_line() {
+        let mut framer = LineFramer::new(64).telnet(true);
+        let room = framer.spare();
+        room[..6].copy_from_slice(&[IAC, DO, 1, IAC, WILL, 3]);
+        framer.filled(6);
+        assert_eq!(framer.next_frame(), None);
+        assert!(!framer.in_line(), "no --line-timeout-ms for negotiation");
+    }
+
+    #[test]
+    fn with_telnet_off_every_byte_is_kept() {
+        let plain = || LineFramer::new(100);
+        assert_eq!(
+            frames_with(plain(), &[&[b'a', IAC, DO, 1, b'\r', 0, b'\n']]),
+            vec![F::L(vec![b'a', IAC, DO, 1, b'\r', 0])]
+        );
+    }
+
+    #[test]
+    fn ordinary_lines_are_not_moved() {
+        // The fast path: a read with no IAC is framed where it was read.
+        let mut framer = LineFramer::new(100).telnet(true);
+        let room = framer.spare();
+        let at = room.as_ptr();
+        room[..9].copy_from_slice(b"hi\n/ping\n");
+        framer.filled(9);
+        match framer.next_frame() {
+            Some(Frame::Line(line)) => assert_eq!(line.as_ptr(), at),
+            other => panic!("{other:?}"),
+        }
     }
 }

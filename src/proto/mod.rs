@@ -12,6 +12,7 @@ pub mod batch;
 pub mod client_line;
 pub mod framing;
 pub mod http;
+pub mod id_map;
 pub mod link_line;
 pub mod network;
 pub mod router;

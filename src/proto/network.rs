@@ -28,6 +28,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use log::{info, warn};
 
 use crate::proto::batch::{Pending, Span};
+use crate::proto::id_map::IdMap;
 use crate::proto::link_line::{LINK_VERSION, LinkError, LinkLine, LinkRefusal, split_who};
 use crate::proto::router::{ClientId, Router};
 use crate::proto::server_line::{ErrorCode, ServerLine};
@@ -48,7 +49,7 @@ pub struct Network {
     /// `--link-key`: sent in our `HELLO`.
     pub(super) key: String,
     /// Every link, in the handshake or up.
-    pub(super) links: HashMap<ClientId, Link>,
+    pub(super) links: IdMap<Link>,
     /// Every other hub we can reach, and through which link.
     pub(super) hubs: HashMap<String, RemoteHub>,
     /// Links to close once their pending lines are written.
@@ -64,7 +65,7 @@ impl Default for Network {
         Network {
             name: "hub".into(),
             key: String::new(),
-            links: HashMap::new(),
+            links: IdMap::default(),
             hubs: HashMap::new(),
             closing: Vec::new(),
             now_ms: 0,

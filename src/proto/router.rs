@@ -22,6 +22,7 @@ use crate::proto::admission::Admission;
 use crate::proto::batch::{Batch, Pending, Span};
 use crate::proto::client_line::{Command, HELP, Refusal};
 use crate::proto::framing::Inbound;
+use crate::proto::id_map::IdMap;
 use crate::proto::link_line::LinkLine;
 use crate::proto::network::{Network, is_link};
 use crate::proto::server_line::{ErrorCode, ServerLine};
@@ -67,7 +68,7 @@ pub trait Outlet {
 /// The routing state, owned by exactly one thread (the dispatcher) or task.
 #[derive(Debug)]
 pub struct Router {
-    pub(super) clients: HashMap<ClientId, Client>,
+    pub(super) clients: IdMap<Client>,
     pub(super) nicks: HashMap<String, ClientId>,
     /// topic (or `*`) -> subscribers, in subscription order.
     pub(super) topics: HashMap<String, Vec<ClientId>>,
@@ -86,7 +87,7 @@ pub struct Router {
 impl Router {
     pub fn new(admission: Arc<Admission>) -> Self {
         Router {
-            clients: HashMap::new(),
+            clients: IdMap::default(),
             nicks: HashMap::new(),
             topics: HashMap::new(),
             admission,

@@ -29,6 +29,7 @@ use super::{Action, Actor, Pattern, Scenario, ScenarioError, Settings, Step};
 use crate::client::hub_connection::{self, LineReader, Received};
 use crate::hub::{Config, Hub};
 use crate::support::duration;
+use crate::support::terminal::escape;
 
 /// Where the actors connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +81,14 @@ impl std::fmt::Display for Failure {
         write!(
             f,
             "{} line {}: {}, step {}: {}\n  expected {}\n  got      {}",
-            self.source, self.line, self.actor, self.step, self.text, self.expected, self.got
+            self.source,
+            self.line,
+            self.actor,
+            self.step,
+            escape(&self.text),
+            escape(&self.expected),
+            // What came back is the network's text: escaped for the terminal.
+            escape(&self.got)
         )
     }
 }
@@ -371,7 +379,9 @@ impl Shared {
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         let t = self.start.elapsed().as_secs_f64();
         let width = self.width;
-        let _ = writeln!(out, "{t:>7.3}s  {actor:<width$}  {mark} {}", shorten(text));
+        // Lines from the hub are the network's text: escaped for the terminal.
+        let shown = escape(&shorten(text));
+        let _ = writeln!(out, "{t:>7.3}s  {actor:<width$}  {mark} {shown}");
         let _ = out.flush();
     }
 
