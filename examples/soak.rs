@@ -13,7 +13,8 @@
 //! - **dead readers**: subscribed to the flood, never reading: cut off, then
 //!   back;
 //! - **garbage**: bad UTF-8, over-long lines, unknown commands, control
-//!   bytes; each gets its `ERR` and the connection carries on (`/ping`).
+//!   bytes, telnet negotiation; each gets its `ERR` (or is relayed, or
+//!   removed) and the connection carries on (`/ping`).
 //!
 //! The canaries `canary-a` and `canary-b` DM each other numbered lines
 //! (every one must arrive, in order) and `/ping` (round trips recorded;
@@ -391,8 +392,10 @@ fn garbage(addr: SocketAddr, stop: &AtomicBool, c: &Counters, seed: u64) {
         };
         let mut bytes: Vec<u8> = Vec::new();
         for _ in 0..20 {
-            match rng.below(7) {
-                0 => bytes.extend_from_slice(b"\xff\xfe bad utf-8\n"),
+            match rng.below(8) {
+                // (No 0xFF: since telnet support it starts a telnet command,
+                // and `IAC SB` swallows what follows until `IAC SE`.)
+                0 => bytes.extend_from_slice(b"\xc3\x28 bad utf-8\n\xfe\xfe\n"),
                 1 => {
                     bytes.extend(std::iter::repeat_n(b'g', 1024 + rng.below(4000) as usize));
                     bytes.push(b'\n');
@@ -401,14 +404,18 @@ fn garbage(addr: SocketAddr, stop: &AtomicBool, c: &Counters, seed: u64) {
                 3 => bytes.extend_from_slice(b"/dm nobody-here hi\n/sub\n/quit now\n"),
                 4 => bytes.extend_from_slice(b"\r\r\n\x00\x01\x02 control\n\n\r\n"),
                 5 => {
-                    // random bytes, never a `/` (no accidental /quit), then \n
+                    // random bytes, never a `/` (no accidental /quit) nor
+                    // 0xFF (telnet's IAC), then \n
                     for _ in 0..rng.below(200) {
                         let b = (rng.next() & 0xff) as u8;
-                        bytes.push(if b == b'/' || b == b'\n' { b'.' } else { b });
+                        let odd = matches!(b, b'/' | b'\n' | 0xff);
+                        bytes.push(if odd { b'.' } else { b });
                     }
                     bytes.push(b'\n');
                 }
-                _ => bytes.extend_from_slice(b"/list\n/help\n"),
+                6 => bytes.extend_from_slice(b"/list\n/help\n"),
+                // telnet negotiation (IAC WILL ECHO), removed by the hub
+                _ => bytes.extend_from_slice(b"\xff\xfb\x01telnet says hi\n"),
             }
         }
         bytes.extend_from_slice(b"/ping\n");
@@ -418,17 +425,32 @@ fn garbage(addr: SocketAddr, stop: &AtomicBool, c: &Counters, seed: u64) {
             continue;
         }
         let mut errs = 0;
-        let ponged = conn.until(|l| {
-            if l.starts_with("ERR ") {
+        let mut last = String::new();
+        let sent_at = Instant::now();
+        let ponged = loop {
+            let mut buf = Vec::new();
+            match conn.reader.read_until(b'\n', &mut buf) {
+                Ok(0) => break Err("closed".to_string()),
+                Ok(_) => {}
+                Err(e) => break Err(e.to_string()),
+            }
+            let line = String::from_utf8_lossy(&buf);
+            if line.starts_with("ERR ") {
                 errs += 1;
             }
-            l == "PONG"
-        });
+            if line == "PONG\n" {
+                break Ok(());
+            }
+            last = line.chars().take(100).collect();
+        };
         c.garbage_errs.fetch_add(errs, Ordering::Relaxed);
         bump(&c.garbage_cycles);
-        if !ponged {
+        if let Err(why) = ponged {
             bump(&c.violations);
-            eprintln!("soak: a garbage client got no PONG (closed or stalled)");
+            eprintln!(
+                "soak: a garbage client got no PONG ({why} after {:?}; last line {last:?})",
+                sent_at.elapsed()
+            );
         }
         let _ = conn.send("/quit");
         conn.until(|l| l == "BYE");
