@@ -21,16 +21,30 @@ run: ## start the hub on HOST:PORT, 127.0.0.1:3000 by default (RUST_LOG=debug to
 build: ## build the release binary (target/release/tcphub)
 	$(CARGO) build --release
 
-test: ## what CI runs: format check, clippy, every test
+test: ## what CI runs: format check, clippy, every test, then the one-minute soak
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(NOFILE); $(CARGO) test --workspace
+	$(MAKE) --no-print-directory soak-ci
 
 fmt: ## format the code
 	$(CARGO) fmt --all
 
 lint: ## clippy, warnings as errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: soak soak-ci
+
+# SOAK_SECONDS: how long `make soak` runs (10 minutes by default).
+SOAK_SECONDS ?= 600
+
+soak: ## one hub under churn, floods, slow/dead readers and garbage, canaries checking (10 min; SOAK_SECONDS=60)
+	$(CARGO) build --release --bins --examples
+	$(NOFILE); SOAK_SECONDS=$(SOAK_SECONDS) ./target/release/examples/soak
+
+soak-ci: ## the one-minute soak on the debug build, the last step of `make test` (~70 s)
+	$(CARGO) build --bins --examples
+	$(NOFILE); SOAK_SECONDS=60 ./target/debug/examples/soak
 
 .PHONY: handout
 

@@ -7,6 +7,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tcphub::bench::noisy::{self, NoisyArgs};
 use tcphub::bench::{ConnsArgs, FanoutArgs, conns, fanout};
 use tcphub::{Config, Hub};
 
@@ -314,4 +315,41 @@ fn fanout_across_a_link_loses_nothing() {
     );
     b.shutdown();
     a.shutdown();
+}
+
+#[test]
+fn noisy_neighbours_a_light_client_is_answered_and_non_readers_are_cut_off() {
+    // Small limits so the two non-readers are cut off within the second of
+    // flood; tiny counts, bounded time.
+    let hub = Hub::start(Config {
+        write_timeout: Duration::from_millis(300),
+        max_pending: 64 * 1024,
+        ..Config::ephemeral()
+    })
+    .expect("hub starts");
+    let args = NoisyArgs {
+        addr: Some(hub.local_addr().to_string()),
+        flooders: 2,
+        subscribers: 2,
+        non_readers: 2,
+        duration_s: 1.5,
+        size: 500,
+        ping_interval_ms: 20,
+        timeout_s: 30,
+        json: false,
+    };
+    let report = noisy::run(&args).expect("the bench starts");
+    let text = report.to_text();
+    assert!(report.ok(), "{text}");
+    assert!(report.pings > 0, "{text}");
+    assert!(report.published > 0 && report.deliveries > 0, "{text}");
+    assert_eq!(report.flooders_failed, 0, "{text}");
+    assert_eq!(report.non_readers_cut_off, 2, "{text}");
+    assert!(report.ping_max >= report.ping_p99 && report.ping_p99 >= report.ping_p50);
+    // Both reading subscribers got every line routed before the flooders'
+    // final PONG (they read on until the end).
+    assert_eq!(report.deliveries, 2 * report.published, "{text}");
+    let json = tcphub::support::json::parse(&report.to_json()).expect("JSON");
+    assert!(json.field("ok").is_true());
+    hub.shutdown();
 }

@@ -347,3 +347,62 @@ fn a_line_sent_at_once_never_overtakes_the_welcome() {
     }
     hub.shutdown();
 }
+
+#[test]
+fn out_of_descriptors_the_extra_clients_are_told_server_full_and_the_hub_keeps_serving() {
+    // `tcphub serve` with room for 40 open files: far fewer than clients.
+    let mut command = std::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg("ulimit -n 40 && exec \"$0\" serve --host 127.0.0.1 --port 0")
+        .arg(env!("CARGO_BIN_EXE_tcphub"))
+        .env("RUST_LOG", "error");
+    let server =
+        tcphub::support::server_process::ServerProcess::spawn(command, Duration::from_secs(30))
+            .expect("tcphub serve starts");
+    let addr = server.addr();
+    let mut welcomed = Vec::new();
+    let mut refused = 0;
+    // 60 connections against 40 descriptors: each must get a first line,
+    // WELCOME or ERR server-full; none may be left hanging.
+    for i in 0..60 {
+        let mut peer = Peer::connect(addr, &format!("c{i}"));
+        match peer.try_recv() {
+            Ok(Some(line)) if line.starts_with("WELCOME ") => welcomed.push(peer),
+            Ok(Some(line)) if line.starts_with("ERR server-full ") => {
+                refused += 1;
+                peer.expect_closed();
+            }
+            other => panic!("connection {i}: expected WELCOME or ERR server-full, got {other:?}"),
+        }
+    }
+    assert!(refused > 0, "60 clients fit in 40 descriptors?");
+    assert!(welcomed.len() >= 20, "only {} welcomed", welcomed.len());
+    // The welcomed still work, and a freed descriptor takes a new client.
+    welcomed[0].settle();
+    let gone = welcomed.split_off(welcomed.len() - 5);
+    drop(gone);
+    for _ in 0..5 {
+        while !welcomed[0].recv().starts_with("LEAVE ") {}
+    }
+    // (A client's descriptor is closed when its reader thread has ended as
+    // well, which may be just after its LEAVE: retry, bounded.)
+    let mut attempts = 0;
+    let mut again = loop {
+        attempts += 1;
+        let mut peer = Peer::connect(addr, "again");
+        let line = peer.recv();
+        if line.starts_with("WELCOME ") {
+            break peer;
+        }
+        assert!(line.starts_with("ERR server-full "), "{line:?}");
+        assert!(
+            attempts < 50,
+            "no descriptor came free after 5 clients left"
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!("a new client welcomed after {attempts} attempt(s)");
+    again.sync();
+    drop(server);
+}

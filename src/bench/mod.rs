@@ -1,11 +1,13 @@
 //! `tcphub bench`: a load generator for any server that speaks protocol v1.
 //!
-//! Two measurements, each a file:
+//! Three measurements, each a file:
 //!
 //! - [`fanout`]: publishers send numbered, timestamped chat lines; every
 //!   other client must receive every one, in order. Throughput, latency,
 //!   loss and order, and who used the CPU ([`cpu`]). `--raw` measures a
 //!   server that only relays bytes (`examples/relay_ceiling.rs`).
+//! - [`noisy`]: noisy neighbours: flooders, readers and non-readers, and
+//!   the latency one light client feels meanwhile.
 //! - [`conns`]: many idle clients at once. How fast they are all welcomed,
 //!   and what holding them costs the server (memory, threads).
 //!
@@ -19,6 +21,7 @@
 pub mod conns;
 pub mod cpu;
 pub mod fanout;
+pub mod noisy;
 pub mod recv;
 pub mod report;
 pub mod stats;
@@ -41,7 +44,7 @@ pub struct BenchArgs {
     pub kind: BenchKind,
 }
 
-/// The two measurements.
+/// The three measurements.
 #[derive(Debug, Subcommand)]
 pub enum BenchKind {
     /// Fan-out: publishers send numbered chat lines, every other client must
@@ -51,6 +54,11 @@ pub enum BenchKind {
     /// Many idle clients: how long until all are welcomed, and the server's
     /// memory and threads while they are held.
     Conns(ConnsArgs),
+    /// Noisy neighbours: flooders publish as fast as they can to readers
+    /// and non-readers while one light client times its /ping. Reports its
+    /// latency, the flooders' throughput, and whether the non-readers were
+    /// cut off.
+    Noisy(noisy::NoisyArgs),
 }
 
 /// Flags of `tcphub bench fanout`.
@@ -203,6 +211,10 @@ pub fn run(args: &BenchArgs) -> ExitCode {
             (text, r.ok())
         }),
         BenchKind::Conns(a) => conns::run(a).map(|r| {
+            let text = if a.json { r.to_json() } else { r.to_text() };
+            (text, r.ok())
+        }),
+        BenchKind::Noisy(a) => noisy::run(a).map(|r| {
             let text = if a.json { r.to_json() } else { r.to_text() };
             (text, r.ok())
         }),

@@ -165,6 +165,11 @@ impl Intake {
         // Its own budget first: a flooder waits here, alone, until half
         // of its lines in the channel are applied.
         if !quota.has_room(bytes) {
+            // The thread that waits is the one to unpark: registered here,
+            // on the slow path, so no caller can forget (a reader that never
+            // registered slept the whole RECHECK each time: a flooder or a
+            // fast publisher held to about half its budget per 100 ms).
+            quota.register_reader();
             quota.waiting.store(true, Ordering::Release);
             // Look again after saying so: a release in between has seen
             // `waiting` and unparked us, so park returns at once.
@@ -220,6 +225,30 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::time::Instant;
+
+    #[test]
+    fn a_reader_that_waits_can_be_woken_without_registering_first() {
+        let intake = Arc::new(Intake::new(1 << 20));
+        let quota = Arc::new(Quota::default());
+        for _ in 0..CLIENT_LINES {
+            assert!(intake.take(&quota, 10));
+        }
+        let (i, q) = (intake.clone(), quota.clone());
+        // This thread never calls register_reader, as the hub's readers
+        // did not: waiting must register it, or give_back cannot wake it.
+        let reader = thread::spawn(move || {
+            assert!(i.take(&q, 10));
+            thread::current().id()
+        });
+        while !quota.waiting.load(Ordering::Acquire) && !reader.is_finished() {
+            thread::yield_now();
+        }
+        for _ in 0..CLIENT_LINES {
+            intake.give_back(Some(&quota), 10);
+        }
+        let id = reader.join().unwrap();
+        assert_eq!(quota.reader.get().map(Thread::id), Some(id));
+    }
 
     #[test]
     fn a_reader_over_its_quota_waits_until_its_lines_are_applied() {
