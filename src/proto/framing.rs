@@ -158,10 +158,13 @@ impl LineFramer {
     }
 
     /// True while part of a line has arrived and its `\n` has not (also
-    /// while the rest of a too-long line is being thrown away): what
-    /// `--line-timeout-ms` times. Meaningful once `next_frame` said `None`.
+    /// while the rest of a too-long line is being thrown away, or a telnet
+    /// command is half read: an `IAC SB` that never ends must not hold a
+    /// slot for ever): what `--line-timeout-ms` times. Meaningful once
+    /// `next_frame` said `None`.
     pub fn in_line(&self) -> bool {
-        self.discarding || self.end > self.start
+        let mid_command = self.telnet.is_some_and(|t| t != Telnet::Data);
+        self.discarding || self.end > self.start || mid_command
     }
 
     /// Where the next `read()` should put its bytes. Never empty.
@@ -592,7 +595,7 @@ mod tests {
             framer.filled(n);
             assert_eq!(framer.next_frame(), None);
             assert_eq!(framer.buffered(), 0);
-            assert!(!framer.in_line());
+            assert!(framer.in_line(), "timed like an unfinished line");
         }
         let room = framer.spare();
         room[..6].copy_from_slice(&[IAC, 240, b'o', b'k', b'\r', 0]);
@@ -608,6 +611,23 @@ mod tests {
         framer.filled(6);
         assert_eq!(framer.next_frame(), None);
         assert!(!framer.in_line(), "no --line-timeout-ms for negotiation");
+    }
+
+    #[test]
+    fn an_unfinished_subnegotiation_is_timed_like_a_line() {
+        // `IAC SB` and then nothing: without this, a peer could hold its
+        // slot for ever with two bytes and no line timeout.
+        let mut framer = LineFramer::new(64).telnet(true);
+        let room = framer.spare();
+        room[..3].copy_from_slice(&[IAC, SB, 24]);
+        framer.filled(3);
+        assert_eq!(framer.next_frame(), None);
+        assert!(framer.in_line(), "a half-read command is timed");
+        let room = framer.spare();
+        room[..2].copy_from_slice(&[IAC, SE]);
+        framer.filled(2);
+        assert_eq!(framer.next_frame(), None);
+        assert!(!framer.in_line(), "the command ended");
     }
 
     #[test]
