@@ -161,7 +161,7 @@ impl<'a> Run<'a> {
             connected: 0,
             failure: None,
             streams: Vec::new(),
-            flow: Arc::new(Flow::new(args.publishers + args.subscribers - 1)),
+            flow: Arc::new(Flow::new(args.publishers + args.subscribers - 1, args.size)),
             publish_start_ns: None,
         }
     }
@@ -714,7 +714,15 @@ struct Flow {
     receivers: u64,
     /// Most deliveries in flight (sent, not yet received).
     cap: AtomicU64,
+    /// The cap never goes above this: [`MAX_LEAD_BYTES`] per receiver.
+    max_cap: u64,
 }
+
+/// At most this many bytes in flight per receiver, on average. A hub cuts
+/// off a client that falls `--max-pending` (1 MiB by default) behind, and a
+/// bench that let its publishers run further ahead than its own readers
+/// could follow would measure those cut-offs, not the hub.
+const MAX_LEAD_BYTES: u64 = 256 * 1024;
 
 /// Deliveries in flight are kept under this much time at the rate seen so
 /// far...
@@ -723,11 +731,13 @@ const LAG: f64 = 0.25;
 const MIN_LAG_LINES: u64 = 64;
 
 impl Flow {
-    fn new(receivers: u64) -> Flow {
+    fn new(receivers: u64, line_size: u64) -> Flow {
+        let per_receiver = (MAX_LEAD_BYTES / line_size.max(1)).max(MIN_LAG_LINES);
         Flow {
             sent: AtomicU64::new(0),
             receivers,
             cap: AtomicU64::new(MIN_LAG_LINES * receivers),
+            max_cap: per_receiver * receivers,
         }
     }
 
@@ -736,7 +746,9 @@ impl Flow {
         let secs = shared.now_ns().saturating_sub(start_ns) as f64 / 1e9;
         if secs > 0.05 {
             let rate = shared.received.load(Ordering::Relaxed) as f64 / secs;
-            let cap = ((rate * LAG) as u64).max(MIN_LAG_LINES * self.receivers);
+            let cap = ((rate * LAG) as u64)
+                .min(self.max_cap)
+                .max(MIN_LAG_LINES * self.receivers);
             self.cap.store(cap, Ordering::Relaxed);
         }
     }

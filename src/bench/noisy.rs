@@ -25,10 +25,9 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::BenchError;
-use super::report::si;
+use super::report::{Json, si};
 use super::stats::Histogram;
 use super::target::{ServerUnderTest, check_fd_limit, connect};
-use crate::support::json;
 
 /// Flags of `tcphub bench noisy`.
 #[derive(Debug, Clone, Args)]
@@ -148,33 +147,29 @@ impl NoisyReport {
 
     pub fn to_json(&self) -> String {
         let us = |d: Duration| d.as_secs_f64() * 1e6;
-        format!(
-            "{{\"server\":{},\"ok\":{},\"flooders\":{},\"subscribers\":{},\"non_readers\":{},\
-             \"size\":{},\"flood_s\":{:.3},\"published\":{},\"published_per_s\":{:.0},\
-             \"deliveries\":{},\"deliveries_per_s\":{:.0},\"pings\":{},\"ping_p50_us\":{:.1},\
-             \"ping_p99_us\":{:.1},\"ping_max_us\":{:.1},\"non_readers_cut_off\":{},\
-             \"flooders_failed\":{},\"failure\":{}}}",
-            json::string(&self.server),
-            self.ok(),
-            self.flooders,
-            self.subscribers,
-            self.non_readers,
-            self.size,
-            self.flood_elapsed.as_secs_f64(),
-            self.published,
-            self.published_per_s(),
-            self.deliveries,
-            self.deliveries_per_s(),
-            self.pings,
-            us(self.ping_p50),
-            us(self.ping_p99),
-            us(self.ping_max),
-            self.non_readers_cut_off,
-            self.flooders_failed,
-            self.failure
-                .as_deref()
-                .map_or_else(|| "null".to_string(), json::string),
-        )
+        let mut j = Json::new();
+        j.str("server", &self.server);
+        j.bool("ok", self.ok());
+        j.num("flooders", self.flooders as f64);
+        j.num("subscribers", self.subscribers as f64);
+        j.num("non_readers", self.non_readers as f64);
+        j.num("size", self.size as f64);
+        j.num("flood_s", self.flood_elapsed.as_secs_f64());
+        j.num("published", self.published as f64);
+        j.num("published_per_s", self.published_per_s().round());
+        j.num("deliveries", self.deliveries as f64);
+        j.num("deliveries_per_s", self.deliveries_per_s().round());
+        j.num("pings", self.pings as f64);
+        j.num("ping_p50_us", us(self.ping_p50));
+        j.num("ping_p99_us", us(self.ping_p99));
+        j.num("ping_max_us", us(self.ping_max));
+        j.num("non_readers_cut_off", self.non_readers_cut_off as f64);
+        j.num("flooders_failed", self.flooders_failed as f64);
+        match &self.failure {
+            Some(why) => j.str("failure", why),
+            None => j.null("failure"),
+        }
+        j.finish()
     }
 }
 

@@ -469,11 +469,11 @@ impl ConnsReport {
     }
 }
 
-/// A one-line JSON object, built field by field.
-struct Json(String);
+/// A one-line JSON object, built field by field (every bench report).
+pub(crate) struct Json(String);
 
 impl Json {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Json(String::from("{"))
     }
 
@@ -485,12 +485,12 @@ impl Json {
         self.0.push(':');
     }
 
-    fn str(&mut self, key: &str, value: &str) {
+    pub(crate) fn str(&mut self, key: &str, value: &str) {
         self.key(key);
         crate::support::json::push_string(&mut self.0, value);
     }
 
-    fn num(&mut self, key: &str, value: f64) {
+    pub(crate) fn num(&mut self, key: &str, value: f64) {
         self.key(key);
         if value.is_finite() {
             if value.fract() == 0.0 && value.abs() < 1e15 {
@@ -503,24 +503,24 @@ impl Json {
         }
     }
 
-    fn bool(&mut self, key: &str, value: bool) {
+    pub(crate) fn bool(&mut self, key: &str, value: bool) {
         self.key(key);
         self.0.push_str(if value { "true" } else { "false" });
     }
 
-    fn opt_num(&mut self, key: &str, value: Option<f64>) {
+    pub(crate) fn opt_num(&mut self, key: &str, value: Option<f64>) {
         match value {
             Some(v) => self.num(key, v),
             None => self.null(key),
         }
     }
 
-    fn null(&mut self, key: &str) {
+    pub(crate) fn null(&mut self, key: &str) {
         self.key(key);
         self.0.push_str("null");
     }
 
-    fn finish(mut self) -> String {
+    pub(crate) fn finish(mut self) -> String {
         self.0.push('}');
         self.0
     }
