@@ -494,7 +494,7 @@ mod tests {
         assert_eq!(report.published_per_s(), 500.0);
         let text = report.to_text();
         assert!(text.contains("1 of 1"), "{text}");
-        let parsed = json::parse(&report.to_json()).expect("valid JSON");
+        let parsed = crate::support::json::parse(&report.to_json()).expect("valid JSON");
         assert!(parsed.field("ok").is_true());
         assert_eq!(parsed.field("non_readers_cut_off").u64(), Some(1));
         assert!(parsed.field("failure").is_null());
