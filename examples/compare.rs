@@ -821,9 +821,27 @@ fn load_section(md: &mut String, t: &Tabled<'_>, ctx: &Context) {
     );
 }
 
+/// The whole report, section by section; each section is a helper so the
+/// order of the report reads here at a glance.
 fn render_markdown(t: &Tabled<'_>, ctx: &Context) -> String {
     let mut md = String::new();
     header(&mut md, t, ctx);
+    reading_guide(&mut md);
+    throughput_section(&mut md, t);
+    cpu_section(&mut md, t);
+    generator_section(&mut md, t);
+    latency_section(&mut md, t);
+    idle_section(&mut md, t);
+    loss_section(&mut md, t);
+    targets_section(&mut md, t);
+    runs_section(&mut md, t);
+    notes_section(&mut md);
+    md
+}
+
+/// How every figure below is written (median, range, ratio direction),
+/// and the chart: read once, before the tables.
+fn reading_guide(md: &mut String) {
     let _ = writeln!(
         md,
         "Every figure is the **median over the runs, with the range (min–max) in parentheses**; `n=` says when fewer runs than planned produced it. **Ratios are written one way throughout: this server's median divided by the reference's** (the relay ceiling in the tables, the async twin where a target says so), whatever the figure: for deliveries/s higher is better, for CPU per delivery and latency lower is better. Lines are 64 bytes.\n"
@@ -832,13 +850,19 @@ fn render_markdown(t: &Tabled<'_>, ctx: &Context) -> String {
         md,
         "![deliveries/s, CPU per delivery and p99 latency per server](benchmarks.svg)\n"
     );
+}
+
+/// Fan-out deliveries per second, unlimited-rate runs only (a
+/// rate-limited run delivers what its limit lets through, not what the
+/// server can do).
+fn throughput_section(md: &mut String, t: &Tabled<'_>) {
     let unlimited = |s: &Scenario| s.is_fanout() && !s.rate_limited();
     let _ = writeln!(
         md,
         "## Fan-out: deliveries per second, and as a ratio to the ceiling\n"
     );
     table(
-        &mut md,
+        md,
         t,
         "scenario",
         unlimited,
@@ -846,6 +870,11 @@ fn render_markdown(t: &Tabled<'_>, ctx: &Context) -> String {
         rate,
         true,
     );
+}
+
+/// What one delivery costs the server in CPU, and how many cores it used:
+/// the figure to compare when the machine is saturated.
+fn cpu_section(md: &mut String, t: &Tabled<'_>) {
     let _ = writeln!(
         md,
         "## Fan-out: server CPU per delivery, and as a ratio to the ceiling\n"
@@ -855,7 +884,7 @@ fn render_markdown(t: &Tabled<'_>, ctx: &Context) -> String {
         "The server's user + system CPU time over the window (/proc/<pid>/stat) divided by the deliveries in it: the cost of one line reaching one client, kernel included. Lower is better.\n"
     );
     table(
-        &mut md,
+        md,
         t,
         "scenario",
         Scenario::is_fanout,
@@ -865,7 +894,7 @@ fn render_markdown(t: &Tabled<'_>, ctx: &Context) -> String {
     );
     let _ = writeln!(md, "Cores the server used over the window:\n");
     table(
-        &mut md,
+        md,
         t,
         "scenario",
         Scenario::is_fanout,
@@ -873,12 +902,17 @@ fn render_markdown(t: &Tabled<'_>, ctx: &Context) -> String {
         cores,
         false,
     );
+}
+
+/// What the load generator itself used: shows when a figure says more
+/// about the bench than about the server.
+fn generator_section(md: &mut String, t: &Tabled<'_>) {
     let _ = writeln!(
         md,
         "## The generator (`tcphub bench`): cores used, and its busiest thread\n"
     );
     table(
-        &mut md,
+        md,
         t,
         "bench cores",
         Scenario::is_fanout,
@@ -887,7 +921,7 @@ fn render_markdown(t: &Tabled<'_>, ctx: &Context) -> String {
         false,
     );
     table(
-        &mut md,
+        md,
         t,
         "busiest bench thread",
         Scenario::is_fanout,
@@ -895,42 +929,24 @@ fn render_markdown(t: &Tabled<'_>, ctx: &Context) -> String {
         percent,
         false,
     );
+}
+
+/// Latency percentiles, with the warning that unlimited-rate runs measure
+/// queueing rather than latency.
+fn latency_section(md: &mut String, t: &Tabled<'_>) {
     let _ = writeln!(md, "## Fan-out: latency p50 / p99 / max\n");
     let _ = writeln!(
         md,
         "Unlimited-rate runs measure queueing (the publisher writes as fast as the server reads), so their latencies are mostly time spent behind earlier lines; the rate-limited row is the one that measures latency.\n"
     );
-    table(
-        &mut md,
-        t,
-        "p50",
-        Scenario::is_fanout,
-        |r| r.p50_us,
-        us,
-        false,
-    );
-    table(
-        &mut md,
-        t,
-        "p99",
-        Scenario::is_fanout,
-        |r| r.p99_us,
-        us,
-        true,
-    );
-    table(
-        &mut md,
-        t,
-        "max",
-        Scenario::is_fanout,
-        |r| r.max_us,
-        us,
-        false,
-    );
-    idle_section(&mut md, t);
-    loss_section(&mut md, t);
-    targets_section(&mut md, t);
-    runs_section(&mut md, t);
+    table(md, t, "p50", Scenario::is_fanout, |r| r.p50_us, us, false);
+    table(md, t, "p99", Scenario::is_fanout, |r| r.p99_us, us, true);
+    table(md, t, "max", Scenario::is_fanout, |r| r.max_us, us, false);
+}
+
+/// The closing notes, read from docs/benchmarks-notes.md so they are
+/// edited as prose rather than in code.
+fn notes_section(md: &mut String) {
     let notes = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("docs")
         .join("benchmarks-notes.md");
@@ -939,7 +955,6 @@ fn render_markdown(t: &Tabled<'_>, ctx: &Context) -> String {
         Ok(text) => md.push_str(&text),
         Err(_) => md.push_str("(docs/benchmarks-notes.md is missing.)\n"),
     }
-    md
 }
 
 fn idle_section(md: &mut String, t: &Tabled<'_>) {

@@ -35,7 +35,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -604,23 +604,11 @@ fn settings() -> (Duration, PathBuf) {
 
 fn main() -> ExitCode {
     let (duration, hub_path) = settings();
-    let mut command = Command::new(&hub_path);
-    command
-        .args(["serve", "--host", "127.0.0.1", "--port", "0"])
-        .args(SERVE_FLAGS)
-        .env("RUST_LOG", "error");
-    let hub = match ServerProcess::spawn(command, Duration::from_secs(20)) {
+    let hub = match start_hub(&hub_path, duration) {
         Ok(hub) => hub,
-        Err(e) => {
-            eprintln!("soak: cannot start {}: {e}", hub_path.display());
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let (addr, pid) = (hub.addr(), hub.pid());
-    eprintln!(
-        "soak: {} serve on {addr} (pid {pid}) for {duration:?}",
-        hub_path.display()
-    );
 
     let (a, conn_a) = canary(addr, "canary-a", "canary-b");
     let (b, conn_b) = canary(addr, "canary-b", "canary-a");
@@ -645,6 +633,74 @@ fn main() -> ExitCode {
             thread::spawn(move || canary_writer(&state, writer, &stop))
         })
         .collect();
+    let workers = spawn_abuse(addr, &stop, &counters);
+
+    let peak = watch(pid, duration, baseline, &counters);
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        let _ = w.join();
+    }
+    for w in writers {
+        let _ = w.join();
+    }
+    wait_for_last_dms(&a, &b);
+    let (end, settled_in) = settle(pid, baseline);
+    let usage = Usage {
+        baseline,
+        peak,
+        end,
+        settled_in,
+    };
+
+    let latency = ping_latency(&a, &b);
+    let failures = failures(&a, &b, &latency, &counters, &usage);
+    print_summary(duration, pid, &counters, (&a, &b), &latency, &usage);
+    drop(hub);
+    for h in handles {
+        let _ = h.join();
+    }
+    if failures.is_empty() {
+        println!("soak: OK");
+        ExitCode::SUCCESS
+    } else {
+        for f in &failures {
+            println!("soak: FAIL {f}");
+        }
+        ExitCode::from(1)
+    }
+}
+
+/// Starts the `tcphub serve` child on a free port with the small limits of
+/// [`SERVE_FLAGS`]; on failure, the exit code (2) to return.
+fn start_hub(hub_path: &Path, duration: Duration) -> Result<ServerProcess, ExitCode> {
+    let mut command = Command::new(hub_path);
+    command
+        .args(["serve", "--host", "127.0.0.1", "--port", "0"])
+        .args(SERVE_FLAGS)
+        .env("RUST_LOG", "error");
+    let hub = match ServerProcess::spawn(command, Duration::from_secs(20)) {
+        Ok(hub) => hub,
+        Err(e) => {
+            eprintln!("soak: cannot start {}: {e}", hub_path.display());
+            return Err(ExitCode::from(2));
+        }
+    };
+    eprintln!(
+        "soak: {} serve on {} (pid {}) for {duration:?}",
+        hub_path.display(),
+        hub.addr(),
+        hub.pid()
+    );
+    Ok(hub)
+}
+
+/// Starts one thread per abuse role (see the module doc), each with its
+/// own seed, all running until `stop`.
+fn spawn_abuse(
+    addr: SocketAddr,
+    stop: &Arc<AtomicBool>,
+    counters: &Arc<Counters>,
+) -> Vec<thread::JoinHandle<()>> {
     type Role = fn(SocketAddr, &AtomicBool, &Counters, u64);
     let roles: Vec<(&str, Role)> = vec![
         ("churn", |a, s, c, seed| churn(a, s, c, seed)),
@@ -660,7 +716,7 @@ fn main() -> ExitCode {
         ("garbage", |a, s, c, seed| garbage(a, s, c, seed)),
         ("garbage", |a, s, c, seed| garbage(a, s, c, seed)),
     ];
-    let workers: Vec<_> = roles
+    roles
         .into_iter()
         .enumerate()
         .map(|(i, (name, role))| {
@@ -677,8 +733,12 @@ fn main() -> ExitCode {
                 })
                 .expect("start a soak thread")
         })
-        .collect();
+        .collect()
+}
 
+/// The soak itself: samples the hub's resources every 250 ms for
+/// `duration` (a progress line every 10 s); returns the peaks.
+fn watch(pid: u32, duration: Duration, baseline: Resources, counters: &Counters) -> Resources {
     let start = Instant::now();
     let mut peak = baseline;
     let mut next_report = Instant::now() + Duration::from_secs(10);
@@ -703,14 +763,12 @@ fn main() -> ExitCode {
             );
         }
     }
-    stop.store(true, Ordering::SeqCst);
-    for w in workers {
-        let _ = w.join();
-    }
-    for w in writers {
-        let _ = w.join();
-    }
-    // Every DM sent must arrive: wait (bounded) for the last ones.
+    peak
+}
+
+/// Every DM sent must arrive: waits (at most 15 s) until each canary has
+/// read all the other sent, so the check after does not race the last ones.
+fn wait_for_last_dms(a: &Canary, b: &Canary) {
     let drained = Instant::now() + Duration::from_secs(15);
     while Instant::now() < drained
         && (a.next_expected.load(Ordering::SeqCst) < b.sent.load(Ordering::SeqCst)
@@ -718,7 +776,12 @@ fn main() -> ExitCode {
     {
         thread::sleep(Duration::from_millis(50));
     }
-    // Only the canaries are left: the hub must give the rest back.
+}
+
+/// Only the canaries are left: the hub must give the rest back. Waits (at
+/// most [`SETTLE`]) for threads and descriptors to fall back to the
+/// baseline; returns the resources then and how long that took.
+fn settle(pid: u32, baseline: Resources) -> (Resources, Duration) {
     let settle_start = Instant::now();
     let mut end = resources(pid);
     while settle_start.elapsed() < SETTLE
@@ -727,31 +790,36 @@ fn main() -> ExitCode {
         thread::sleep(Duration::from_millis(200));
         end = resources(pid);
     }
-    let settled_in = settle_start.elapsed();
+    (end, settle_start.elapsed())
+}
 
-    let mut failures = Vec::new();
+/// The hub's resources over the soak: with only the canaries (baseline),
+/// at their highest, and at the end once settled.
+struct Usage {
+    baseline: Resources,
+    peak: Resources,
+    end: Resources,
+    settled_in: Duration,
+}
+
+/// Both canaries' `/ping` round trips in one histogram.
+fn ping_latency(a: &Canary, b: &Canary) -> Histogram {
     let mut latency = Histogram::new();
-    for canary in [&a, &b] {
+    for canary in [a, b] {
         latency.merge(&canary.latency.lock().unwrap());
-        let sent = canary.sent.load(Ordering::SeqCst);
-        let other = if canary.name == "canary-a" { &b } else { &a };
-        let got = other.next_expected.load(Ordering::SeqCst);
-        if got != sent {
-            failures.push(format!(
-                "{} sent {sent} DMs, {} got up to {got}",
-                canary.name, other.name
-            ));
-        }
-        if canary.lost_or_reordered.load(Ordering::SeqCst) > 0 {
-            failures.push(format!("{} saw DMs lost or out of order", canary.name));
-        }
-        if canary.closed.load(Ordering::SeqCst) {
-            failures.push(format!("{} was disconnected", canary.name));
-        }
-        if canary.errors.load(Ordering::SeqCst) > 0 {
-            failures.push(format!("{} got ERR lines", canary.name));
-        }
     }
+    latency
+}
+
+/// What broke the contract, one sentence each; empty if everything held.
+fn failures(
+    a: &Canary,
+    b: &Canary,
+    latency: &Histogram,
+    counters: &Counters,
+    usage: &Usage,
+) -> Vec<String> {
+    let mut failures = canary_failures(a, b);
     let p99 = latency.percentile_duration(99.0);
     if latency.count() == 0 {
         failures.push("no ping came back".into());
@@ -770,6 +838,7 @@ fn main() -> ExitCode {
             get(&counters.violations)
         ));
     }
+    let (baseline, end) = (usage.baseline, usage.end);
     if end.threads > baseline.threads {
         failures.push(format!(
             "threads {} > baseline {}",
@@ -788,8 +857,53 @@ fn main() -> ExitCode {
     if get(&counters.dead_cycles) > 1 && get(&counters.dead_cut) == 0 {
         failures.push("no dead reader was ever cut off".into());
     }
+    failures
+}
 
+/// The canaries' side of the contract: every DM arrived, in order, and
+/// neither was disconnected or sent an `ERR`.
+fn canary_failures(a: &Canary, b: &Canary) -> Vec<String> {
+    let mut failures = Vec::new();
+    for canary in [a, b] {
+        let sent = canary.sent.load(Ordering::SeqCst);
+        let other = if canary.name == "canary-a" { b } else { a };
+        let got = other.next_expected.load(Ordering::SeqCst);
+        if got != sent {
+            failures.push(format!(
+                "{} sent {sent} DMs, {} got up to {got}",
+                canary.name, other.name
+            ));
+        }
+        if canary.lost_or_reordered.load(Ordering::SeqCst) > 0 {
+            failures.push(format!("{} saw DMs lost or out of order", canary.name));
+        }
+        if canary.closed.load(Ordering::SeqCst) {
+            failures.push(format!("{} was disconnected", canary.name));
+        }
+        if canary.errors.load(Ordering::SeqCst) > 0 {
+            failures.push(format!("{} got ERR lines", canary.name));
+        }
+    }
+    failures
+}
+
+/// The summary on stdout: what each kind of abuse did, what the canaries
+/// saw, and the hub's resources (baseline, peak, end).
+fn print_summary(
+    duration: Duration,
+    pid: u32,
+    counters: &Counters,
+    (a, b): (&Canary, &Canary),
+    latency: &Histogram,
+    usage: &Usage,
+) {
     let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
+    let Usage {
+        baseline,
+        peak,
+        end,
+        settled_in,
+    } = usage;
     println!(
         "soak summary ({:.0} s against pid {pid})",
         duration.as_secs_f64()
@@ -830,7 +944,7 @@ fn main() -> ExitCode {
         "  canary /ping             {} round trips: p50 {}, p99 {}, max {} (bound p99 < {})",
         latency.count(),
         ms(latency.percentile_duration(50.0)),
-        ms(p99),
+        ms(latency.percentile_duration(99.0)),
         ms(Duration::from_nanos(latency.max())),
         ms(PING_P99_BOUND)
     );
@@ -851,17 +965,4 @@ fn main() -> ExitCode {
         RSS_TOLERANCE_KIB,
         settled_in.as_secs_f64()
     );
-    drop(hub);
-    for h in handles {
-        let _ = h.join();
-    }
-    if failures.is_empty() {
-        println!("soak: OK");
-        ExitCode::SUCCESS
-    } else {
-        for f in &failures {
-            println!("soak: FAIL {f}");
-        }
-        ExitCode::from(1)
-    }
 }

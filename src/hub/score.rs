@@ -617,75 +617,101 @@ impl Scoreboard {
             cut_off: self.counters.cut_off.load(Ordering::Relaxed),
             write_errors: self.counters.write_errors.load(Ordering::Relaxed),
         };
-        for slot in threads.iter().chain(links.iter()).chain(clients.iter()) {
-            let (state, target, since) = slot.read();
-            if state == State::Exited {
-                continue;
-            }
-            snap.threads.push(ThreadView {
-                name: slot.name.clone(),
-                state,
-                target,
-                for_ns: now.saturating_sub(since),
-                note: slot.note(),
-            });
-        }
-        for slot in &links {
-            let Some(c) = &slot.client else { continue };
-            let names = c.names();
-            let (state, ..) = slot.read();
-            if !names.open || state == State::Exited {
-                continue;
-            }
-            let behind = c.behind_since.load(Ordering::Relaxed);
-            snap.links.push(LinkView {
-                id: c.id,
-                hub: names.nick,
-                thread: slot.name.clone(),
-                peer: c.peer,
-                dialled: c.dialled,
-                connected_ns: now.saturating_sub(c.connected),
-                lines_in: c.lines_in.load(Ordering::Relaxed),
-                bytes_in: c.bytes_in.load(Ordering::Relaxed),
-                lines_out: c.lines_out.load(Ordering::Relaxed),
-                bytes_out: c.bytes_out.load(Ordering::Relaxed),
-                pending: c.pending.load(Ordering::Relaxed),
-                pending_ns: if behind == 0 {
-                    0
-                } else {
-                    now.saturating_sub(behind)
-                },
-                heard_ns: now.saturating_sub(c.last_in.load(Ordering::Relaxed)),
-                wanted: names.subs,
-                topics: names.topics,
-            });
-        }
-        for slot in &clients {
-            let Some(c) = &slot.client else { continue };
-            let names = c.names();
-            if !names.open {
-                continue;
-            }
-            let (state, ..) = slot.read();
-            if state == State::Exited {
-                continue;
-            }
-            snap.clients.push(ClientView {
-                id: c.id,
-                nick: names.nick,
-                peer: c.peer,
-                connected_ns: now.saturating_sub(c.connected),
-                lines_in: c.lines_in.load(Ordering::Relaxed),
-                bytes_in: c.bytes_in.load(Ordering::Relaxed),
-                lines_out: c.lines_out.load(Ordering::Relaxed),
-                bytes_out: c.bytes_out.load(Ordering::Relaxed),
-                pending: c.pending.load(Ordering::Relaxed),
-                idle_ns: now.saturating_sub(c.last_in.load(Ordering::Relaxed)),
-                subs: names.subs,
-            });
-        }
+        snap.threads = threads
+            .iter()
+            .chain(links.iter())
+            .chain(clients.iter())
+            .filter_map(|slot| thread_view(slot, now))
+            .collect();
+        snap.links = links
+            .iter()
+            .filter_map(|slot| link_view(slot, now))
+            .collect();
+        snap.clients = clients
+            .iter()
+            .filter_map(|slot| client_view(slot, now))
+            .collect();
         snap
     }
+}
+
+/// What [`Scoreboard::snapshot`] shows of one thread's slot (any kind:
+/// plain thread, link reader, client): `None` once the thread has exited,
+/// so the view lists only live threads.
+fn thread_view(slot: &Slot, now: u64) -> Option<ThreadView> {
+    let (state, target, since) = slot.read();
+    if state == State::Exited {
+        return None;
+    }
+    Some(ThreadView {
+        name: slot.name.clone(),
+        state,
+        target,
+        for_ns: now.saturating_sub(since),
+        note: slot.note(),
+    })
+}
+
+/// What [`Scoreboard::snapshot`] shows of one link reader's slot: `None`
+/// for a slot without link counters, a link the dispatcher is done with,
+/// or a reader that has exited: the view lists only live links.
+fn link_view(slot: &Slot, now: u64) -> Option<LinkView> {
+    let c = slot.client.as_ref()?;
+    let names = c.names();
+    let (state, ..) = slot.read();
+    if !names.open || state == State::Exited {
+        return None;
+    }
+    let behind = c.behind_since.load(Ordering::Relaxed);
+    Some(LinkView {
+        id: c.id,
+        hub: names.nick,
+        thread: slot.name.clone(),
+        peer: c.peer,
+        dialled: c.dialled,
+        connected_ns: now.saturating_sub(c.connected),
+        lines_in: c.lines_in.load(Ordering::Relaxed),
+        bytes_in: c.bytes_in.load(Ordering::Relaxed),
+        lines_out: c.lines_out.load(Ordering::Relaxed),
+        bytes_out: c.bytes_out.load(Ordering::Relaxed),
+        pending: c.pending.load(Ordering::Relaxed),
+        pending_ns: if behind == 0 {
+            0
+        } else {
+            now.saturating_sub(behind)
+        },
+        heard_ns: now.saturating_sub(c.last_in.load(Ordering::Relaxed)),
+        wanted: names.subs,
+        topics: names.topics,
+    })
+}
+
+/// What [`Scoreboard::snapshot`] shows of one client thread's slot: `None`
+/// for a slot without client counters, a client the dispatcher is done
+/// with, or a thread that has exited: the view lists only live clients.
+fn client_view(slot: &Slot, now: u64) -> Option<ClientView> {
+    let c = slot.client.as_ref()?;
+    let names = c.names();
+    if !names.open {
+        return None;
+    }
+    let (state, ..) = slot.read();
+    if state == State::Exited {
+        return None;
+    }
+    Some(ClientView {
+        id: c.id,
+        nick: names.nick,
+        peer: c.peer,
+        connected_ns: now.saturating_sub(c.connected),
+        lines_in: c.lines_in.load(Ordering::Relaxed),
+        bytes_in: c.bytes_in.load(Ordering::Relaxed),
+        lines_out: c.lines_out.load(Ordering::Relaxed),
+        bytes_out: c.bytes_out.load(Ordering::Relaxed),
+        pending: c.pending.load(Ordering::Relaxed),
+        idle_ns: now.saturating_sub(c.last_in.load(Ordering::Relaxed)),
+        subs: names.subs,
+    })
 }
 
 /// One thread, as the snapshot saw it.

@@ -586,38 +586,14 @@ impl<'a> ActorRun<'a> {
         })
     }
 
+    /// Runs one step: a dispatch on its action, the longer actions each in
+    /// a helper below so this reads as the list of what a step can be.
     fn step(&mut self, step: &Step) -> Result<(), Unmet> {
         match &step.action {
             Action::Connect => self.connect(self.addr, None),
-            Action::ConnectTo(hub) => {
-                let Some((_, addr)) = self.named.iter().find(|(n, _)| n == hub) else {
-                    return Err(unmet(
-                        format!("hub {hub}"),
-                        "no such hub here: named hubs are in-process only (run without --addr)",
-                    ));
-                };
-                self.connect(addr, Some(hub))
-            }
-            Action::StopHub(hub) => {
-                self.say("..", &format!("stop hub {hub}"));
-                if self.shared.stop_hub(hub) {
-                    Ok(())
-                } else {
-                    Err(unmet(format!("hub {hub} running"), "it is not"))
-                }
-            }
-            Action::Send(text) => {
-                let mut line = text.clone().into_bytes();
-                line.push(b'\n');
-                // Blocks only if the hub stopped reading us (then for at
-                // most the actor's timeout: the socket's write timeout).
-                self.conn()?
-                    .writer
-                    .write_all(&line)
-                    .map_err(|e| unmet("to send the line", format!("a write error: {e}")))?;
-                self.say("->", text);
-                Ok(())
-            }
+            Action::ConnectTo(hub) => self.connect_to(hub),
+            Action::StopHub(hub) => self.stop_hub(hub),
+            Action::Send(text) => self.send(text),
             Action::Flood {
                 count,
                 bytes,
@@ -630,10 +606,7 @@ impl<'a> ActorRun<'a> {
                 Ok(())
             }
             Action::Timeout(d) => {
-                self.timeout = *d;
-                if let Some(conn) = &self.conn {
-                    let _ = conn.writer.set_write_timeout(Some(*d));
-                }
+                self.set_timeout(*d);
                 Ok(())
             }
             Action::Wait(d) => {
@@ -646,31 +619,86 @@ impl<'a> ActorRun<'a> {
                 self.shared.raise(name);
                 Ok(())
             }
-            Action::Await(name) => {
-                if self.shared.await_signal(name, self.timeout) {
-                    self.say("..", &format!("got signal {name}"));
-                    Ok(())
-                } else {
-                    Err(unmet(
-                        format!("signal {name}"),
-                        format!("nothing within {}", duration::show(self.timeout)),
-                    ))
-                }
-            }
+            Action::Await(name) => self.await_signal(name),
             Action::Note(text) => {
                 self.say("#", text);
                 Ok(())
             }
             Action::Close => {
-                if let Some(conn) = self.conn.take() {
-                    // Shutdown, not just drop: the run keeps a clone of the
-                    // socket, so dropping ours would not close it.
-                    let _ = conn.writer.shutdown(Shutdown::Both);
-                }
-                self.say("..", "close");
+                self.close();
                 Ok(())
             }
         }
+    }
+
+    /// `connect to HUB`: looks the hub's client address up among the named
+    /// hubs (only in-process runs have them), then connects as `connect`.
+    fn connect_to(&mut self, hub: &str) -> Result<(), Unmet> {
+        let Some((_, addr)) = self.named.iter().find(|(n, _)| n == hub) else {
+            return Err(unmet(
+                format!("hub {hub}"),
+                "no such hub here: named hubs are in-process only (run without --addr)",
+            ));
+        };
+        self.connect(addr, Some(hub))
+    }
+
+    /// `stop hub HUB`: stops one in-process hub; unmet if it is not running.
+    fn stop_hub(&mut self, hub: &str) -> Result<(), Unmet> {
+        self.say("..", &format!("stop hub {hub}"));
+        if self.shared.stop_hub(hub) {
+            Ok(())
+        } else {
+            Err(unmet(format!("hub {hub} running"), "it is not"))
+        }
+    }
+
+    /// `send TEXT`: writes the line (with its `\n`) and shows it in the
+    /// timeline once written.
+    fn send(&mut self, text: &str) -> Result<(), Unmet> {
+        let mut line = text.to_string().into_bytes();
+        line.push(b'\n');
+        // Blocks only if the hub stopped reading us (then for at
+        // most the actor's timeout: the socket's write timeout).
+        self.conn()?
+            .writer
+            .write_all(&line)
+            .map_err(|e| unmet("to send the line", format!("a write error: {e}")))?;
+        self.say("->", text);
+        Ok(())
+    }
+
+    /// `timeout D`: the new bound for later expects and awaits, and for the
+    /// open connection's writes (a later `connect` uses it too).
+    fn set_timeout(&mut self, d: Duration) {
+        self.timeout = d;
+        if let Some(conn) = &self.conn {
+            let _ = conn.writer.set_write_timeout(Some(d));
+        }
+    }
+
+    /// `await NAME`: waits (at most the timeout) for another actor's
+    /// `signal NAME`.
+    fn await_signal(&mut self, name: &str) -> Result<(), Unmet> {
+        if self.shared.await_signal(name, self.timeout) {
+            self.say("..", &format!("got signal {name}"));
+            Ok(())
+        } else {
+            Err(unmet(
+                format!("signal {name}"),
+                format!("nothing within {}", duration::show(self.timeout)),
+            ))
+        }
+    }
+
+    /// `close`: hangs up the connection, if one is open.
+    fn close(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Shutdown, not just drop: the run keeps a clone of the
+            // socket, so dropping ours would not close it.
+            let _ = conn.writer.shutdown(Shutdown::Both);
+        }
+        self.say("..", "close");
     }
 
     fn connect(&mut self, addr: &str, hub: Option<&str>) -> Result<(), Unmet> {

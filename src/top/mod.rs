@@ -171,9 +171,23 @@ pub fn render(addr: &str, body: &str) -> Result<String, String> {
     if hub.is_null() {
         return Err("the answer has no \"hub\": not a tcphub monitor?".into());
     }
+    let mut o = String::new();
+    render_header(addr, &v, &mut o);
+    o.push('\n');
+    render_threads(&v, &mut o);
+    o.push('\n');
+    render_clients(&v, &mut o);
+    render_links(&v, &mut o);
+    Ok(o)
+}
+
+/// The two header lines: which hub, how long up, how full, and the
+/// channel as a bar with the hub's counters (the numbers a newcomer looks
+/// at first to see whether the hub is keeping up).
+fn render_header(addr: &str, v: &Value, o: &mut String) {
+    let hub = v.field("hub");
     let ch = v.field("channel");
     let (len, cap) = (num(ch.field("len")), num(ch.field("capacity")));
-    let mut o = String::new();
     let name = match hub.field("name").as_str() {
         Some(name) => format!(" ({})", clean_to(name, 32)),
         None => String::new(),
@@ -198,7 +212,11 @@ pub fn render(addr: &str, body: &str) -> Result<String, String> {
         num(hub.field("refused_line")),
         human_ms(num(hub.field("write_timeout_ms"))),
     );
-    o.push('\n');
+}
+
+/// The THREAD table, the threads holding the hub up on top: the first
+/// place to look when the hub seems stuck.
+fn render_threads(v: &Value, o: &mut String) {
     let mut threads: Vec<&Value> = v.field("threads").items().iter().collect();
     // The threads holding the hub up first, longest first; then the others
     // by how long they have been in their state.
@@ -233,30 +251,18 @@ pub fn render(addr: &str, body: &str) -> Result<String, String> {
             },
         );
     }
+}
+
+/// The client table, one row per client, or `(no clients)`.
+fn render_clients(v: &Value, o: &mut String) {
     let clients = v.field("clients").items();
-    o.push('\n');
     let _ = writeln!(
         o,
         "{:<16} {:<21} {:>7} {:>7} {:>8} {:>8} {:>8} {:>7} {:>4}  NOTE",
         "NICK", "PEER", "LINESIN", "BYTESIN", "LINESOUT", "BYTESOUT", "PENDING", "IDLE", "SUBS"
     );
     for c in clients {
-        let blocked = num(c.field("write_blocked_ms"));
-        let note = if blocked > 0 {
-            let left = num(c.field("cut_off_in_ms"));
-            let flag = if c.field("at_risk").is_true() {
-                "AT RISK: "
-            } else {
-                ""
-            };
-            format!(
-                "{flag}write blocked {}, cut off in {}",
-                human_ms(blocked),
-                human_ms(left)
-            )
-        } else {
-            String::new()
-        };
+        let note = client_note(c);
         let _ = writeln!(
             o,
             "{:<16} {:<21} {:>7} {:>7} {:>8} {:>8} {:>8} {:>7} {:>4}  {note}",
@@ -274,8 +280,27 @@ pub fn render(addr: &str, body: &str) -> Result<String, String> {
     if clients.is_empty() {
         o.push_str("(no clients)\n");
     }
-    render_links(&v, &mut o);
-    Ok(o)
+}
+
+/// A client row's NOTE: for a client whose writes are blocked, for how
+/// long and how soon the hub cuts it off (`AT RISK` when that is close);
+/// empty otherwise.
+fn client_note(c: &Value) -> String {
+    let blocked = num(c.field("write_blocked_ms"));
+    if blocked == 0 {
+        return String::new();
+    }
+    let left = num(c.field("cut_off_in_ms"));
+    let flag = if c.field("at_risk").is_true() {
+        "AT RISK: "
+    } else {
+        ""
+    };
+    format!(
+        "{flag}write blocked {}, cut off in {}",
+        human_ms(blocked),
+        human_ms(left)
+    )
 }
 
 /// Link ids start here (`crate::proto::network::LINK_ID_BASE`).
