@@ -338,59 +338,105 @@ pub fn run(args: &NoisyArgs) -> Result<NoisyReport, BenchError> {
 }
 
 fn measure(args: &NoisyArgs, target: &ServerUnderTest) -> NoisyReport {
-    let addr = target.addr();
-    let timeout = Duration::from_secs(args.timeout_s);
-    let mut report = NoisyReport {
-        server: target.describe(),
-        flooders: args.flooders as usize,
-        subscribers: args.subscribers as usize,
-        non_readers: args.non_readers as usize,
-        size: args.size as usize,
-        flood_elapsed: Duration::ZERO,
-        published: 0,
-        deliveries: 0,
-        pings: 0,
-        ping_p50: Duration::ZERO,
-        ping_p99: Duration::ZERO,
-        ping_max: Duration::ZERO,
-        non_readers_cut_off: 0,
-        flooders_failed: 0,
-        failure: None,
-    };
-    let stop_subscribers = Arc::new(AtomicBool::new(false));
-    let expected = Arc::new(AtomicU64::new(u64::MAX));
-    let stop_flood = Arc::new(AtomicBool::new(false));
-    let mut subscribers: Vec<JoinHandle<u64>> = Vec::new();
-    let mut flooders: Vec<JoinHandle<Flooded>> = Vec::new();
-    // Held open, never read, until the end.
-    let mut non_readers: Vec<Client> = Vec::new();
-    let outcome = (|| -> io::Result<()> {
+    let mut run = NoisyRun::new(args, target);
+    let outcome = run
+        .connect()
+        .and_then(|(light, flooding, nicks)| run.flood_and_ping(light, flooding, &nicks));
+    if let Err(e) = outcome {
+        run.report.failure = Some(e.to_string());
+    }
+    run.finish()
+}
+
+/// One noisy-neighbour run: the state its phases share.
+struct NoisyRun<'a> {
+    args: &'a NoisyArgs,
+    addr: SocketAddr,
+    timeout: Duration,
+    report: NoisyReport,
+    stop_subscribers: Arc<AtomicBool>,
+    /// What each reading subscriber must receive: set once the flood is over.
+    expected: Arc<AtomicU64>,
+    stop_flood: Arc<AtomicBool>,
+    subscribers: Vec<JoinHandle<u64>>,
+    flooders: Vec<JoinHandle<Flooded>>,
+    /// Held open, never read, until the end.
+    non_readers: Vec<Client>,
+}
+
+impl<'a> NoisyRun<'a> {
+    fn new(args: &'a NoisyArgs, target: &ServerUnderTest) -> Self {
+        NoisyRun {
+            args,
+            addr: target.addr(),
+            timeout: Duration::from_secs(args.timeout_s),
+            report: NoisyReport {
+                server: target.describe(),
+                flooders: args.flooders as usize,
+                subscribers: args.subscribers as usize,
+                non_readers: args.non_readers as usize,
+                size: args.size as usize,
+                flood_elapsed: Duration::ZERO,
+                published: 0,
+                deliveries: 0,
+                pings: 0,
+                ping_p50: Duration::ZERO,
+                ping_p99: Duration::ZERO,
+                ping_max: Duration::ZERO,
+                non_readers_cut_off: 0,
+                flooders_failed: 0,
+                failure: None,
+            },
+            stop_subscribers: Arc::new(AtomicBool::new(false)),
+            expected: Arc::new(AtomicU64::new(u64::MAX)),
+            stop_flood: Arc::new(AtomicBool::new(false)),
+            subscribers: Vec::new(),
+            flooders: Vec::new(),
+            non_readers: Vec::new(),
+        }
+    }
+
+    /// Phase 1: non-readers, reading subscribers (a thread each), the light
+    /// client and the flooders' connections. Returns the light client, the
+    /// flooders' connections and the non-readers' nicks.
+    fn connect(&mut self) -> io::Result<(Client, Vec<Client>, HashSet<String>)> {
+        let (addr, timeout) = (self.addr, self.timeout);
         let subscribe = |client: &mut Client| -> io::Result<()> {
             client.send("/sub noisy")?;
             client.until("OK sub noisy", |_| {})
         };
-        for _ in 0..args.non_readers {
+        for _ in 0..self.args.non_readers {
             let mut client = Client::open(addr, timeout)?;
             subscribe(&mut client)?;
-            non_readers.push(client);
+            self.non_readers.push(client);
         }
-        let non_reader_nicks: HashSet<String> =
-            non_readers.iter().map(|c| c.nick.clone()).collect();
-        for _ in 0..args.subscribers {
+        let nicks = self.non_readers.iter().map(|c| c.nick.clone()).collect();
+        for _ in 0..self.args.subscribers {
             let mut client = Client::open(addr, timeout)?;
             subscribe(&mut client)?;
-            let (expected, stop) = (expected.clone(), stop_subscribers.clone());
-            subscribers.push(thread::spawn(move || subscriber(client, expected, stop)));
+            let (expected, stop) = (self.expected.clone(), self.stop_subscribers.clone());
+            let reader = thread::spawn(move || subscriber(client, expected, stop));
+            self.subscribers.push(reader);
         }
         let mut light = Client::open(addr, timeout)?;
         let mut flooding = Vec::new();
-        for _ in 0..args.flooders {
+        for _ in 0..self.args.flooders {
             flooding.push(Client::open(addr, timeout)?);
         }
         // Everyone is in: skip the JOIN lines the light client was sent.
         light.send("/ping")?;
         light.until("PONG", |_| {})?;
+        Ok((light, flooding, nicks))
+    }
 
+    /// Phase 2: the flood, while the light client times `/ping` round trips
+    /// and notes which non-readers the hub cut off (their `LEAVE`s).
+    fn flood_and_ping(
+        &mut self,
+        mut light: Client,
+        flooding: Vec<Client>,
+        non_reader_nicks: &HashSet<String>,
+    ) -> io::Result<()> {
         let mut cut_off = HashSet::new();
         let mut note = |line: &str| {
             if let Some(nick) = line.strip_prefix("LEAVE ")
@@ -401,12 +447,16 @@ fn measure(args: &NoisyArgs, target: &ServerUnderTest) -> NoisyReport {
         };
         let started = Instant::now();
         for client in flooding {
-            let stop = stop_flood.clone();
-            let size = args.size as usize;
-            flooders.push(thread::spawn(move || flood(client, size, stop, timeout)));
+            let (stop, size, timeout) = (
+                self.stop_flood.clone(),
+                self.args.size as usize,
+                self.timeout,
+            );
+            self.flooders
+                .push(thread::spawn(move || flood(client, size, stop, timeout)));
         }
-        let duration = Duration::from_secs_f64(args.duration_s);
-        let interval = Duration::from_millis(args.ping_interval_ms);
+        let duration = Duration::from_secs_f64(self.args.duration_s);
+        let interval = Duration::from_millis(self.args.ping_interval_ms);
         let mut latency = Histogram::new();
         let result = (|| -> io::Result<()> {
             while started.elapsed() < duration {
@@ -418,54 +468,62 @@ fn measure(args: &NoisyArgs, target: &ServerUnderTest) -> NoisyReport {
             }
             Ok(())
         })();
-        stop_flood.store(true, Ordering::SeqCst);
+        self.collect_flooders(started);
+        let r = &mut self.report;
+        r.pings = latency.count();
+        r.ping_p50 = latency.percentile_duration(50.0);
+        r.ping_p99 = latency.percentile_duration(99.0);
+        r.ping_max = Duration::from_nanos(latency.max());
+        result.map_err(|e| io::Error::new(e.kind(), format!("the light client: {e}")))?;
+        // The flood is over: one more round trip collects the last LEAVEs.
+        light.send("/ping")?;
+        light.until("PONG", &mut note)?;
+        self.report.non_readers_cut_off = cut_off.len();
+        Ok(())
+    }
+
+    /// Stops the flood and counts what the flooders published, up to the
+    /// last `PONG` any of them got (every line before it was routed).
+    fn collect_flooders(&mut self, started: Instant) {
+        self.stop_flood.store(true, Ordering::SeqCst);
         let mut last_pong = started;
-        for flooder in flooders.drain(..) {
+        for flooder in self.flooders.drain(..) {
             let flooded = flooder.join().unwrap_or(Flooded {
                 lines: 0,
                 pong_at: None,
                 error: Some("a flooder thread panicked".into()),
             });
-            report.published += flooded.lines;
+            self.report.published += flooded.lines;
             if let Some(at) = flooded.pong_at {
                 last_pong = last_pong.max(at);
             }
             if flooded.error.is_some() {
-                report.flooders_failed += 1;
+                self.report.flooders_failed += 1;
             }
         }
-        report.flood_elapsed = last_pong - started;
-        report.pings = latency.count();
-        report.ping_p50 = latency.percentile_duration(50.0);
-        report.ping_p99 = latency.percentile_duration(99.0);
-        report.ping_max = Duration::from_nanos(latency.max());
-        result.map_err(|e| io::Error::new(e.kind(), format!("the light client: {e}")))?;
-        // The flood is over: one more round trip collects the last LEAVEs.
-        light.send("/ping")?;
-        light.until("PONG", &mut note)?;
-        report.non_readers_cut_off = cut_off.len();
-        Ok(())
-    })();
-    if let Err(e) = outcome {
-        report.failure = Some(e.to_string());
+        self.report.flood_elapsed = last_pong - started;
     }
-    stop_flood.store(true, Ordering::SeqCst);
-    for flooder in flooders {
-        let _ = flooder.join();
+
+    /// Phase 3: every line was routed before the flooders' last PONG, so
+    /// the reading subscribers must get them all: wait (bounded) for them.
+    fn finish(mut self) -> NoisyReport {
+        self.stop_flood.store(true, Ordering::SeqCst);
+        for flooder in self.flooders.drain(..) {
+            let _ = flooder.join();
+        }
+        self.expected
+            .store(self.report.published, Ordering::Release);
+        let waited = Instant::now();
+        while self.subscribers.iter().any(|s| !s.is_finished()) && waited.elapsed() < self.timeout {
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.stop_subscribers.store(true, Ordering::SeqCst);
+        for subscriber in self.subscribers.drain(..) {
+            self.report.deliveries += subscriber.join().unwrap_or(0);
+        }
+        self.non_readers.clear();
+        self.report
     }
-    // Every line was routed before the flooders' last PONG: the reading
-    // subscribers must get them all. Wait (bounded) for them to.
-    expected.store(report.published, Ordering::Release);
-    let waited = Instant::now();
-    while subscribers.iter().any(|s| !s.is_finished()) && waited.elapsed() < timeout {
-        thread::sleep(Duration::from_millis(20));
-    }
-    stop_subscribers.store(true, Ordering::SeqCst);
-    for subscriber in subscribers {
-        report.deliveries += subscriber.join().unwrap_or(0);
-    }
-    drop(non_readers);
-    report
 }
 
 #[cfg(test)]
