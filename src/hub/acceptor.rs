@@ -7,8 +7,9 @@
 //! `accept()`; it never reads from or writes to a client.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::{self, Write};
-use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -20,8 +21,9 @@ use log::{debug, error, warn};
 use crate::hub::budget::{Intake, Quota};
 use crate::hub::dispatcher::Event;
 use crate::hub::reader::{self, ReaderSettings};
-use crate::hub::score::{Counters, Scoreboard, State};
+use crate::hub::score::{Counters, Scoreboard, Slot, State};
 use crate::proto::admission::Admission;
+use crate::proto::router::ClientId;
 use crate::proto::server_line::{ErrorCode, ServerLine};
 
 /// Stack size of each client thread. A reader needs little stack, and only
@@ -121,18 +123,42 @@ fn out_of_descriptors(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(24) | Some(23))
 }
 
+/// Forgets finished readers now and then: not on every accept (with
+/// 10,000 clients that would be 10,000 checks per accept), but when the
+/// list has doubled since the last time.
+fn forget_finished(readers: &mut Vec<JoinHandle<()>>, prune_at: &mut usize) {
+    if readers.len() >= *prune_at {
+        readers.retain(|h| !h.is_finished());
+        *prune_at = (readers.len() * 2).max(64);
+    }
+}
+
 /// One descriptor held in reserve: with every other one in use, `accept()`
 /// fails with EMFILE and the client waits in the queue, unanswered, for
 /// ever. Closing the spare makes room to accept it and say why it is
 /// refused.
-fn spare_descriptor() -> Option<std::fs::File> {
-    std::fs::File::open(if cfg!(windows) { "NUL" } else { "/dev/null" }).ok()
+fn spare_descriptor() -> Option<File> {
+    File::open(if cfg!(windows) { "NUL" } else { "/dev/null" }).ok()
+}
+
+/// How one connection came out of [`Acceptor::admit`].
+enum Admitted {
+    /// It has a place: its id, and the socket with its options set.
+    Client(ClientId, TcpStream),
+    /// Refused or dropped; the loop goes back to `accept()`.
+    Refused,
+    /// The dispatcher is gone, so the hub is stopping: the loop ends.
+    HubGone,
 }
 
 impl Acceptor {
     /// Runs until `stop` is set (and a connection wakes `accept()`), or the
     /// dispatcher is gone. Returns the handles of the reader threads still
     /// running, so shutdown can join them.
+    ///
+    /// `self.listener.accept()` below is the one call of the loop that
+    /// blocks (a breakpoint there stops the thread between clients); all
+    /// the rest is done by the helpers that follow, in order.
     pub fn run(self) -> Vec<JoinHandle<()>> {
         let mut readers: Vec<JoinHandle<()>> = Vec::new();
         let mut prune_at = 64;
@@ -151,121 +177,169 @@ impl Acceptor {
             }
             let (socket, peer) = match accepted {
                 Ok(pair) => pair,
-                Err(e) if out_of_descriptors(&e) && spare.is_some() => {
-                    errors.failed(&e);
-                    // Give the spare back, take the client, tell it, close.
-                    drop(spare.take());
-                    if let Ok((socket, _)) = self.listener.accept() {
-                        self.refuse(
-                            socket,
-                            ErrorCode::ServerFull,
-                            "the hub is out of file descriptors; try again later",
-                        );
-                    }
-                    spare = spare_descriptor();
-                    continue;
-                }
                 Err(e) => {
-                    // Back off instead of spinning, and keep serving who is
-                    // connected.
-                    errors.failed(&e);
-                    me.enter(State::BackOff);
-                    thread::sleep(Duration::from_millis(50));
-                    spare = spare.or_else(spare_descriptor);
+                    self.accept_failed(&e, &mut spare, &mut errors, &me);
                     continue;
                 }
             };
             debug!("accepted {peer}");
-
-            if !self.per_ip.try_admit(peer.ip()) {
-                warn!("{peer} refused: too many connections from its address");
-                let text = "too many connections from your address (--max-per-ip)";
-                self.refuse(socket, ErrorCode::ServerFull, text);
-                continue;
-            }
-            let Some(id) = self.admission.try_admit() else {
-                self.per_ip.release(peer.ip());
-                // Counted by the dispatcher, which answers it.
-                if self.events.send(Event::Full { socket, peer }).is_err() {
-                    break;
-                }
+            let (id, socket) = match self.admit(socket, peer) {
+                Admitted::Client(id, socket) => (id, socket),
+                Admitted::Refused => continue,
+                Admitted::HubGone => break,
+            };
+            let Some((handle, socket, quota)) = self.spawn_reader(id, socket, peer) else {
                 continue;
             };
-            if let Err(e) = self.prepare(&socket) {
-                warn!("dropping {peer}: cannot set up its socket: {e}");
-                self.admission.release();
-                self.per_ip.release(peer.ip());
-                continue;
-            }
-            // One socket, two owners: the reader thread reads through its
-            // `Arc`, the dispatcher writes through its own. Sharing the one
-            // descriptor (rather than `try_clone`, which dups it) keeps each
-            // client at one file descriptor: 10,000 clients, 10,000 fds.
-            let socket = Arc::new(socket);
-            // Its place on the scoreboard exists before the dispatcher hears
-            // of it, so the dispatcher can find it on Connected.
-            let slot = self.score.register_client(id, peer);
-            let slot_if_no_thread = slot.clone();
-            Counters::add(&self.score.counters.accepted);
-            let quota = Arc::new(Quota::default());
-            let settings = ReaderSettings {
-                max_line: self.max_line,
-                line_timeout: self.line_timeout,
-                idle_timeout: self.idle_timeout,
-                quota: quota.clone(),
-                intake: self.intake.clone(),
-                slot,
-            };
-            let (events, reader_half) = (self.events.clone(), Arc::clone(&socket));
-            // The thread first, then `Connected`: a client the hub cannot
-            // give a thread to gets one ERR and nobody hears of it (no
-            // WELCOME, no JOIN, no LEAVE). The reader hands no line over
-            // before `quota.start()`, so the dispatcher still learns of a
-            // client before its first line.
-            let spawned = thread::Builder::new()
-                .name(format!("client-{id}"))
-                .stack_size(CLIENT_STACK_SIZE)
-                .spawn(move || reader::run(id, reader_half, events, settings));
-            let handle = match spawned {
-                Ok(handle) => handle,
-                Err(e) => {
-                    error!("cannot start a thread for {peer}: {e}");
-                    slot_if_no_thread.enter(State::Exited);
-                    self.admission.release();
-                    self.per_ip.release(peer.ip());
-                    if let Ok(socket) = Arc::try_unwrap(socket) {
-                        let text = "the hub cannot start a thread for you; try again later";
-                        self.refuse(socket, ErrorCode::ServerFull, text);
-                    }
-                    continue;
-                }
-            };
-            let connected = Event::Connected {
-                id,
-                socket,
-                peer,
-                quota: quota.clone(),
-            };
-            let sent = self.events.send(connected).is_ok();
-            if sent {
-                quota.start();
-            } else {
-                quota.close();
-            }
+            let sent = self.announce(id, socket, peer, &quota);
             handle.thread().unpark();
             readers.push(handle);
             if !sent {
                 break;
             }
-            // Forget finished readers now and then (not on every accept:
-            // with 10,000 clients that would be 10,000 checks per accept).
-            if readers.len() >= prune_at {
-                readers.retain(|h| !h.is_finished());
-                prune_at = (readers.len() * 2).max(64);
-            }
+            forget_finished(&mut readers, &mut prune_at);
         }
         me.enter(State::Exited);
         readers
+    }
+
+    /// `accept()` failed. Out of descriptors, with the spare in hand: give
+    /// the spare back, take the waiting client, tell it why it is refused,
+    /// and take the spare again (else it would wait unanswered for ever).
+    /// Any other error: back off 50 ms instead of spinning, and keep
+    /// serving the clients already connected.
+    fn accept_failed(
+        &self,
+        e: &io::Error,
+        spare: &mut Option<File>,
+        errors: &mut ErrorLog,
+        me: &Slot,
+    ) {
+        errors.failed(e);
+        if out_of_descriptors(e) && spare.is_some() {
+            drop(spare.take());
+            if let Ok((socket, _)) = self.listener.accept() {
+                self.refuse(
+                    socket,
+                    ErrorCode::ServerFull,
+                    "the hub is out of file descriptors; try again later",
+                );
+            }
+            *spare = spare_descriptor();
+        } else {
+            me.enter(State::BackOff);
+            thread::sleep(Duration::from_millis(50));
+            if spare.is_none() {
+                *spare = spare_descriptor();
+            }
+        }
+    }
+
+    /// Admission, before anyone else hears of the connection: room for its
+    /// address (`--max-per-ip`, refused here), room in the hub (a full hub
+    /// is the dispatcher's to answer and count), then its socket options.
+    /// Whatever was taken is given back when a later step fails.
+    fn admit(&self, socket: TcpStream, peer: SocketAddr) -> Admitted {
+        if !self.per_ip.try_admit(peer.ip()) {
+            warn!("{peer} refused: too many connections from its address");
+            let text = "too many connections from your address (--max-per-ip)";
+            self.refuse(socket, ErrorCode::ServerFull, text);
+            return Admitted::Refused;
+        }
+        let Some(id) = self.admission.try_admit() else {
+            self.per_ip.release(peer.ip());
+            // Counted by the dispatcher, which answers it.
+            if self.events.send(Event::Full { socket, peer }).is_err() {
+                return Admitted::HubGone;
+            }
+            return Admitted::Refused;
+        };
+        if let Err(e) = self.prepare(&socket) {
+            warn!("dropping {peer}: cannot set up its socket: {e}");
+            self.admission.release();
+            self.per_ip.release(peer.ip());
+            return Admitted::Refused;
+        }
+        Admitted::Client(id, socket)
+    }
+
+    /// Starts the `client-<id>` reader thread of an admitted client, with
+    /// its scoreboard slot and its quota. The thread comes before
+    /// `Connected`: a client the hub cannot give a thread to gets one ERR
+    /// and nobody hears of it (no WELCOME, no JOIN, no LEAVE); then this
+    /// returns `None` with its places given back.
+    fn spawn_reader(
+        &self,
+        id: ClientId,
+        socket: TcpStream,
+        peer: SocketAddr,
+    ) -> Option<(JoinHandle<()>, Arc<TcpStream>, Arc<Quota>)> {
+        // One socket, two owners: the reader thread reads through its
+        // `Arc`, the dispatcher writes through its own. Sharing the one
+        // descriptor (rather than `try_clone`, which dups it) keeps each
+        // client at one file descriptor: 10,000 clients, 10,000 fds.
+        let socket = Arc::new(socket);
+        // Its place on the scoreboard exists before the dispatcher hears
+        // of it, so the dispatcher can find it on Connected.
+        let slot = self.score.register_client(id, peer);
+        let slot_if_no_thread = slot.clone();
+        Counters::add(&self.score.counters.accepted);
+        let quota = Arc::new(Quota::default());
+        let settings = ReaderSettings {
+            max_line: self.max_line,
+            line_timeout: self.line_timeout,
+            idle_timeout: self.idle_timeout,
+            quota: quota.clone(),
+            intake: self.intake.clone(),
+            slot,
+        };
+        let (events, reader_half) = (self.events.clone(), Arc::clone(&socket));
+        // The reader hands no line over before `quota.start()`, so the
+        // dispatcher still learns of a client before its first line.
+        let spawned = thread::Builder::new()
+            .name(format!("client-{id}"))
+            .stack_size(CLIENT_STACK_SIZE)
+            .spawn(move || reader::run(id, reader_half, events, settings));
+        match spawned {
+            Ok(handle) => Some((handle, socket, quota)),
+            Err(e) => {
+                error!("cannot start a thread for {peer}: {e}");
+                slot_if_no_thread.enter(State::Exited);
+                self.admission.release();
+                self.per_ip.release(peer.ip());
+                if let Ok(socket) = Arc::try_unwrap(socket) {
+                    let text = "the hub cannot start a thread for you; try again later";
+                    self.refuse(socket, ErrorCode::ServerFull, text);
+                }
+                None
+            }
+        }
+    }
+
+    /// Tells the dispatcher of the new client (`Connected`), then lets its
+    /// reader hand lines over (`quota.start()`), or, with the dispatcher
+    /// gone, tells the reader to end (`quota.close()`). False if the
+    /// dispatcher is gone.
+    fn announce(
+        &self,
+        id: ClientId,
+        socket: Arc<TcpStream>,
+        peer: SocketAddr,
+        quota: &Arc<Quota>,
+    ) -> bool {
+        let connected = Event::Connected {
+            id,
+            socket,
+            peer,
+            quota: quota.clone(),
+        };
+        let sent = self.events.send(connected).is_ok();
+        if sent {
+            quota.start();
+        } else {
+            quota.close();
+        }
+        sent
     }
 
     /// One `ERR` line to a connection the hub will not serve, then close.

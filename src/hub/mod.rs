@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use log::{debug, warn};
 
 use crate::hub::acceptor::{Acceptor, PerIp};
@@ -167,103 +167,60 @@ pub struct Hub {
     monitor: Option<(JoinHandle<()>, SocketAddr)>,
 }
 
+/// Every socket a hub listens on, bound before any thread starts, so a
+/// port in use (or a bad flag) fails [`Hub::start`] with nothing to undo.
+struct Listeners {
+    /// The client port, and the address it got.
+    clients: (TcpListener, SocketAddr),
+    /// This hub's name among linked hubs.
+    name: String,
+    /// `--link-listen`, if given.
+    links: Option<(TcpListener, SocketAddr)>,
+    /// `--monitor`, if given.
+    monitor: Option<(TcpListener, SocketAddr)>,
+}
+
+/// What the threads of one hub share, made before any of them starts.
+struct Shared {
+    /// What every thread is doing, for the live view (src/hub/score.rs).
+    score: Arc<Scoreboard>,
+    /// The sending end of the one channel into the dispatcher (its
+    /// receiving end goes to the dispatcher alone, not in here).
+    events: Sender<Event>,
+    admission: Arc<Admission>,
+    stop: Arc<AtomicBool>,
+    /// The `linker` thread's inbox, both ends; with no `--link` the
+    /// receiver is dropped unused.
+    linker_tx: Sender<LinkerMsg>,
+    linker_rx: Receiver<LinkerMsg>,
+    intake: Arc<Intake>,
+    per_ip: Arc<PerIp>,
+}
+
 impl Hub {
     /// Binds, starts the dispatcher and acceptor threads, and returns at once.
+    ///
+    /// In phases, each its own function below: bind every socket, make the
+    /// shared state, start `dispatcher`, start `acceptor`, then the optional
+    /// `link-acceptor`, `linker` and `monitor`. If a thread cannot start,
+    /// the ones before it are stopped and joined before the error returns.
     pub fn start(config: Config) -> Result<Hub, HubError> {
-        let (listener, addr) = bind(&config.host, config.port)?;
-        let name = config
-            .name
-            .clone()
-            .unwrap_or_else(|| format!("hub-{}", addr.port()));
-        check_link_config(&config, &name)?;
-        let link_listener = match &config.link_listen {
-            Some(at) => {
-                let (host, port) = split_host_port(at);
-                Some(bind(host, port)?)
-            }
-            None => None,
-        };
-        let monitor_listener = match &config.monitor {
-            Some(spec) => {
-                let (host, port) = split_host_port(spec);
-                Some(bind(host, port)?)
-            }
-            None => None,
-        };
-        // What every thread is doing, for the live view (src/hub/score.rs).
-        let score = Arc::new(Scoreboard::new());
-
-        // The one channel: many senders (the acceptor, every reader), one
-        // receiver (the dispatcher). Bounded, so a flood of input slows the
-        // flooders instead of growing memory.
-        let (events, inbox) = crossbeam_channel::bounded(config.channel_capacity);
-        let admission = Arc::new(Admission::new(config.max_clients));
-        let stop = Arc::new(AtomicBool::new(false));
-
-        let (linker_tx, linker_rx) = crossbeam_channel::unbounded();
+        let bound = bind_listeners(&config)?;
+        let (shared, inbox) = Shared::new(&config);
         let dialling = !config.links.is_empty();
-        let intake = Arc::new(Intake::new(config.channel_bytes));
-        let per_ip = Arc::new(PerIp::new(config.max_per_ip));
-        let dispatcher = Dispatcher::new(
-            inbox,
-            admission.clone(),
-            intake.clone(),
-            per_ip.clone(),
-            &config,
-            score.clone(),
-        )
-        .linking(
-            &name,
-            config.link_key.as_deref(),
-            config.link_timeout,
-            dialling.then(|| linker_tx.clone()),
-        );
-        let reachable = dispatcher.reachable();
-        let dispatcher = thread::Builder::new()
-            .name("dispatcher".into())
-            .spawn(move || dispatcher.run())
-            .map_err(|source| HubError::Spawn {
-                thread: "dispatcher",
-                source,
-            })?;
-
-        let acceptor = Acceptor {
-            listener,
-            events: events.clone(),
-            admission: admission.clone(),
-            stop: stop.clone(),
-            max_line: config.max_line,
-            write_timeout: config.write_timeout,
-            line_timeout: config.line_timeout,
-            idle_timeout: config.idle_timeout,
-            intake,
-            per_ip,
-            score: score.clone(),
-        };
-        let acceptor = match thread::Builder::new()
-            .name("acceptor".into())
-            .spawn(move || acceptor.run())
-        {
-            Ok(handle) => handle,
-            Err(source) => {
-                let _ = events.send(Event::Shutdown);
-                let _ = dispatcher.join();
-                return Err(HubError::Spawn {
-                    thread: "acceptor",
-                    source,
-                });
-            }
-        };
-
+        let (dispatcher, reachable) =
+            spawn_dispatcher(&config, &bound.name, &shared, inbox, dialling)?;
+        let (listener, addr) = bound.clients;
+        let (acceptor, dispatcher) = spawn_acceptor(&config, listener, &shared, dispatcher)?;
         let mut hub = Hub {
             addr,
-            stop: stop.clone(),
-            events: events.clone(),
+            stop: shared.stop.clone(),
+            events: shared.events.clone(),
             acceptor: Some(acceptor),
             dispatcher: Some(dispatcher),
-            admission: admission.clone(),
+            admission: shared.admission.clone(),
             monitor: None,
-            name,
+            name: bound.name,
             reachable,
             links: Box::default(),
         };
@@ -272,65 +229,105 @@ impl Hub {
             timeout: config.link_timeout,
             max_line: config.max_line + LINK_LINE_EXTRA,
             next_id: Arc::new(AtomicU64::new(LINK_ID_BASE)),
-            score: score.clone(),
+            score: shared.score.clone(),
         };
         // On failure, dropping `hub` stops what was started.
-        if let Some((listener, link_addr)) = link_listener {
-            hub.links.addr = Some(link_addr);
-            let link_acceptor = LinkAcceptor {
-                listener,
-                events: hub.events.clone(),
-                stop: hub.links.stop.clone(),
-                settings: settings.clone(),
-            };
-            let handle = thread::Builder::new()
-                .name("link-acceptor".into())
-                .spawn(move || link_acceptor.run())
-                .map_err(|source| HubError::Spawn {
-                    thread: "link-acceptor",
-                    source,
-                })?;
-            hub.links.acceptor = Some(handle);
+        if let Some(link_listener) = bound.links {
+            hub.start_link_acceptor(link_listener, settings.clone())?;
         }
         if dialling {
-            let linker = Linker {
-                targets: config.links.clone(),
-                events: hub.events.clone(),
-                inbox: linker_rx,
-                settings,
-            };
-            let handle = thread::Builder::new()
-                .name("linker".into())
-                .spawn(move || linker.run())
-                .map_err(|source| HubError::Spawn {
-                    thread: "linker",
-                    source,
-                })?;
-            hub.links.linker = Some((handle, linker_tx));
+            let linker_inbox = (shared.linker_tx.clone(), shared.linker_rx);
+            hub.start_linker(&config, linker_inbox, settings)?;
         }
-        if let Some((listener, monitor_addr)) = monitor_listener {
-            let monitor = Monitor {
-                listener,
-                score,
-                channel: Box::new(move || (events.len(), events.capacity().unwrap_or(0))),
-                admission,
-                stop,
-                hub_addr: addr,
-                max_clients: config.max_clients,
-                write_timeout: config.write_timeout,
-                hub_name: Some(hub.name.clone()),
-                link_timeout: config.link_timeout,
-            };
-            let handle = thread::Builder::new()
-                .name("monitor".into())
-                .spawn(move || monitor.run())
-                .map_err(|source| HubError::Spawn {
-                    thread: "monitor",
-                    source,
-                })?; // dropping `hub` stops the others
-            hub.monitor = Some((handle, monitor_addr));
+        if let Some(monitor_listener) = bound.monitor {
+            let (score, events) = (shared.score, shared.events);
+            hub.start_monitor(&config, monitor_listener, score, events)?;
         }
         Ok(hub)
+    }
+
+    /// Starts the `link-acceptor` thread on the `--link-listen` socket. On
+    /// error the caller drops `self`, which stops what was started.
+    fn start_link_acceptor(
+        &mut self,
+        (listener, link_addr): (TcpListener, SocketAddr),
+        settings: LinkSettings,
+    ) -> Result<(), HubError> {
+        self.links.addr = Some(link_addr);
+        let link_acceptor = LinkAcceptor {
+            listener,
+            events: self.events.clone(),
+            stop: self.links.stop.clone(),
+            settings,
+        };
+        let handle = thread::Builder::new()
+            .name("link-acceptor".into())
+            .spawn(move || link_acceptor.run())
+            .map_err(|source| HubError::Spawn {
+                thread: "link-acceptor",
+                source,
+            })?;
+        self.links.acceptor = Some(handle);
+        Ok(())
+    }
+
+    /// Starts the `linker` thread, which dials every `--link` target (and
+    /// redials); `inbox` is how the dispatcher and shutdown talk to it. On
+    /// error the caller drops `self`, which stops what was started.
+    fn start_linker(
+        &mut self,
+        config: &Config,
+        (linker_tx, linker_rx): (Sender<LinkerMsg>, Receiver<LinkerMsg>),
+        settings: LinkSettings,
+    ) -> Result<(), HubError> {
+        let linker = Linker {
+            targets: config.links.clone(),
+            events: self.events.clone(),
+            inbox: linker_rx,
+            settings,
+        };
+        let handle = thread::Builder::new()
+            .name("linker".into())
+            .spawn(move || linker.run())
+            .map_err(|source| HubError::Spawn {
+                thread: "linker",
+                source,
+            })?;
+        self.links.linker = Some((handle, linker_tx));
+        Ok(())
+    }
+
+    /// Starts the `monitor` thread (the live view's HTTP server, with
+    /// `--monitor`). It reads the channel's fill through `events`. On
+    /// error the caller drops `self`, which stops the others.
+    fn start_monitor(
+        &mut self,
+        config: &Config,
+        (listener, monitor_addr): (TcpListener, SocketAddr),
+        score: Arc<Scoreboard>,
+        events: Sender<Event>,
+    ) -> Result<(), HubError> {
+        let monitor = Monitor {
+            listener,
+            score,
+            channel: Box::new(move || (events.len(), events.capacity().unwrap_or(0))),
+            admission: self.admission.clone(),
+            stop: self.stop.clone(),
+            hub_addr: self.addr,
+            max_clients: config.max_clients,
+            write_timeout: config.write_timeout,
+            hub_name: Some(self.name.clone()),
+            link_timeout: config.link_timeout,
+        };
+        let handle = thread::Builder::new()
+            .name("monitor".into())
+            .spawn(move || monitor.run())
+            .map_err(|source| HubError::Spawn {
+                thread: "monitor",
+                source,
+            })?;
+        self.monitor = Some((handle, monitor_addr));
+        Ok(())
     }
 
     /// This hub's name among linked hubs (`--name`, or `hub-<port>`).
@@ -473,6 +470,136 @@ impl LinkThreads {
             }
         }
         readers
+    }
+}
+
+/// The bind phase of [`Hub::start`]: the client port first (its port
+/// names the hub by default), then the link flags are checked, then the
+/// `--link-listen` and `--monitor` sockets.
+fn bind_listeners(config: &Config) -> Result<Listeners, HubError> {
+    let (listener, addr) = bind(&config.host, config.port)?;
+    let name = config
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("hub-{}", addr.port()));
+    check_link_config(config, &name)?;
+    let links = match &config.link_listen {
+        Some(at) => {
+            let (host, port) = split_host_port(at);
+            Some(bind(host, port)?)
+        }
+        None => None,
+    };
+    let monitor = match &config.monitor {
+        Some(spec) => {
+            let (host, port) = split_host_port(spec);
+            Some(bind(host, port)?)
+        }
+        None => None,
+    };
+    Ok(Listeners {
+        clients: (listener, addr),
+        name,
+        links,
+        monitor,
+    })
+}
+
+impl Shared {
+    /// The shared state, and the receiving end of the channel for the
+    /// dispatcher.
+    fn new(config: &Config) -> (Shared, Receiver<Event>) {
+        let score = Arc::new(Scoreboard::new());
+        // The one channel: many senders (the acceptor, every reader), one
+        // receiver (the dispatcher). Bounded, so a flood of input slows the
+        // flooders instead of growing memory.
+        let (events, inbox) = crossbeam_channel::bounded(config.channel_capacity);
+        let (linker_tx, linker_rx) = crossbeam_channel::unbounded();
+        let shared = Shared {
+            score,
+            events,
+            admission: Arc::new(Admission::new(config.max_clients)),
+            stop: Arc::new(AtomicBool::new(false)),
+            linker_tx,
+            linker_rx,
+            intake: Arc::new(Intake::new(config.channel_bytes)),
+            per_ip: Arc::new(PerIp::new(config.max_per_ip)),
+        };
+        (shared, inbox)
+    }
+}
+
+/// Starts the `dispatcher` thread, the one receiver of the channel, first:
+/// every other thread sends to it. Returns its handle and the count of
+/// reachable hubs it keeps. Nothing else runs yet, so an error has nothing
+/// to undo.
+fn spawn_dispatcher(
+    config: &Config,
+    name: &str,
+    shared: &Shared,
+    inbox: Receiver<Event>,
+    dialling: bool,
+) -> Result<(JoinHandle<()>, Arc<AtomicUsize>), HubError> {
+    let dispatcher = Dispatcher::new(
+        inbox,
+        shared.admission.clone(),
+        shared.intake.clone(),
+        shared.per_ip.clone(),
+        config,
+        shared.score.clone(),
+    )
+    .linking(
+        name,
+        config.link_key.as_deref(),
+        config.link_timeout,
+        dialling.then(|| shared.linker_tx.clone()),
+    );
+    let reachable = dispatcher.reachable();
+    let handle = thread::Builder::new()
+        .name("dispatcher".into())
+        .spawn(move || dispatcher.run())
+        .map_err(|source| HubError::Spawn {
+            thread: "dispatcher",
+            source,
+        })?;
+    Ok((handle, reachable))
+}
+
+/// Starts the `acceptor` thread on the client port. Returns both handles;
+/// if the thread cannot start, the dispatcher is told to shut down and
+/// joined before the error returns, so no thread is left behind.
+fn spawn_acceptor(
+    config: &Config,
+    listener: TcpListener,
+    shared: &Shared,
+    dispatcher: JoinHandle<()>,
+) -> Result<(JoinHandle<Readers>, JoinHandle<()>), HubError> {
+    let acceptor = Acceptor {
+        listener,
+        events: shared.events.clone(),
+        admission: shared.admission.clone(),
+        stop: shared.stop.clone(),
+        max_line: config.max_line,
+        write_timeout: config.write_timeout,
+        line_timeout: config.line_timeout,
+        idle_timeout: config.idle_timeout,
+        intake: shared.intake.clone(),
+        per_ip: shared.per_ip.clone(),
+        score: shared.score.clone(),
+    };
+    match thread::Builder::new()
+        .name("acceptor".into())
+        .spawn(move || acceptor.run())
+    {
+        Ok(handle) => Ok((handle, dispatcher)),
+        Err(source) => {
+            let _ = shared.events.send(Event::Shutdown);
+            let _ = dispatcher.join();
+            Err(HubError::Spawn {
+                thread: "acceptor",
+                source,
+            })
+        }
     }
 }
 

@@ -225,9 +225,7 @@ impl<'a> LinkLine<&'a str> {
     /// Parses one link line (without its `\n`). Every field is checked
     /// (names, topics, `nick@hub`), so what comes out can be routed as is.
     pub fn parse(line: &'a str) -> Result<LinkLine<&'a str>, LinkRefusal> {
-        let bad = |why: &str| LinkRefusal::new(LinkError::BadLine, why.to_string());
         let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
-        let two = |rest: &'a str, usage: &str| rest.split_once(' ').ok_or_else(|| bad(usage));
         Ok(match kind {
             "HELLO" => {
                 let (version, rest) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -250,37 +248,14 @@ impl<'a> LinkLine<&'a str> {
                     LinkLine::Leave { who: rest }
                 }
             }
-            "NICK" => {
-                let (who, new) = two(rest, "NICK <nick>@<hub> <new>")?;
-                split_who(who).map_err(|why| bad(&why))?;
-                check_nick(new).map_err(|r| bad(&r.text))?;
-                LinkLine::Nick { who, new }
-            }
+            "NICK" => parse_nick(rest)?,
             "MSG" => {
                 let (from, text) = two(rest, "MSG <nick>@<hub> <text>")?;
                 split_who(from).map_err(|why| bad(&why))?;
                 LinkLine::Msg { from, text }
             }
-            "EVENT" => {
-                let usage = "EVENT <topic> <nick>@<hub> <payload>";
-                let (topic, rest) = two(rest, usage)?;
-                let (from, payload) = two(rest, usage)?;
-                check_topic(topic).map_err(|r| bad(&r.text))?;
-                split_who(from).map_err(|why| bad(&why))?;
-                LinkLine::Event {
-                    topic,
-                    from,
-                    payload,
-                }
-            }
-            "DM" => {
-                let usage = "DM <nick>@<hub> <nick>@<hub> <text>";
-                let (to, rest) = two(rest, usage)?;
-                let (from, text) = two(rest, usage)?;
-                split_who(to).map_err(|why| bad(&why))?;
-                split_who(from).map_err(|why| bad(&why))?;
-                LinkLine::Dm { to, from, text }
-            }
+            "EVENT" => parse_event(rest)?,
+            "DM" => parse_dm(rest)?,
             "SUB" | "UNSUB" => {
                 if rest != "*" {
                     check_topic(rest).map_err(|r| bad(&r.text))?;
@@ -305,6 +280,54 @@ impl<'a> LinkLine<&'a str> {
             }
         })
     }
+}
+
+/// The refusal for a line that breaks the link protocol's rules: every
+/// parse error is `bad-line`, only the text says what was wrong.
+fn bad(why: &str) -> LinkRefusal {
+    LinkRefusal::new(LinkError::BadLine, why.to_string())
+}
+
+/// The next field and the rest of the line; without a space the line is
+/// too short, refused with its `usage`.
+fn two<'a>(rest: &'a str, usage: &str) -> Result<(&'a str, &'a str), LinkRefusal> {
+    rest.split_once(' ').ok_or_else(|| bad(usage))
+}
+
+/// The fields of `NICK <nick>@<hub> <new>` (after `NICK `), both names
+/// checked, so the router can rename without looking again.
+fn parse_nick(rest: &str) -> Result<LinkLine<&str>, LinkRefusal> {
+    let (who, new) = two(rest, "NICK <nick>@<hub> <new>")?;
+    split_who(who).map_err(|why| bad(&why))?;
+    check_nick(new).map_err(|r| bad(&r.text))?;
+    Ok(LinkLine::Nick { who, new })
+}
+
+/// The fields of `EVENT <topic> <nick>@<hub> <payload>`. Both spaces are
+/// looked for before any field is checked, so a short line is refused with
+/// the usage text.
+fn parse_event(rest: &str) -> Result<LinkLine<&str>, LinkRefusal> {
+    let usage = "EVENT <topic> <nick>@<hub> <payload>";
+    let (topic, rest) = two(rest, usage)?;
+    let (from, payload) = two(rest, usage)?;
+    check_topic(topic).map_err(|r| bad(&r.text))?;
+    split_who(from).map_err(|why| bad(&why))?;
+    Ok(LinkLine::Event {
+        topic,
+        from,
+        payload,
+    })
+}
+
+/// The fields of `DM <nick>@<hub> <nick>@<hub> <text>` (to, then from),
+/// both addresses checked, the text taken as it is.
+fn parse_dm(rest: &str) -> Result<LinkLine<&str>, LinkRefusal> {
+    let usage = "DM <nick>@<hub> <nick>@<hub> <text>";
+    let (to, rest) = two(rest, usage)?;
+    let (from, text) = two(rest, usage)?;
+    split_who(to).map_err(|why| bad(&why))?;
+    split_who(from).map_err(|why| bad(&why))?;
+    Ok(LinkLine::Dm { to, from, text })
 }
 
 /// A hub's name follows the nick rules: 1 to 32 of `A-Z a-z 0-9 _ -`.

@@ -291,125 +291,32 @@ impl Router {
     // ---- lines from a link -------------------------------------------------
 
     /// One parsed line from link `from` (its reader checked the fields).
+    /// One method per kind of line, like [`Router::handle`] for commands.
     pub fn on_link_line(&mut self, from: ClientId, line: &LinkLine<String>) {
         if !self.net.links.get(&from).is_some_and(Link::is_up) {
             return;
         }
         match line {
-            LinkLine::Hub { hub } => {
-                if let Err(refusal) = self.check_new_hub(hub) {
-                    warn!("link {from}: {}", refusal.text);
-                    return self.link_refuse(from, &refusal);
-                }
-                self.net.hubs.insert(
-                    hub.clone(),
-                    RemoteHub {
-                        via: from,
-                        nicks: BTreeSet::new(),
-                    },
-                );
-                let span = self.batch.to_links(&LinkLine::Hub { hub });
-                self.queue_links(Some(from), span);
-            }
+            LinkLine::Hub { hub } => self.link_hub(from, hub),
             LinkLine::Split { hub } if self.via(hub) == Some(from) => {
                 self.split_hub(hub, Some(from));
             }
-            LinkLine::Join { who } => {
-                let Some((nick, hub)) = self.behind(from, who) else {
-                    return;
-                };
-                let added = self
-                    .net
-                    .hubs
-                    .get_mut(hub)
-                    .is_some_and(|h| h.nicks.insert(nick.to_string()));
-                if added {
-                    let span = self.batch.to_many(ServerLine::Join { nick: who });
-                    self.deliver_to_all_but(from, span);
-                    let span = self.batch.to_links(&LinkLine::Join { who });
-                    self.queue_links(Some(from), span);
-                }
-            }
-            LinkLine::Leave { who } => {
-                let Some((nick, hub)) = self.behind(from, who) else {
-                    return;
-                };
-                let removed = self
-                    .net
-                    .hubs
-                    .get_mut(hub)
-                    .is_some_and(|h| h.nicks.remove(nick));
-                if removed {
-                    let span = self.batch.to_many(ServerLine::Leave { nick: who });
-                    self.deliver_to_all_but(from, span);
-                    let span = self.batch.to_links(&LinkLine::Leave { who });
-                    self.queue_links(Some(from), span);
-                }
-            }
-            LinkLine::Nick { who, new } => {
-                let Some((nick, hub)) = self.behind(from, who) else {
-                    return;
-                };
-                let renamed = self.net.hubs.get_mut(hub).is_some_and(|h| {
-                    let known = h.nicks.remove(nick);
-                    if known {
-                        h.nicks.insert(new.clone());
-                    }
-                    known
-                });
-                if renamed {
-                    let shown = format!("{new}@{hub}");
-                    let span = self.batch.to_many(ServerLine::Nick {
-                        old: who,
-                        new: &shown,
-                    });
-                    self.deliver_to_all_but(from, span);
-                    let span = self.batch.to_links(&LinkLine::Nick { who, new });
-                    self.queue_links(Some(from), span);
-                }
-            }
-            LinkLine::Msg { from: who, text } => {
-                if self.behind(from, who).is_none() {
-                    return;
-                }
-                let span = self.batch.to_many(ServerLine::Msg { from: who, text });
-                self.deliver_to_all_but(from, span);
-                let span = self.batch.to_links(&LinkLine::Msg { from: who, text });
-                self.queue_links(Some(from), span);
-            }
+            LinkLine::Join { who } => self.link_join(from, who),
+            LinkLine::Leave { who } => self.link_leave(from, who),
+            LinkLine::Nick { who, new } => self.link_nick(from, who, new),
+            LinkLine::Msg { from: who, text } => self.link_msg(from, who, text),
             LinkLine::Event {
                 topic,
                 from: who,
                 payload,
-            } => {
-                if self.behind(from, who).is_none() {
-                    return;
-                }
-                let span = self.batch.to_many(ServerLine::Event {
-                    topic,
-                    from: who,
-                    payload,
-                });
-                self.queue_event(from, topic, span);
-                self.forward_event(Some(from), topic, who, payload);
-            }
+            } => self.link_event(from, topic, who, payload),
             LinkLine::Dm {
                 to,
                 from: who,
                 text,
             } => self.dm_from_link(from, to, who, text),
-            LinkLine::Sub { topic } => {
-                if let Some(link) = self.net.links.get_mut(&from) {
-                    link.wants.insert(topic.clone());
-                }
-                self.sync_interest(topic);
-            }
-            LinkLine::Unsub { topic } => {
-                if let Some(link) = self.net.links.get_mut(&from) {
-                    link.wants.remove(topic);
-                }
-                self.sync_interest(topic);
-            }
+            LinkLine::Sub { topic } => self.link_sub(from, topic),
+            LinkLine::Unsub { topic } => self.link_unsub(from, topic),
             // Answered, so a neighbour with a shorter link timeout than
             // ours hears from us often enough too.
             LinkLine::Ping => {
@@ -417,11 +324,7 @@ impl Router {
                 self.queue_link(from, span);
             }
             LinkLine::Pong => {}
-            LinkLine::Err { code, text } => {
-                let peer = self.link_peer(from).unwrap_or("?").to_string();
-                warn!("{peer} closed our link: ERR {code} {text}");
-                self.link_down(from, &format!("ERR {code} {text}"));
-            }
+            LinkLine::Err { code, text } => self.link_err(from, *code, text),
             LinkLine::Hello { .. } => {
                 let refusal = LinkRefusal::new(LinkError::BadLine, "HELLO twice");
                 self.link_refuse(from, &refusal);
@@ -430,6 +333,141 @@ impl Router {
                 warn!("link {from}: SPLIT {hub}, which is not behind it: ignored");
             }
         }
+    }
+
+    /// `HUB <hub>`: one more hub behind link `from`. A name we can already
+    /// reach (or our own) would close a loop, so it refuses the link;
+    /// otherwise the other links hear of the hub too.
+    fn link_hub(&mut self, from: ClientId, hub: &str) {
+        if let Err(refusal) = self.check_new_hub(hub) {
+            warn!("link {from}: {}", refusal.text);
+            return self.link_refuse(from, &refusal);
+        }
+        self.net.hubs.insert(
+            hub.to_string(),
+            RemoteHub {
+                via: from,
+                nicks: BTreeSet::new(),
+            },
+        );
+        let span = self.batch.to_links(&LinkLine::Hub { hub });
+        self.queue_links(Some(from), span);
+    }
+
+    /// `JOIN <nick>@<hub>`: a client appeared behind link `from`. Only a
+    /// nick new to its hub is told on, so a repeated JOIN changes nothing.
+    fn link_join(&mut self, from: ClientId, who: &str) {
+        let Some((nick, hub)) = self.behind(from, who) else {
+            return;
+        };
+        let added = self
+            .net
+            .hubs
+            .get_mut(hub)
+            .is_some_and(|h| h.nicks.insert(nick.to_string()));
+        if added {
+            let span = self.batch.to_many(ServerLine::Join { nick: who });
+            self.deliver_to_all_but(from, span);
+            let span = self.batch.to_links(&LinkLine::Join { who });
+            self.queue_links(Some(from), span);
+        }
+    }
+
+    /// `LEAVE <nick>@<hub>`: a client behind link `from` left. Only a nick
+    /// we knew is told on, so nobody sees a LEAVE without its JOIN.
+    fn link_leave(&mut self, from: ClientId, who: &str) {
+        let Some((nick, hub)) = self.behind(from, who) else {
+            return;
+        };
+        let removed = self
+            .net
+            .hubs
+            .get_mut(hub)
+            .is_some_and(|h| h.nicks.remove(nick));
+        if removed {
+            let span = self.batch.to_many(ServerLine::Leave { nick: who });
+            self.deliver_to_all_but(from, span);
+            let span = self.batch.to_links(&LinkLine::Leave { who });
+            self.queue_links(Some(from), span);
+        }
+    }
+
+    /// `NICK <nick>@<hub> <new>`: a client behind link `from` renamed. Our
+    /// clients see both names in full (`<nick>@<hub>`), the links the line
+    /// as it came.
+    fn link_nick(&mut self, from: ClientId, who: &str, new: &str) {
+        let Some((nick, hub)) = self.behind(from, who) else {
+            return;
+        };
+        let renamed = self.net.hubs.get_mut(hub).is_some_and(|h| {
+            let known = h.nicks.remove(nick);
+            if known {
+                h.nicks.insert(new.to_string());
+            }
+            known
+        });
+        if renamed {
+            let shown = format!("{new}@{hub}");
+            let span = self.batch.to_many(ServerLine::Nick {
+                old: who,
+                new: &shown,
+            });
+            self.deliver_to_all_but(from, span);
+            let span = self.batch.to_links(&LinkLine::Nick { who, new });
+            self.queue_links(Some(from), span);
+        }
+    }
+
+    /// `MSG <nick>@<hub> <text>`: a chat line from behind link `from`, for
+    /// our clients and every other link (the tree: each hub gets it once).
+    fn link_msg(&mut self, from: ClientId, who: &str, text: &str) {
+        if self.behind(from, who).is_none() {
+            return;
+        }
+        let span = self.batch.to_many(ServerLine::Msg { from: who, text });
+        self.deliver_to_all_but(from, span);
+        let span = self.batch.to_links(&LinkLine::Msg { from: who, text });
+        self.queue_links(Some(from), span);
+    }
+
+    /// `EVENT <topic> <nick>@<hub> <payload>`: a `/pub` from behind link
+    /// `from`, for our subscribers and the other links that want `topic`.
+    fn link_event(&mut self, from: ClientId, topic: &str, who: &str, payload: &str) {
+        if self.behind(from, who).is_none() {
+            return;
+        }
+        let span = self.batch.to_many(ServerLine::Event {
+            topic,
+            from: who,
+            payload,
+        });
+        self.queue_event(from, topic, span);
+        self.forward_event(Some(from), topic, who, payload);
+    }
+
+    /// `SUB <topic>`: someone behind link `from` wants `topic` (or `*`);
+    /// the other links may now need to hear that we want it too.
+    fn link_sub(&mut self, from: ClientId, topic: &str) {
+        if let Some(link) = self.net.links.get_mut(&from) {
+            link.wants.insert(topic.to_string());
+        }
+        self.sync_interest(topic);
+    }
+
+    /// `UNSUB <topic>`: nobody behind link `from` wants `topic` any more.
+    fn link_unsub(&mut self, from: ClientId, topic: &str) {
+        if let Some(link) = self.net.links.get_mut(&from) {
+            link.wants.remove(topic);
+        }
+        self.sync_interest(topic);
+    }
+
+    /// `ERR <code> <text>`: the peer refused something and closes the
+    /// link, so it is down from here on (and every hub behind it).
+    fn link_err(&mut self, from: ClientId, code: LinkError, text: &str) {
+        let peer = self.link_peer(from).unwrap_or("?").to_string();
+        warn!("{peer} closed our link: ERR {code} {text}");
+        self.link_down(from, &format!("ERR {code} {text}"));
     }
 
     // ---- what the router's own clients do, for the links ------------------
