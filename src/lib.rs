@@ -7,7 +7,9 @@
 //!   ([`hub::acceptor`]); each client thread blocks in `read()` and sends
 //!   what it parsed into the hub's one channel ([`hub::reader`]); the
 //!   `dispatcher` thread takes events off the channel and writes to every
-//!   socket ([`hub::dispatcher`]).
+//!   socket ([`hub::dispatcher`]), through each client's outbox
+//!   ([`hub::outbox`]). Linked hubs add link threads ([`hub::link`],
+//!   [`hub::linker`]); `--monitor` adds the live view ([`hub::monitor`]).
 //! - [`proto`]: everything both servers (the threaded hub and its async
 //!   twin) share, with no sockets, threads or clocks in it: bytes to lines
 //!   ([`proto::framing`]), client lines ([`proto::client_line`]), server
