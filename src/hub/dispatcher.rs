@@ -374,11 +374,7 @@ impl Outlet for Sockets {
         self.me.enter_at(State::Writev, id, self.me.nanos_at(start));
         // A link has its own timeout (`--link-timeout-ms`).
         let link = is_link(id);
-        let timeout = if link {
-            self.link_timeout
-        } else {
-            self.write_timeout
-        };
+        let timeout = timeout_for(id, self.write_timeout, self.link_timeout);
         let result = if self.blocking_writes {
             write_all_within(&outbox.socket, chunks, timeout, start, client).map_err(|e| {
                 if is_timeout(&e) {
@@ -477,11 +473,7 @@ impl Outlet for Sockets {
                 done.push(id);
                 continue;
             };
-            let timeout = if is_link(id) {
-                self.link_timeout
-            } else {
-                self.write_timeout
-            };
+            let timeout = timeout_for(id, self.write_timeout, self.link_timeout);
             let why = match outbox.overdue(now, timeout) {
                 Some(why) => why,
                 None if outbox.pending() == 0 => {
@@ -609,5 +601,15 @@ impl Sockets {
         let _ = socket.set_write_timeout(Some(self.write_timeout));
         let _ = socket.write_all(line);
         let _ = socket.shutdown(Shutdown::Both);
+    }
+}
+
+/// How long `id`'s bytes may wait to be taken: a link has its own timeout
+/// (`--link-timeout-ms`), a client the write timeout.
+fn timeout_for(id: ClientId, write_timeout: Duration, link_timeout: Duration) -> Duration {
+    if is_link(id) {
+        link_timeout
+    } else {
+        write_timeout
     }
 }
