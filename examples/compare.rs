@@ -1622,36 +1622,25 @@ fn us(v: f64) -> String {
     }
 }
 
+/// `show(v)`, or `n/a` for a figure no run produced (NaN, infinite).
+fn finite_or_na(v: f64, show: impl Fn(f64) -> String) -> String {
+    if v.is_finite() { show(v) } else { "n/a".into() }
+}
+
 fn cores(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.2}")
-    } else {
-        "n/a".into()
-    }
+    finite_or_na(v, |v| format!("{v:.2}"))
 }
 
 fn percent(v: f64) -> String {
-    if v.is_finite() {
-        format!("{:.0}%", v * 100.0)
-    } else {
-        "n/a".into()
-    }
+    finite_or_na(v, |v| format!("{:.0}%", v * 100.0))
 }
 
 fn int(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.0}")
-    } else {
-        "n/a".into()
-    }
+    finite_or_na(v, |v| format!("{v:.0}"))
 }
 
 fn secs(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.2} s")
-    } else {
-        "n/a".into()
-    }
+    finite_or_na(v, |v| format!("{v:.2} s"))
 }
 
 fn count(v: f64) -> String {
@@ -1667,11 +1656,7 @@ fn count(v: f64) -> String {
 }
 
 fn mib(kib: f64) -> String {
-    if kib.is_finite() {
-        format!("{:.1} MiB", kib / 1024.0)
-    } else {
-        "n/a".into()
-    }
+    finite_or_na(kib, |kib| format!("{:.1} MiB", kib / 1024.0))
 }
 
 fn command_line(program: &str, args: &[&str]) -> Option<String> {
