@@ -455,7 +455,12 @@ impl Outlet for Outboxes {
         if let Some(c) = outbox.slot.client() {
             c.wrote_lines(self.share_lines);
         }
-        let bytes = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        // One copy per recipient per batch, chunk by chunk (not byte by
+        // byte): the writer task owns its bytes, the batch is reused.
+        let mut bytes = Vec::with_capacity(chunks.iter().map(|c| c.len()).sum());
+        for chunk in chunks.iter() {
+            bytes.extend_from_slice(chunk);
+        }
         let was_stuck = !outbox.overflow.is_empty();
         if outbox.push(bytes) && !was_stuck {
             self.stuck.push(id);
