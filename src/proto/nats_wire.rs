@@ -104,9 +104,13 @@ pub enum ServerOp {
     Info(ServerInfo),
     /// A message on a subject we subscribed to with `sid`.
     Msg {
+        /// The subject it was published on (never a wildcard).
         subject: String,
+        /// Which of our `SUB`s matched: the sid we gave in [`encode_sub`].
         sid: u64,
+        /// Where the publisher wants an answer, if anywhere.
         reply: Option<String>,
+        /// Any bytes, `\r\n` included: the length said where it ends.
         payload: Vec<u8>,
     },
     /// The server asks if we are alive: answer with [`encode_pong`].
@@ -130,7 +134,8 @@ pub enum NatsWireError {
     BadArgs(String),
     /// A control line longer than [`MAX_CONTROL_LINE`].
     ControlLineTooLong,
-    /// A `MSG` announced more payload than `max_payload`.
+    /// A `MSG` announced `len` bytes of payload, more than `max`
+    /// (`max_payload`): refused before a byte of it is held.
     PayloadTooLong { len: usize, max: usize },
     /// The payload was not followed by `\r\n`: its length was a lie.
     BadPayloadEnd,
@@ -751,7 +756,8 @@ impl Json<'_> {
 pub enum EncodeError {
     /// The subject (or reply subject, or queue group) breaks NATS' rules.
     BadSubject(String),
-    /// The payload is over the server's `max_payload`.
+    /// The payload is `len` bytes, over the server's `max_payload` (`max`):
+    /// the server would close the connection for it.
     PayloadTooLong { len: usize, max: usize },
 }
 
@@ -844,8 +850,9 @@ fn push_json_string(out: &mut Vec<u8>, s: &str) {
 pub struct ConnectOptions {
     /// Shown by the server's monitoring (`connz`): say which hub we are.
     pub name: String,
-    /// Credentials when `INFO` says `auth_required`: a user and password...
+    /// Credentials when `INFO` says `auth_required`: a user...
     pub user: Option<String>,
+    /// ...and its password...
     pub pass: Option<String>,
     /// ...or a token.
     pub auth_token: Option<String>,
@@ -973,11 +980,13 @@ pub const DEFAULT_PORT: u16 = 4222;
 pub struct NatsUrl {
     /// A name or an address; an IPv6 address without its brackets.
     pub host: String,
+    /// [`DEFAULT_PORT`] when the URL names none.
     pub port: u16,
     /// `user` of `nats://user:pass@host`. A user without a password
     /// (`nats://secret@host`) is how NATS URLs carry a *token*: nats.go
     /// sends it as `auth_token`, and so should the caller.
     pub user: Option<String>,
+    /// The password of `user:pass@`, `%XX` decoded.
     pub pass: Option<String>,
 }
 
