@@ -1,0 +1,2 @@
+//! The readiness-loop twin (work in progress).
+fn main() {}
