@@ -15,5 +15,6 @@ pub mod http;
 pub mod id_map;
 pub mod link_line;
 pub mod network;
+pub mod quiet;
 pub mod router;
 pub mod server_line;
