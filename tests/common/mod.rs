@@ -302,9 +302,19 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs `command` with the serve flags for `limits` on a free loopback
 /// port, and waits for its `listening on <addr>` line.
-pub fn spawn_server(mut command: std::process::Command, limits: Limits) -> Box<dyn Server> {
+pub fn spawn_server(command: std::process::Command, limits: Limits) -> Box<dyn Server> {
+    spawn_server_with(command, limits, &[])
+}
+
+/// [`spawn_server`] with more serve flags (`--max-per-ip 2`, say).
+pub fn spawn_server_with(
+    mut command: std::process::Command,
+    limits: Limits,
+    extra: &[&str],
+) -> Box<dyn Server> {
     command
         .args(["--host", "127.0.0.1", "--port", "0"])
+        .args(extra)
         .args(["--max-clients", &limits.max_clients.to_string()])
         .args(["--max-line", &limits.max_line.to_string()])
         .args(["--write-timeout-ms", &limits.write_timeout_ms.to_string()])
