@@ -434,6 +434,46 @@ fn the_async_twin_shows_its_tasks_in_the_same_shape() {
     }
 }
 
+/// The readiness-loop twin serves the same `/stats` shape from inside its
+/// one `poll` loop: one thread row (`poll-loop`, which is answering this
+/// very request), and a row per client, waiting for its bytes.
+#[test]
+fn the_poll_twin_shows_its_one_loop_in_the_same_shape() {
+    let twin = serve_with(Command::new(common::poll_twin_binary()), "127.0.0.1:0", &[]);
+    let mut a = Peer::named(twin.addr, "ann");
+    a.send("/sub pickup");
+    a.expect("OK sub pickup");
+    let mut b = Peer::named(twin.addr, "bob");
+    b.settle();
+    a.settle();
+    let s = until(
+        twin.monitor,
+        Duration::from_secs(10),
+        "ann's subscription published",
+        |s| client(s, "ann").is_some_and(|c| c.field("subs").u64() == Some(1)),
+    );
+    let names: Vec<&str> = s
+        .field("threads")
+        .items()
+        .iter()
+        .filter_map(|t| t.field("name").as_str())
+        .collect();
+    assert!(names.contains(&"poll-loop"), "{names:?}");
+    assert!(
+        !names.contains(&"dispatcher") && !names.contains(&"acceptor"),
+        "one thread does it all: {names:?}"
+    );
+    for name in ["client-1", "client-2"] {
+        let t = thread(&s, name).unwrap_or_else(|| panic!("no {name} in {s:?}"));
+        assert_eq!(t.field("state").as_str(), Some("read"), "{name}: {t:?}");
+    }
+    let out = top(&[&twin.monitor.to_string(), "--once"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for label in ["poll-loop", "client-2", "ann", "bob"] {
+        assert!(text.contains(label), "top --once lacks {label:?}:\n{text}");
+    }
+}
+
 #[test]
 fn top_says_when_the_monitor_is_unreachable_and_recovers() {
     // A port nobody listens on (for the moment).

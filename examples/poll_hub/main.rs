@@ -427,6 +427,8 @@ impl PollHub {
             };
             let Some(line) = reading.framer.next_inbound() else {
                 reading.note_line_progress();
+                // Its row in the live view: waiting for its bytes again.
+                client.slot.enter(State::Read);
                 return;
             };
             if line.is_quit() {
