@@ -412,8 +412,14 @@ fn the_async_twin_shows_its_tasks_in_the_same_shape() {
     let s = until(
         twin.monitor,
         Duration::from_secs(10),
-        "ann's subscription published",
-        |s| client(s, "ann").is_some_and(|c| c.field("subs").u64() == Some(1)),
+        "ann's subscription published and the acceptor back in accept",
+        // The acceptor task goes back to accept() a moment after bob's
+        // WELCOME may already be out (it starts bob's tasks first).
+        |s| {
+            client(s, "ann").is_some_and(|c| c.field("subs").u64() == Some(1))
+                && thread(s, "acceptor")
+                    .is_some_and(|t| t.field("state").as_str() == Some("accept"))
+        },
     );
     for (name, state) in [
         ("router", "recv"),
