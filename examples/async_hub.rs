@@ -17,16 +17,26 @@
 //!
 //! Nobody waits on a slow client. A client whose writer channel is full gets
 //! its lines parked in an overflow buffer (order kept); if the channel stays
-//! full, or one write blocks, for longer than `--write-timeout-ms`, the client
-//! is cut off and the others see `LEAVE`, as the contract says.
+//! full, or one write blocks, for longer than `--write-timeout-ms`, or more
+//! than `--max-pending` bytes wait for it, the client is cut off and the
+//! others see `LEAVE`, as the contract says.
+//!
+//! The other limits are the threaded hub's too, by the same flags: a line
+//! that does not arrive within `--line-timeout-ms`, a client silent for
+//! `--idle-timeout-ms` (each reader task waits for its bytes *or* its
+//! deadline), `--max-per-ip`, `--max-subs`, a spare descriptor to refuse a
+//! client with when the process is out of them, and the same fair share of
+//! the channel per client ([`Quota`]: 256 lines, 1 MiB) within
+//! `--channel-bytes` for all.
 //!
 //! Run it with `cargo run --release --example async_hub -- --port 0`.
 
+use std::fs::File;
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -35,16 +45,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use tcphub::cli::ServeArgs;
+use tcphub::hub::acceptor::PerIp;
+use tcphub::hub::budget::{CLIENT_BYTES, CLIENT_LINES, cost};
 use tcphub::hub::monitor::Monitor;
 use tcphub::hub::score::{Counters, Scoreboard, Slot, State};
 use tcphub::proto::admission::Admission;
 use tcphub::proto::framing::{Inbound, LineFramer};
 use tcphub::proto::id_map::IdMap;
+use tcphub::proto::quiet::Quiet;
 use tcphub::proto::router::{ClientId, Outlet, Router};
-use tcphub::proto::server_line::server_full_line;
+use tcphub::proto::server_line::{ErrorCode, ServerLine, server_full_line};
 
 /// The async twin of `tcphub serve`; it takes exactly the same flags.
 #[derive(Debug, Parser)]
@@ -66,6 +79,10 @@ enum Event {
         /// The client's entry in the live view, shared by its two tasks.
         slot: Arc<Slot>,
         outbox: mpsc::Sender<Vec<u8>>,
+        /// Bytes queued for its writer and not yet written (`--max-pending`).
+        queued: Arc<AtomicUsize>,
+        /// Its share of the channel, given back as its lines are applied.
+        quota: Arc<Quota>,
         /// Dropped by the router when it is done with the client: that ends
         /// the reader task (and so releases the read half of the socket).
         stop_reader: oneshot::Sender<()>,
@@ -85,6 +102,76 @@ const RETRY_EVERY: Duration = Duration::from_millis(2);
 const MAX_WRITE: usize = 256 * 1024;
 /// A writer keeps its coalescing buffer between writes up to this size.
 const KEEP_WRITE_BUFFER: usize = 4 * 1024;
+
+/// One client's fair share of the routing channel, as the threaded hub's
+/// `Quota` (src/hub/budget.rs): at most [`CLIENT_LINES`] lines and
+/// [`CLIENT_BYTES`] bytes of it at once. The reader takes permits before it
+/// sends a line and the router gives them back once the line is applied,
+/// so a flooder waits on its own lines while everyone else's still get in.
+#[derive(Debug)]
+struct Quota {
+    lines: Semaphore,
+    bytes: Semaphore,
+}
+
+/// The channel's byte budget, all clients together (`--channel-bytes`).
+struct Intake {
+    bytes: Semaphore,
+    max: usize,
+}
+
+impl Intake {
+    fn new(max: usize) -> Intake {
+        let max = max.min(Semaphore::MAX_PERMITS);
+        Intake {
+            bytes: Semaphore::new(max),
+            max,
+        }
+    }
+
+    /// Permits one line costs, of its client's quota and of the channel:
+    /// the hub's [`cost`], capped at each budget, so that a line longer
+    /// than a whole budget still passes, alone.
+    fn costs(&self, line: &Inbound) -> (u32, u32) {
+        let c = cost(line);
+        let capped = |max: usize| u32::try_from(c.min(max)).unwrap_or(u32::MAX);
+        (capped(CLIENT_BYTES), capped(self.max))
+    }
+
+    /// The reader's side: waits for room for `line` in `quota` (its own
+    /// lines first, as the hub's reader does) and in the channel. False if
+    /// the budgets are closed (never, while the twin runs).
+    async fn take(&self, quota: &Quota, line: &Inbound) -> bool {
+        let (mine, all) = self.costs(line);
+        let taken = async {
+            quota.lines.acquire().await?.forget();
+            quota.bytes.acquire_many(mine).await?.forget();
+            self.bytes.acquire_many(all).await?.forget();
+            Ok::<(), tokio::sync::AcquireError>(())
+        };
+        taken.await.is_ok()
+    }
+
+    /// The router's side: `line` is applied; its room is free again.
+    /// `quota` is `None` once its client is gone (nobody waits on it).
+    fn give_back(&self, quota: Option<&Quota>, line: &Inbound) {
+        let (mine, all) = self.costs(line);
+        if let Some(quota) = quota {
+            quota.lines.add_permits(1);
+            quota.bytes.add_permits(mine as usize);
+        }
+        self.bytes.add_permits(all as usize);
+    }
+}
+
+impl Quota {
+    fn new() -> Quota {
+        Quota {
+            lines: Semaphore::new(CLIENT_LINES),
+            bytes: Semaphore::new(CLIENT_BYTES),
+        }
+    }
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -121,20 +208,38 @@ async fn main() -> ExitCode {
         eprintln!("async_hub: {e}");
         return ExitCode::from(2);
     }
+    let per_ip = Arc::new(PerIp::new(config.max_per_ip));
+    let intake = Arc::new(Intake::new(config.channel_bytes));
     let routing = Routing {
         router: Router::new(admission.clone()).with_max_subs(config.max_subs),
         me: score.register_thread("router"),
         score: score.clone(),
+        intake: intake.clone(),
         outboxes: Outboxes {
             open: IdMap::default(),
             stuck: Vec::new(),
             write_timeout: config.write_timeout,
+            max_pending: config.max_pending,
+            per_ip: per_ip.clone(),
             share_lines: 0,
             score: score.clone(),
         },
     };
     let router = tokio::spawn(routing.run(inbox));
-    accept_loop(listener, events, admission, &score, &config).await;
+    let acceptor = Acceptor {
+        events,
+        admission,
+        per_ip,
+        intake,
+        score,
+        max_line: config.max_line,
+        write_timeout: config.write_timeout,
+        quiet: Quiet {
+            line: config.line_timeout,
+            idle: config.idle_timeout,
+        },
+    };
+    acceptor.run(listener).await;
     let _ = router.await;
     ExitCode::SUCCESS
 }
@@ -175,121 +280,253 @@ fn start_monitor(
     Ok(())
 }
 
-/// The acceptor: admission, socket options, and two tasks per client.
-async fn accept_loop(
-    listener: TcpListener,
+/// The acceptor task: admission, socket options, and two tasks per client.
+struct Acceptor {
     events: mpsc::Sender<Event>,
     admission: Arc<Admission>,
-    score: &Scoreboard,
-    config: &tcphub::Config,
-) {
-    let (max_line, write_timeout) = (config.max_line, config.write_timeout);
-    let me = score.register_thread("acceptor");
-    loop {
-        me.enter(State::Accept);
-        let accepted = listener.accept().await;
-        me.enter(State::Admit);
-        let (socket, peer) = match accepted {
-            Ok(pair) => {
-                Counters::add(&score.counters.accepted);
-                pair
+    per_ip: Arc<PerIp>,
+    intake: Arc<Intake>,
+    score: Arc<Scoreboard>,
+    max_line: usize,
+    write_timeout: Duration,
+    quiet: Quiet,
+}
+
+impl Acceptor {
+    async fn run(self, listener: TcpListener) {
+        let me = self.score.register_thread("acceptor");
+        let mut spare = spare_descriptor();
+        loop {
+            me.enter(State::Accept);
+            let accepted = listener.accept().await;
+            me.enter(State::Admit);
+            let (socket, peer) = match accepted {
+                Ok(pair) => {
+                    Counters::add(&self.score.counters.accepted);
+                    pair
+                }
+                Err(e) => {
+                    self.accept_failed(&listener, &e, &mut spare).await;
+                    continue;
+                }
+            };
+            if !self.admit(socket, peer).await {
+                return;
             }
-            Err(e) => {
-                // Typically EMFILE: back off instead of spinning.
-                log::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+        }
+    }
+
+    /// Out of descriptors with the spare in hand: give it back, take the
+    /// waiting client, say why it is refused, take the spare again (as the
+    /// threaded hub's acceptor does). Otherwise back off instead of spinning.
+    async fn accept_failed(
+        &self,
+        listener: &TcpListener,
+        e: &std::io::Error,
+        spare: &mut Option<File>,
+    ) {
+        log::warn!("accept failed: {e}");
+        let out_of_fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+        if out_of_fds && spare.take().is_some() {
+            if let Ok((socket, peer)) = listener.accept().await {
+                let text = "the hub is out of file descriptors; try again later";
+                self.refuse(socket, peer, err_line(ErrorCode::ServerFull, text));
             }
-        };
-        let Some(id) = admission.try_admit() else {
-            Counters::add(&score.counters.refused_full);
-            tokio::spawn(refuse_full(socket, peer, write_timeout));
-            continue;
+        } else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if spare.is_none() {
+            *spare = spare_descriptor();
+        }
+    }
+
+    /// Room for its address (`--max-per-ip`), room in the hub, socket
+    /// options, then `Connected` to the router and the client's two tasks.
+    /// False if the router is gone.
+    async fn admit(&self, socket: tokio::net::TcpStream, peer: SocketAddr) -> bool {
+        if !self.per_ip.try_admit(peer.ip()) {
+            let text = "too many connections from your address (--max-per-ip)";
+            self.refuse(socket, peer, err_line(ErrorCode::ServerFull, text));
+            return true;
+        }
+        let Some(id) = self.admission.try_admit() else {
+            self.per_ip.release(peer.ip());
+            self.refuse(socket, peer, server_full_line());
+            return true;
         };
         // Lines are short and already batched: send them at once.
         if let Err(e) = socket.set_nodelay(true) {
             log::warn!("dropping {peer}: cannot set up its socket: {e}");
-            admission.release();
-            continue;
+            self.admission.release();
+            self.per_ip.release(peer.ip());
+            return true;
         }
         let (read_half, write_half) = socket.into_split();
         let (outbox, outbox_rx) = mpsc::channel(OUTBOX_BATCHES);
         let (stop_reader, stop_rx) = oneshot::channel();
-        let slot = score.register_client(id, peer);
+        let slot = self.score.register_client(id, peer);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let quota = Arc::new(Quota::new());
         let connected = Event::Connected {
             id,
             peer,
             slot: slot.clone(),
             outbox,
+            queued: queued.clone(),
+            quota: quota.clone(),
             stop_reader,
         };
-        if events.send(connected).await.is_err() {
-            return;
+        if self.events.send(connected).await.is_err() {
+            return false;
         }
         let writer = Writer {
             id,
             slot: slot.clone(),
-            events: events.clone(),
-            timeout: write_timeout,
+            events: self.events.clone(),
+            timeout: self.write_timeout,
+            queued,
         };
         tokio::spawn(writer.run(write_half, outbox_rx));
-        let reader = read_loop(id, slot, read_half, events.clone(), max_line, stop_rx);
-        tokio::spawn(reader);
+        let reader = Reader {
+            id,
+            slot,
+            events: self.events.clone(),
+            quota,
+            intake: self.intake.clone(),
+            quiet: self.quiet,
+        };
+        tokio::spawn(reader.run(read_half, LineFramer::new(self.max_line), stop_rx));
+        true
+    }
+
+    /// One `ERR` line to a connection the hub will not serve, then close,
+    /// in a task of its own; nobody else hears of this connection.
+    fn refuse(&self, mut socket: tokio::net::TcpStream, peer: SocketAddr, line: Vec<u8>) {
+        log::warn!(
+            "{peer} refused: {}",
+            String::from_utf8_lossy(&line).trim_end()
+        );
+        Counters::add(&self.score.counters.refused_full);
+        let timeout = self.write_timeout;
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(timeout, async {
+                socket.write_all(&line).await?;
+                socket.shutdown().await
+            })
+            .await;
+        });
     }
 }
 
-/// `ERR server-full`, then close; nobody else hears of this connection.
-async fn refuse_full(mut socket: tokio::net::TcpStream, peer: SocketAddr, timeout: Duration) {
-    log::warn!("{peer} refused: server full");
-    let _ = tokio::time::timeout(timeout, async {
-        socket.write_all(&server_full_line()).await?;
-        socket.shutdown().await
-    })
-    .await;
+/// `ERR <code> <text>` as bytes.
+fn err_line(code: ErrorCode, text: &str) -> Vec<u8> {
+    let mut line = Vec::new();
+    ServerLine::Err { code, text }.encode(&mut line);
+    line
 }
 
-/// One client's reader: read into the framer, send on every line it
-/// parsed. Ends at end of stream, on an error, after `/quit`, or when the
-/// router drops `stop`.
-async fn read_loop(
+/// One descriptor held in reserve for [`Acceptor::accept_failed`]. Opening
+/// `/dev/null` does not wait on anything, so doing it in a task is fine.
+fn spare_descriptor() -> Option<File> {
+    File::open("/dev/null").ok()
+}
+
+/// One client's reader task.
+struct Reader {
     id: ClientId,
     slot: Arc<Slot>,
-    mut socket: OwnedReadHalf,
     events: mpsc::Sender<Event>,
-    max_line: usize,
-    mut stop: oneshot::Receiver<()>,
-) {
-    let mut framer = LineFramer::new(max_line).telnet(true);
-    let why = loop {
-        slot.enter(State::Read);
-        let n = tokio::select! {
-            read = socket.read(framer.spare()) => match read {
-                Ok(0) => break "end of stream".to_string(),
-                Ok(n) => n,
-                Err(e) => break format!("read error: {e}"),
-            },
-            _ = &mut stop => {
-                slot.enter(State::Exited);
-                return;
+    /// Its share of the channel, and the channel's byte budget.
+    quota: Arc<Quota>,
+    intake: Arc<Intake>,
+    /// `--line-timeout-ms` and `--idle-timeout-ms`.
+    quiet: Quiet,
+}
+
+impl Reader {
+    /// Reads into the framer, sends on every line it parsed. Ends at end of
+    /// stream, on an error, after `/quit`, when a line or idle timeout
+    /// passes (`ERR`, then the end), or when the router drops `stop`.
+    async fn run(
+        self,
+        mut socket: OwnedReadHalf,
+        framer: LineFramer,
+        mut stop: oneshot::Receiver<()>,
+    ) {
+        let mut framer = framer.telnet(true);
+        let mut last_read = Instant::now();
+        let mut line_since: Option<Instant> = None;
+        let why = loop {
+            // Wait for bytes, or until the nearer of the two timeouts.
+            let now = Instant::now();
+            let line_age = line_since.map(|t| now.duration_since(t));
+            let wait = self.quiet.wait(line_age, now.duration_since(last_read));
+            self.slot.enter(State::Read);
+            let n = tokio::select! {
+                read = socket.read(framer.spare()) => match read {
+                    Ok(0) => break "end of stream".to_string(),
+                    Ok(n) => n,
+                    Err(e) => break format!("read error: {e}"),
+                },
+                () = sleep_or_never(wait) => {
+                    let now = Instant::now();
+                    let line_age = line_since.map(|t| now.duration_since(t));
+                    match self.quiet.expired(line_age, now.duration_since(last_read)) {
+                        Some(refusal) => {
+                            let why = format!("{}: {}", refusal.code, refusal.text);
+                            self.send(Inbound::Refused(refusal)).await;
+                            break why;
+                        }
+                        None => continue,
+                    }
+                },
+                _ = &mut stop => {
+                    self.slot.enter(State::Exited);
+                    return;
+                }
+            };
+            framer.filled(n);
+            self.slot.read_returned(n);
+            last_read = Instant::now();
+            self.slot.enter(State::HandOver);
+            while let Some(line) = framer.next_inbound() {
+                let quit = line.is_quit();
+                self.slot.line_in();
+                // Lines after /quit are ignored.
+                if !self.send(line).await || quit {
+                    self.slot.enter(State::Exited);
+                    return;
+                }
             }
+            line_since = match line_since {
+                _ if !framer.in_line() => None,
+                None => Some(last_read),
+                since => since,
+            };
         };
-        framer.filled(n);
-        slot.read_returned(n);
-        slot.enter(State::HandOver);
-        while let Some(line) = framer.next_inbound() {
-            let quit = line.is_quit();
-            slot.line_in();
-            // Waits while the channel is full: this client stops being read,
-            // and TCP slows its sender down. Lines after /quit are ignored.
-            if !hand_over(&slot, &events, Event::Line { id, line }).await || quit {
-                slot.enter(State::Exited);
-                return;
-            }
+        debug!("reader {} done: {why}", self.id);
+        let _ = self.events.send(Event::Closed { id: self.id, why }).await;
+        self.slot.enter(State::Exited);
+    }
+
+    /// One line to the router: room in this client's quota and the
+    /// channel's budget first, then the channel. While either is full this
+    /// client stops being read, and TCP slows its sender down. False if the
+    /// router is gone.
+    async fn send(&self, line: Inbound) -> bool {
+        if !self.intake.take(&self.quota, &line).await {
+            return false;
         }
-    };
-    debug!("reader {id} done: {why}");
-    let _ = events.send(Event::Closed { id, why }).await;
-    slot.enter(State::Exited);
+        hand_over(&self.slot, &self.events, Event::Line { id: self.id, line }).await
+    }
+}
+
+/// Sleeps for `wait`, or for ever (`None`: no timeout is set).
+async fn sleep_or_never(wait: Option<Duration>) {
+    match wait {
+        Some(wait) => tokio::time::sleep(wait).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// One event into the routing task's channel, waiting while it is full (the
@@ -316,6 +553,9 @@ struct Writer {
     slot: Arc<Slot>,
     events: mpsc::Sender<Event>,
     timeout: Duration,
+    /// Bytes queued for this writer and not yet written: counted up by the
+    /// router, down here (`--max-pending`).
+    queued: Arc<AtomicUsize>,
 }
 
 impl Writer {
@@ -362,9 +602,12 @@ impl Writer {
                 self.timeout.as_millis()
             )),
         };
-        if let (Some(c), None) = (client, &why) {
-            c.wrote_bytes(out.len());
-            c.set_pending(0);
+        if why.is_none() {
+            self.queued.fetch_sub(out.len(), Ordering::AcqRel);
+            if let Some(c) = client {
+                c.wrote_bytes(out.len());
+                c.set_pending(0);
+            }
         }
         why
     }
@@ -381,6 +624,11 @@ struct Outbox {
     _stop_reader: oneshot::Sender<()>,
     /// The client's entry in the live view.
     slot: Arc<Slot>,
+    peer: SocketAddr,
+    /// Bytes in its channel, its overflow and its writer's hands.
+    queued: Arc<AtomicUsize>,
+    /// Its share of the routing channel, given back line by line.
+    quota: Arc<Quota>,
 }
 
 impl Outbox {
@@ -432,6 +680,10 @@ struct Outboxes {
     /// Clients with a non-empty overflow.
     stuck: Vec<ClientId>,
     write_timeout: Duration,
+    /// `--max-pending`: bytes one client may have queued and unwritten.
+    max_pending: usize,
+    /// Connections per address, released here when a client is closed.
+    per_ip: Arc<PerIp>,
     /// Lines in the share about to be delivered (for the live view).
     share_lines: usize,
     /// The live view, to count the clients cut off here.
@@ -455,9 +707,19 @@ impl Outlet for Outboxes {
         if let Some(c) = outbox.slot.client() {
             c.wrote_lines(self.share_lines);
         }
+        // More than --max-pending waiting for it: cut off, as the hub does.
+        let len: usize = chunks.iter().map(|c| c.len()).sum();
+        if outbox.queued.load(Ordering::Acquire) + len > self.max_pending {
+            let max = self.max_pending;
+            Counters::add(&self.score.counters.cut_off);
+            return Err(format!(
+                "not reading fast enough: more than {max} bytes pending (--max-pending)"
+            ));
+        }
+        outbox.queued.fetch_add(len, Ordering::AcqRel);
         // One copy per recipient per batch, chunk by chunk (not byte by
         // byte): the writer task owns its bytes, the batch is reused.
-        let mut bytes = Vec::with_capacity(chunks.iter().map(|c| c.len()).sum());
+        let mut bytes = Vec::with_capacity(len);
         for chunk in chunks.iter() {
             bytes.extend_from_slice(chunk);
         }
@@ -475,6 +737,7 @@ impl Outlet for Outboxes {
         let Some(outbox) = self.open.remove(&id) else {
             return;
         };
+        self.per_ip.release(outbox.peer.ip());
         if let Some(c) = outbox.slot.client() {
             c.publish("", 0, false);
         }
@@ -531,6 +794,8 @@ struct Routing {
     /// The routing task's entry in the live view.
     me: Arc<Slot>,
     score: Arc<Scoreboard>,
+    /// The channel's byte budget: given back as each line is applied.
+    intake: Arc<Intake>,
 }
 
 impl Routing {
@@ -576,10 +841,15 @@ impl Routing {
                 peer,
                 slot,
                 outbox,
+                queued,
+                quota,
                 stop_reader,
             } => {
                 let outbox = Outbox {
                     slot,
+                    peer,
+                    queued,
+                    quota,
                     tx: outbox,
                     overflow: Vec::new(),
                     full_since: None,
@@ -594,8 +864,12 @@ impl Routing {
             }
             Event::Line { id, line } => {
                 self.router.on_line(id, &line);
-                let slot = self.outboxes.open.get(&id).map(|o| o.slot.as_ref());
+                let outbox = self.outboxes.open.get(&id);
+                let slot = outbox.map(|o| o.slot.as_ref());
                 self.score.note_line(slot, &self.router, id, &line);
+                // Its room in the channel is free again: the reader may go on.
+                self.intake
+                    .give_back(outbox.map(|o| o.quota.as_ref()), &line);
             }
             Event::Closed { id, why } => {
                 // A writer that failed: the live view counts it.

@@ -8,7 +8,22 @@
 // enforced without buffering more than the limit, bad UTF-8 is refused,
 // every command and error code is there, guest numbers skip names in use,
 // `--max-clients` gives `ERR server-full`, and a client that stops reading
-// is cut off after `--write-timeout-ms` instead of growing our memory.
+// is cut off after `--write-timeout-ms`, or as soon as more than
+// `--max-pending` bytes wait for it, instead of growing our memory.
+//
+// The other limits of `tcphub serve` are here too, with the same flags and
+// defaults: `--line-timeout-ms` (a line left unfinished), `--idle-timeout-ms`
+// (a client that sends nothing), `--max-per-ip`, `--max-subs`. What Node's
+// model decides for us (docs/async-comparison.md says more):
+// - there is no channel between reading and routing (a 'data' handler runs
+//   to its end before the next one), so `--channel-capacity` and
+//   `--channel-bytes` are accepted and mean nothing, and fairness is the
+//   event loop's: every readable socket gets one read per turn;
+// - `--blocking-writes` is accepted and means nothing: `socket.write` never
+//   blocks;
+// - out of file descriptors, libuv itself accepts the waiting connection
+//   with a descriptor it keeps in reserve and closes it at once: the client
+//   sees the connection end, not `ERR server-full`.
 //
 // Same flags and the same `listening on <addr>` line as `tcphub serve`:
 //     node examples/node_hub.js --port 0
@@ -20,23 +35,46 @@ const { isUtf8 } = require('node:buffer');
 
 // ---- flags ------------------------------------------------------------------
 
-const USAGE = `usage: node examples/node_hub.js [--host HOST] [--port PORT] [--max-clients N]
-                                    [--max-line BYTES] [--write-timeout-ms MS]`;
+// The defaults of `tcphub serve` (src/cli.rs, src/hub/mod.rs); --help
+// prints them, and tests/limits.rs checks they are still the hub's.
+const DEFAULTS = {
+  host: '127.0.0.1',
+  port: 3000,
+  maxClients: 1024,
+  maxLine: 4096,
+  writeTimeoutMs: 2000,
+  channelCapacity: 16384,
+  channelBytes: 16777216,
+  maxPending: 1048576,
+  maxSubs: 4096,
+  lineTimeoutMs: 30000,
+  idleTimeoutMs: 0,
+  maxPerIp: 0,
+};
+
+const USAGE = `usage: node examples/node_hub.js [--host ${DEFAULTS.host}] [--port ${DEFAULTS.port}]
+    [--max-clients ${DEFAULTS.maxClients}] [--max-line ${DEFAULTS.maxLine}] [--write-timeout-ms ${DEFAULTS.writeTimeoutMs}]
+    [--channel-capacity ${DEFAULTS.channelCapacity}] [--channel-bytes ${DEFAULTS.channelBytes}] [--max-pending ${DEFAULTS.maxPending}]
+    [--blocking-writes] [--max-subs ${DEFAULTS.maxSubs}] [--line-timeout-ms ${DEFAULTS.lineTimeoutMs}]
+    [--idle-timeout-ms ${DEFAULTS.idleTimeoutMs}] [--max-per-ip ${DEFAULTS.maxPerIp}]
+(0 turns --line-timeout-ms, --idle-timeout-ms and --max-per-ip off; the channel
+flags and --blocking-writes are accepted and mean nothing here)`;
 
 function parseFlags(argv) {
-  const flags = {
-    host: '127.0.0.1',
-    port: 3000,
-    maxClients: 1024,
-    maxLine: 4096,
-    writeTimeoutMs: 2000,
-  };
+  const flags = { ...DEFAULTS };
   // name -> [field, min, max] (the same ranges as `tcphub serve`)
   const numeric = {
     '--port': ['port', 0, 65535],
     '--max-clients': ['maxClients', 1, 1000000],
     '--max-line': ['maxLine', 1, 16 * 1024 * 1024],
     '--write-timeout-ms': ['writeTimeoutMs', 1, 3600000],
+    '--channel-capacity': ['channelCapacity', 1, 1048576],
+    '--channel-bytes': ['channelBytes', 1, 2 ** 40],
+    '--max-pending': ['maxPending', 1, 2 ** 40],
+    '--max-subs': ['maxSubs', 1, 1000000000],
+    '--line-timeout-ms': ['lineTimeoutMs', 0, 86400000],
+    '--idle-timeout-ms': ['idleTimeoutMs', 0, 86400000],
+    '--max-per-ip': ['maxPerIp', 0, 1000000],
   };
   for (let i = 0; i < argv.length; i++) {
     let name = argv[i];
@@ -50,6 +88,7 @@ function parseFlags(argv) {
       console.log(USAGE);
       process.exit(0);
     }
+    if (name === '--blocking-writes' && value === undefined) continue;
     if (name !== '--host' && !(name in numeric)) {
       fail(`unexpected argument '${argv[i]}'`);
     }
@@ -172,24 +211,44 @@ function parseCommand(line) {
 const clients = new Set(); // connected clients
 const nicks = new Map(); // nick -> client
 const topics = new Map(); // topic (or '*') -> Set of clients
+const perIp = new Map(); // remote address -> connections open (--max-per-ip)
 let nextGuest = 1;
 let admitted = 0;
 
 // Queues one line (a Buffer, formatted once for all its recipients) for one
-// client. When the socket's buffer is over its mark, a timer starts; if the
-// socket has not drained when it fires, the client stopped reading and is
-// cut off.
+// client. Node keeps what the kernel does not take in user memory
+// (`writableLength`): more than --max-pending there and the client is cut
+// off at once. When the socket's buffer is over its mark, a timer starts;
+// if the socket has not drained when it fires, the client stopped reading
+// and is cut off.
 function send(client, line) {
   if (!client.open) return;
-  if (!client.socket.write(line) && client.stall === null) {
+  const below = client.socket.write(line);
+  if (client.socket.writableLength > flags.maxPending) {
+    cutOff(client, `not reading fast enough: more than ${flags.maxPending} bytes pending (--max-pending)`);
+    return;
+  }
+  if (!below && client.stall === null) {
     client.stall = setTimeout(() => {
       client.stall = null;
       if (client.socket.writableLength > 0) {
-        leave(client, `not reading: write blocked past ${flags.writeTimeoutMs} ms`);
-        client.socket.destroy();
+        cutOff(client, `not reading: write blocked past ${flags.writeTimeoutMs} ms`);
       }
     }, flags.writeTimeoutMs);
   }
+}
+
+// A client that cannot take its lines: the others see LEAVE, and what is
+// queued for it is thrown away with the socket.
+function cutOff(client, why) {
+  leave(client, why);
+  client.socket.destroy();
+}
+
+// `ERR <code> <text>` for a line or idle timeout, then the end of it.
+function kick(client, code, text) {
+  reply(client, `ERR ${code} ${text}`);
+  leave(client, `${code}: ${text}`);
 }
 
 function reply(client, text) {
@@ -212,9 +271,12 @@ function leave(client, why) {
   nicks.delete(client.nick);
   for (const topic of client.subs) unsubscribe(client, topic);
   admitted -= 1;
-  if (client.stall !== null) {
-    clearTimeout(client.stall);
-    client.stall = null;
+  release(client.socket.remoteAddress);
+  for (const timer of ['stall', 'lineTimer', 'idleTimer']) {
+    if (client[timer] !== null) {
+      clearTimeout(client[timer]);
+      client[timer] = null;
+    }
   }
   toAllBut(client, `LEAVE ${client.nick}`);
   client.socket.end();
@@ -264,6 +326,10 @@ function handle(client, cmd) {
       break;
     }
     case 'sub':
+      if (!client.subs.has(cmd.topic) && client.subs.size >= flags.maxSubs) {
+        reply(client, `ERR too-many-subs at most ${flags.maxSubs} topics per client`);
+        break;
+      }
       if (!client.subs.has(cmd.topic)) {
         client.subs.add(cmd.topic);
         if (!topics.has(cmd.topic)) topics.set(cmd.topic, new Set());
@@ -364,13 +430,53 @@ function onData(client, chunk) {
     }
     start = end + 1;
   }
+  timeLine(client);
+}
+
+// --line-timeout-ms: a line in progress (bytes held, or the rest of a
+// too-long one being skipped) must end within the limit, counted from the
+// chunk that brought its first bytes.
+function timeLine(client) {
+  const inLine = client.partialLength > 0 || client.discarding;
+  if (!inLine || !client.open) {
+    if (client.lineTimer !== null) clearTimeout(client.lineTimer);
+    client.lineTimer = null;
+  } else if (client.lineTimer === null && flags.lineTimeoutMs > 0) {
+    const ms = flags.lineTimeoutMs;
+    client.lineTimer = setTimeout(() => {
+      client.lineTimer = null;
+      kick(client, 'line-timeout', `a line must arrive within ${ms} ms`);
+    }, ms);
+  }
+}
+
+// --max-per-ip: one more connection from `ip`, if it has room.
+function admitIp(ip) {
+  if (flags.maxPerIp === 0) return true;
+  const open = perIp.get(ip) || 0;
+  if (open >= flags.maxPerIp) return false;
+  perIp.set(ip, open + 1);
+  return true;
+}
+
+function release(ip) {
+  if (flags.maxPerIp === 0) return;
+  const open = (perIp.get(ip) || 1) - 1;
+  if (open === 0) perIp.delete(ip);
+  else perIp.set(ip, open);
 }
 
 // ---- the server -------------------------------------------------------------------
 
 const server = net.createServer({ allowHalfOpen: true }, (socket) => {
   socket.on('error', () => {}); // reported through 'close' below
+  if (!admitIp(socket.remoteAddress)) {
+    socket.end('ERR server-full too many connections from your address (--max-per-ip)\n');
+    setTimeout(() => socket.destroy(), flags.writeTimeoutMs).unref();
+    return;
+  }
   if (admitted >= flags.maxClients) {
+    release(socket.remoteAddress);
     socket.end('ERR server-full the hub is at its --max-clients limit; try again later\n');
     setTimeout(() => socket.destroy(), flags.writeTimeoutMs).unref();
     return;
@@ -385,6 +491,8 @@ const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     subs: new Set(),
     open: true,
     stall: null,
+    lineTimer: null,
+    idleTimer: null,
     partial: [],
     partialLength: 0,
     discarding: false,
@@ -394,7 +502,19 @@ const server = net.createServer({ allowHalfOpen: true }, (socket) => {
   nicks.set(nick, client);
   reply(client, `WELCOME ${nick}`);
 
-  socket.on('data', (chunk) => onData(client, chunk));
+  // --idle-timeout-ms: not `socket.setTimeout`, which counts our writes as
+  // activity too; a client that only receives is idle all the same.
+  if (flags.idleTimeoutMs > 0) {
+    const ms = flags.idleTimeoutMs;
+    client.idleTimer = setTimeout(() => {
+      client.idleTimer = null;
+      kick(client, 'idle-timeout', `nothing received for ${ms} ms`);
+    }, ms);
+  }
+  socket.on('data', (chunk) => {
+    if (client.idleTimer !== null) client.idleTimer.refresh();
+    onData(client, chunk);
+  });
   // Half-close: everything it sent is answered by now; close our side too.
   socket.on('end', () => leave(client, 'end of stream'));
   socket.on('close', () => leave(client, 'closed'));

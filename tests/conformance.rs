@@ -84,6 +84,7 @@ fn runs_everywhere() -> Option<String> {
 
 conformance!(threaded, common::start_threaded);
 conformance!(async_twin, common::start_async);
+conformance!(poll_twin, common::start_poll);
 conformance!(
     node_twin,
     common::start_node,

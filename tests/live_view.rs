@@ -412,8 +412,14 @@ fn the_async_twin_shows_its_tasks_in_the_same_shape() {
     let s = until(
         twin.monitor,
         Duration::from_secs(10),
-        "ann's subscription published",
-        |s| client(s, "ann").is_some_and(|c| c.field("subs").u64() == Some(1)),
+        "ann's subscription published and the acceptor back in accept",
+        // The acceptor task goes back to accept() a moment after bob's
+        // WELCOME may already be out (it starts bob's tasks first).
+        |s| {
+            client(s, "ann").is_some_and(|c| c.field("subs").u64() == Some(1))
+                && thread(s, "acceptor")
+                    .is_some_and(|t| t.field("state").as_str() == Some("accept"))
+        },
     );
     for (name, state) in [
         ("router", "recv"),
@@ -430,6 +436,46 @@ fn the_async_twin_shows_its_tasks_in_the_same_shape() {
     let out = top(&[&twin.monitor.to_string(), "--once"]);
     let text = String::from_utf8_lossy(&out.stdout);
     for label in ["router", "client-2", "in read()", "ann", "bob"] {
+        assert!(text.contains(label), "top --once lacks {label:?}:\n{text}");
+    }
+}
+
+/// The readiness-loop twin serves the same `/stats` shape from inside its
+/// one `poll` loop: one thread row (`poll-loop`, which is answering this
+/// very request), and a row per client, waiting for its bytes.
+#[test]
+fn the_poll_twin_shows_its_one_loop_in_the_same_shape() {
+    let twin = serve_with(Command::new(common::poll_twin_binary()), "127.0.0.1:0", &[]);
+    let mut a = Peer::named(twin.addr, "ann");
+    a.send("/sub pickup");
+    a.expect("OK sub pickup");
+    let mut b = Peer::named(twin.addr, "bob");
+    b.settle();
+    a.settle();
+    let s = until(
+        twin.monitor,
+        Duration::from_secs(10),
+        "ann's subscription published",
+        |s| client(s, "ann").is_some_and(|c| c.field("subs").u64() == Some(1)),
+    );
+    let names: Vec<&str> = s
+        .field("threads")
+        .items()
+        .iter()
+        .filter_map(|t| t.field("name").as_str())
+        .collect();
+    assert!(names.contains(&"poll-loop"), "{names:?}");
+    assert!(
+        !names.contains(&"dispatcher") && !names.contains(&"acceptor"),
+        "one thread does it all: {names:?}"
+    );
+    for name in ["client-1", "client-2"] {
+        let t = thread(&s, name).unwrap_or_else(|| panic!("no {name} in {s:?}"));
+        assert_eq!(t.field("state").as_str(), Some("read"), "{name}: {t:?}");
+    }
+    let out = top(&[&twin.monitor.to_string(), "--once"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for label in ["poll-loop", "client-2", "ann", "bob"] {
         assert!(text.contains(label), "top --once lacks {label:?}:\n{text}");
     }
 }

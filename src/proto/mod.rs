@@ -16,5 +16,6 @@ pub mod id_map;
 pub mod link_line;
 pub mod nats_wire;
 pub mod network;
+pub mod quiet;
 pub mod router;
 pub mod server_line;

@@ -302,9 +302,19 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs `command` with the serve flags for `limits` on a free loopback
 /// port, and waits for its `listening on <addr>` line.
-pub fn spawn_server(mut command: std::process::Command, limits: Limits) -> Box<dyn Server> {
+pub fn spawn_server(command: std::process::Command, limits: Limits) -> Box<dyn Server> {
+    spawn_server_with(command, limits, &[])
+}
+
+/// [`spawn_server`] with more serve flags (`--max-per-ip 2`, say).
+pub fn spawn_server_with(
+    mut command: std::process::Command,
+    limits: Limits,
+    extra: &[&str],
+) -> Box<dyn Server> {
     command
         .args(["--host", "127.0.0.1", "--port", "0"])
+        .args(extra)
         .args(["--max-clients", &limits.max_clients.to_string()])
         .args(["--max-line", &limits.max_line.to_string()])
         .args(["--write-timeout-ms", &limits.write_timeout_ms.to_string()])
@@ -333,18 +343,31 @@ pub fn async_twin_binary() -> std::path::PathBuf {
     static BUILT: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
         std::sync::OnceLock::new();
     BUILT
-        .get_or_init(build_async_twin)
+        .get_or_init(|| build_example("async_hub", "examples/async_hub.rs"))
         .clone()
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn build_async_twin() -> Result<std::path::PathBuf, String> {
+/// Path of the readiness-loop twin's binary (`examples/poll_hub/`), built
+/// like [`async_twin_binary`].
+pub fn poll_twin_binary() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
+        std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| build_example("poll_hub", "examples/poll_hub"))
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Builds example `name` (whose sources are `source`, a file or folder)
+/// unless its binary is newer than those sources, `src/` and Cargo.toml.
+fn build_example(name: &str, source: &str) -> Result<std::path::PathBuf, String> {
     let profile_dir = profile_dir();
     let binary = profile_dir
         .join("examples")
-        .join(format!("async_hub{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let newest_source = ["examples/async_hub.rs", "src", "Cargo.toml"]
+    let newest_source = [source, "src", "Cargo.toml"]
         .iter()
         .filter_map(|p| newest_mtime(&root.join(p)))
         .max();
@@ -358,7 +381,7 @@ fn build_async_twin() -> Result<std::path::PathBuf, String> {
     let mut build = std::process::Command::new(cargo);
     build
         .current_dir(root)
-        .args(["build", "--example", "async_hub"])
+        .args(["build", "--example", name])
         .stdin(std::process::Stdio::null());
     match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") | None => {}
@@ -375,10 +398,10 @@ fn build_async_twin() -> Result<std::path::PathBuf, String> {
     }
     let output = build
         .output()
-        .map_err(|e| format!("cannot run cargo to build the async twin: {e}"))?;
+        .map_err(|e| format!("cannot run cargo to build {name}: {e}"))?;
     if !output.status.success() || !binary.exists() {
         return Err(format!(
-            "`cargo build --example async_hub` failed ({}):\n{}",
+            "`cargo build --example {name}` failed ({}):\n{}",
             output.status,
             String::from_utf8_lossy(&output.stderr)
         ));
@@ -402,6 +425,11 @@ fn newest_mtime(path: &std::path::Path) -> Option<std::time::SystemTime> {
 /// Starts the async twin (`examples/async_hub.rs`) as a child process.
 pub fn start_async(limits: Limits) -> Box<dyn Server> {
     spawn_server(std::process::Command::new(async_twin_binary()), limits)
+}
+
+/// Starts the readiness-loop twin (`examples/poll_hub/`) as a child process.
+pub fn start_poll(limits: Limits) -> Box<dyn Server> {
+    spawn_server(std::process::Command::new(poll_twin_binary()), limits)
 }
 
 /// Why the Node twin cannot run here (`node` missing), if it cannot.
