@@ -14,6 +14,7 @@ pub mod framing;
 pub mod http;
 pub mod id_map;
 pub mod link_line;
+pub mod nats_subjects;
 pub mod nats_wire;
 pub mod network;
 pub mod quiet;
