@@ -314,6 +314,10 @@ pub struct ClientArgs {
     /// so they cannot drive your terminal.
     #[arg(long)]
     pub raw: bool,
+    /// Give up, saying why, if the server sends no first line (`WELCOME`)
+    /// within this many milliseconds of connecting.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    pub welcome_timeout_ms: u64,
 }
 
 /// `tcphub agent`: which role to run.
@@ -422,6 +426,7 @@ fn client(args: &ClientArgs) -> ExitCode {
         nick: args.nick.clone(),
         pretty: args.pretty,
         raw: args.raw,
+        welcome_timeout: std::time::Duration::from_millis(args.welcome_timeout_ms),
     };
     match crate::client::run(&options, std::io::stdin(), std::io::stdout()) {
         Ok(ClientEnd::Bye | ClientEnd::InputDone | ClientEnd::OutputClosed) => ExitCode::SUCCESS,
