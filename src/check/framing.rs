@@ -113,7 +113,7 @@ fn bad_utf8(ctx: &mut Ctx) -> CheckResult {
     let hint = "check each line is valid UTF-8 before using it (in Node: buffer.isUtf8(line) on \
         the bytes, before toString()); if not, answer ERR bad-utf8 and drop the line";
     // 0xFE, never in UTF-8; not 0xFF, which a server may take for telnet's
-    // IAC and remove (tcphub does, for `telnet` in character mode).
+    // IAC (tcphub does, on a connection that opened with a negotiation).
     a.send_raw(b"caf\xe9\n\xfe\xfe\x00\n/nick \xc3\x28\n")?;
     for _ in 0..3 {
         a.expect_err("bad-utf8")
