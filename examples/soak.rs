@@ -393,8 +393,8 @@ fn garbage(addr: SocketAddr, stop: &AtomicBool, c: &Counters, seed: u64) {
         let mut bytes: Vec<u8> = Vec::new();
         for _ in 0..20 {
             match rng.below(8) {
-                // (No 0xFF: since telnet support it starts a telnet command,
-                // and `IAC SB` swallows what follows until `IAC SE`.)
+                // (0xFF on this raw connection is just another byte that
+                // is not UTF-8; see case 7.)
                 0 => bytes.extend_from_slice(b"\xc3\x28 bad utf-8\n\xfe\xfe\n"),
                 1 => {
                     bytes.extend(std::iter::repeat_n(b'g', 1024 + rng.below(4000) as usize));
@@ -405,7 +405,7 @@ fn garbage(addr: SocketAddr, stop: &AtomicBool, c: &Counters, seed: u64) {
                 4 => bytes.extend_from_slice(b"\r\r\n\x00\x01\x02 control\n\n\r\n"),
                 5 => {
                     // random bytes, never a `/` (no accidental /quit) nor
-                    // 0xFF (telnet's IAC), then \n
+                    // 0xFF (kept out so the mix stays as it was), then \n
                     for _ in 0..rng.below(200) {
                         let b = (rng.next() & 0xff) as u8;
                         let odd = matches!(b, b'/' | b'\n' | 0xff);
@@ -414,7 +414,8 @@ fn garbage(addr: SocketAddr, stop: &AtomicBool, c: &Counters, seed: u64) {
                     bytes.push(b'\n');
                 }
                 6 => bytes.extend_from_slice(b"/list\n/help\n"),
-                // telnet negotiation (IAC WILL ECHO), removed by the hub
+                // telnet negotiation (IAC WILL ECHO) in the middle of a raw
+                // connection: not telnet, so kept, and the line is ERR bad-utf8
                 _ => bytes.extend_from_slice(b"\xff\xfb\x01telnet says hi\n"),
             }
         }

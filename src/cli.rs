@@ -314,6 +314,10 @@ pub struct ClientArgs {
     /// so they cannot drive your terminal.
     #[arg(long)]
     pub raw: bool,
+    /// Give up, saying why, if the server sends no first line (`WELCOME`)
+    /// within this many milliseconds of connecting.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    pub welcome_timeout_ms: u64,
 }
 
 /// `tcphub agent`: which role to run.
@@ -422,6 +426,7 @@ fn client(args: &ClientArgs) -> ExitCode {
         nick: args.nick.clone(),
         pretty: args.pretty,
         raw: args.raw,
+        welcome_timeout: std::time::Duration::from_millis(args.welcome_timeout_ms),
     };
     match crate::client::run(&options, std::io::stdin(), std::io::stdout()) {
         Ok(ClientEnd::Bye | ClientEnd::InputDone | ClientEnd::OutputClosed) => ExitCode::SUCCESS,
@@ -594,6 +599,10 @@ pub struct CheckArgs {
     /// `guest-numbers` can check that numbering starts at guest-1.
     #[arg(long)]
     pub fresh: bool,
+    /// Count tcphub's choices (the checks `--list` marks `choice`) as
+    /// failures, not `NOTE`s: for servers meant to behave as tcphub does.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 fn check(args: &CheckArgs) -> ExitCode {
@@ -633,13 +642,13 @@ fn check(args: &CheckArgs) -> ExitCode {
     };
     let timeout = Duration::from_millis(args.timeout_ms);
     let mut target = grade::Address::new(addr, limits, timeout, args.fresh);
-    match grade::grade(&mut target, &checks, &mut stdout) {
+    match grade::grade(&mut target, &checks, args.strict, &mut stdout) {
         Err(grade::Unreachable(why)) => {
             eprintln!("tcphub check: cannot connect to {text}: {why} (is the server running?)");
             ExitCode::from(2)
         }
         Ok(score) if score.failed > 0 => ExitCode::FAILURE,
-        Ok(score) if score.passed == 0 => {
+        Ok(score) if score.passed + score.noted == 0 => {
             eprintln!("tcphub check: no check ran (see the SKIP lines)");
             ExitCode::from(2)
         }

@@ -56,7 +56,11 @@ fn the_hub_passes_every_check() {
             c.name
         );
     }
-    assert!(out.ends_with("19/19 checks passed\n"), "{out}");
+    let all = tcphub::check::CHECKS.len();
+    assert!(
+        out.ends_with(&format!("{all}/{all} checks passed\n")),
+        "{out}"
+    );
     hub.shutdown();
 }
 
@@ -73,7 +77,11 @@ fn limits_not_given_are_skips_not_failures() {
         out.contains("SKIP slow-consumer: needs the server's --write-timeout-ms"),
         "{out}"
     );
-    assert!(out.ends_with("17/17 checks passed, 2 skipped\n"), "{out}");
+    let ran = tcphub::check::CHECKS.len() - 3;
+    assert!(
+        out.ends_with(&format!("{ran}/{ran} checks passed, 3 skipped\n")),
+        "{out}"
+    );
     hub.shutdown();
 }
 
@@ -112,7 +120,7 @@ fn the_naive_node_server_fails_with_hints_a_student_can_act_on() {
         "FAIL bad-utf8\n",
         "FAIL quit\n",
         "SKIP server-full: needs the server's --max-clients",
-        "checks passed, 2 skipped\n",
+        "skipped\n",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
@@ -170,7 +178,7 @@ fn list_names_every_check_with_a_description() {
     assert_eq!(out.lines().count(), tcphub::check::CHECKS.len());
     for c in tcphub::check::CHECKS {
         assert!(
-            out.contains(&format!("{:<24} {}", c.name, c.about)),
+            out.contains(&format!("{:<24} {:<8} {}", c.name, c.kind.label(), c.about)),
             "{out}"
         );
     }
@@ -209,6 +217,76 @@ fn the_exercises_step_7_hub_is_graded_by_tcphub_check() {
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("FAIL ping-help-errors") && out.contains("HELP"),
+        "{out}"
+    );
+}
+
+/// A server that keeps protocol v1 and makes the other choice on every open
+/// point (tests/servers/other_choices.py): exit 0, its choices `NOTE`d;
+/// with `--strict`, exit 1; and the same server breaking one requirement
+/// (chat trimmed) exits 1.
+#[test]
+fn other_choices_are_notes_and_a_broken_requirement_fails() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/servers/other_choices.py"
+    );
+    let start = |extra: &[&str]| {
+        let mut python = Command::new("python3");
+        python.arg(script).args(extra);
+        let limits = common::Limits {
+            max_clients: 10,
+            ..common::Limits::default()
+        };
+        common::spawn_server(python, limits)
+    };
+    let server = start(&[]);
+    let addr = server.addr().to_string();
+    let (code, out, err) = check(&[&addr, "--fresh", "--max-clients", "10"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    for c in tcphub::check::CHECKS {
+        let required = c.kind == tcphub::check::Kind::Required;
+        if required && c.name != "slow-consumer" {
+            assert!(
+                out.contains(&format!("PASS {}\n", c.name)),
+                "{}:\n{out}",
+                c.name
+            );
+        }
+    }
+    for choice in [
+        "guest-no-reuse",
+        "dm-needs-text",
+        "dm-text-after-one-space",
+        "dm-to-self",
+        "quit-takes-no-arguments",
+        "commands-exact",
+        "spaces-in-names",
+        "pub-star",
+        "nick-same-name",
+        "sub-overlap-once",
+        "event-empty-payload",
+        "too-long-at-once",
+    ] {
+        assert!(
+            out.contains(&format!("NOTE {choice}: chose otherwise")),
+            "{choice}:\n{out}"
+        );
+    }
+    let (code, out, _) = check(&[
+        &addr,
+        "--strict",
+        "--only",
+        "dm-needs-text,quit-takes-no-arguments",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL dm-needs-text\n"), "{out}");
+    drop(server);
+    let broken = start(&["--break-a-requirement"]);
+    let (code, out, _) = check(&[&broken.addr().to_string(), "--only", "chat-verbatim,dm"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL chat-verbatim\n") && out.contains("PASS dm\n"),
         "{out}"
     );
 }

@@ -216,3 +216,34 @@ fn a_long_line_without_newline_is_streamed_not_gathered() {
     client.close_stdin();
     assert_eq!(client.wait().code(), Some(0));
 }
+
+/// A server that accepts and never writes: the client gives up after
+/// `--welcome-timeout-ms`, with one line saying why, stdin still open.
+#[test]
+fn no_welcome_within_the_timeout_is_one_line_and_exit_1() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let mut client = tcphub(&["client", "--welcome-timeout-ms", "300", &addr]);
+    let (_silent, _) = listener.accept().expect("the client connects");
+    let status = client.wait(); // stdin is still open: only the timeout ends it
+    assert_eq!(status.code(), Some(1));
+    assert!(client.all_stdout().is_empty());
+    let err = client.all_stderr();
+    assert_eq!(err.len(), 1, "{err:?}");
+    assert!(
+        err[0].starts_with("tcphub client: connected, but no WELCOME within 300 ms"),
+        "{err:?}"
+    );
+}
+
+/// The timeout is for the first line only: a quiet hub after WELCOME is fine.
+#[test]
+fn silence_after_welcome_is_not_a_timeout() {
+    let (_hub, addr) = hub();
+    let mut client = tcphub(&["client", "--welcome-timeout-ms", "200", &addr]);
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    client.type_line("/ping");
+    client.close_stdin();
+    assert_eq!(client.wait().code(), Some(0));
+    assert_eq!(client.all_stdout(), ["WELCOME guest-1", "PONG"]);
+}

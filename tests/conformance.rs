@@ -41,6 +41,19 @@ macro_rules! conformance {
                 garbage_isolated,
                 no_loss_and_order,
                 slow_consumer,
+                guest_no_reuse,
+                slot_free_at_leave,
+                dm_needs_text,
+                dm_text_after_one_space,
+                dm_to_self,
+                quit_takes_no_arguments,
+                commands_exact,
+                spaces_in_names,
+                pub_star,
+                nick_same_name,
+                sub_overlap_once,
+                event_empty_payload,
+                too_long_at_once,
             );
         }
     };

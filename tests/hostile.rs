@@ -406,3 +406,57 @@ fn out_of_descriptors_the_extra_clients_are_told_server_full_and_the_hub_keeps_s
     again.sync();
     drop(server);
 }
+
+/// The load shape of issue 19: 70 clients connect at once against 40
+/// descriptors and stay; each gets one first line (none left hanging in
+/// the backlog); then 20 of the welcomed leave, and newcomers are welcomed
+/// at their first attempt, not refused for a shortage that is over.
+#[test]
+fn at_the_descriptor_limit_everyone_gets_a_byte_and_freed_descriptors_take_newcomers() {
+    let mut command = std::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg("ulimit -n 40 && exec \"$0\" serve --host 127.0.0.1 --port 0")
+        .arg(env!("CARGO_BIN_EXE_tcphub"))
+        .env("RUST_LOG", "error");
+    let server =
+        tcphub::support::server_process::ServerProcess::spawn(command, Duration::from_secs(30))
+            .expect("tcphub serve starts");
+    let addr = server.addr();
+    // All connect first, before anyone reads: they arrive while the
+    // descriptor table fills up, and they stay.
+    let peers: Vec<Peer> = (0..70)
+        .map(|i| Peer::connect(addr, &format!("c{i}")))
+        .collect();
+    let mut welcomed = Vec::new();
+    for (i, mut peer) in peers.into_iter().enumerate() {
+        let line = peer.recv(); // panics after the Peer's timeout: no byte
+        if line.starts_with("WELCOME ") {
+            welcomed.push(peer);
+        } else {
+            assert!(line.starts_with("ERR server-full "), "c{i}: {line:?}");
+        }
+    }
+    assert!(
+        welcomed.len() > 20 && welcomed.len() < 70,
+        "{}",
+        welcomed.len()
+    );
+    let mut bystander = welcomed.remove(0);
+    bystander.settle();
+    drop(welcomed.split_off(welcomed.len() - 20));
+    for _ in 0..20 {
+        while !bystander.recv().starts_with("LEAVE ") {}
+    }
+    // A descriptor is closed once the reader thread has ended too, just
+    // after its LEAVE: a moment's grace, then no retries.
+    thread::sleep(Duration::from_millis(300));
+    for i in 0..5 {
+        let mut newcomer = Peer::connect(addr, &format!("new{i}"));
+        let line = newcomer.recv();
+        assert!(line.starts_with("WELCOME "), "newcomer {i}: {line:?}");
+        newcomer.sync();
+        welcomed.push(newcomer);
+    }
+    drop(server);
+}

@@ -78,3 +78,69 @@ fn telnet_lines_reach_others_without_telnet_bytes() {
     telnet.send_raw(b"/ping\r\n");
     telnet.expect("PONG");
 }
+
+/// Sends each of the raw lines in every two-way split (a pause
+/// between the pieces so they arrive as separate reads) from a raw client:
+/// each is `ERR bad-utf8`, and the listener gets nothing of it.
+fn raw_0xff_lines_are_refused_not_rewritten(server: &dyn common::Server) {
+    let addr = server.addr();
+    let (mut listener, _) = Peer::join(addr, "listener");
+    let mut raw = Peer::named(addr, "raw");
+    listener.settle();
+    for line in [&b"\xff\xfe bad bytes\n"[..], b"\xff\xff\n", b"tail\xff\n"] {
+        for cut in 0..line.len() {
+            let (a, b) = line.split_at(cut);
+            raw.send_raw(a);
+            thread::sleep(Duration::from_millis(5));
+            raw.send_raw(b);
+            raw.expect_err("bad-utf8");
+        }
+    }
+    raw.send("still here");
+    listener.expect("MSG raw still here");
+    listener.sync();
+}
+
+#[test]
+fn raw_0xff_on_the_hub_is_bad_utf8() {
+    raw_0xff_lines_are_refused_not_rewritten(&*common::start_threaded(Default::default()));
+}
+
+#[test]
+fn raw_0xff_on_the_async_twin_is_bad_utf8() {
+    raw_0xff_lines_are_refused_not_rewritten(&*common::start_async(Default::default()));
+}
+
+/// A raw client whose very first bytes are 0xFF but no negotiation
+/// (`IAC IAC`) stays raw: its later telnet-looking bytes are kept too.
+#[test]
+fn a_connection_that_does_not_open_with_a_negotiation_stays_raw() {
+    let hub = Hub::start(Config::ephemeral()).expect("start hub");
+    let addr = hub.local_addr();
+    let (mut other, _) = Peer::join(addr, "other");
+    let mut raw = Peer::connect(addr, "raw");
+    raw.send_raw(b"\xff\xff\n");
+    raw.expect("WELCOME guest-2");
+    raw.expect_err("bad-utf8");
+    raw.send_raw(&[IAC, WILL, ECHO, b'h', b'i', b'\n']);
+    raw.expect_err("bad-utf8");
+    raw.send_raw(b"a\r\0b\n");
+    other.expect("JOIN guest-2");
+    other.expect("MSG guest-2 a\r\0b");
+}
+
+/// On a telnet connection (it opened with a negotiation), `IAC IAC` and
+/// an `IAC` before a non-command byte are kept, so those lines are refused.
+#[test]
+fn on_a_telnet_connection_a_0xff_data_byte_is_bad_utf8() {
+    let hub = Hub::start(Config::ephemeral()).expect("start hub");
+    let mut telnet = Peer::connect(hub.local_addr(), "telnet");
+    telnet.send_raw(&negotiation());
+    telnet.expect("WELCOME guest-1");
+    for line in [&b"\xff\xff\r\0"[..], b"x\xff\r\0"] {
+        type_slowly(&mut telnet, line);
+        telnet.expect_err("bad-utf8");
+    }
+    type_slowly(&mut telnet, b"/ping\r\0");
+    telnet.expect("PONG");
+}

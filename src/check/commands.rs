@@ -1,7 +1,9 @@
 //! Commands: chat, `/nick`, `/list`, `/dm`, `/sub` `/unsub` `/pub`,
 //! `/ping`, `/help`, and the errors for lines that are refused.
 
-use super::{Check, CheckFailure, CheckResult, Ctx, Hint, NOTHING, Wants, ann_and_bob, escape};
+use super::{
+    Check, CheckFailure, CheckResult, Ctx, Hint, Kind, NOTHING, Wants, ann_and_bob, escape,
+};
 
 /// Chat reaches everyone else, byte for byte, and not the sender.
 pub const CHAT_VERBATIM: Check = Check {
@@ -11,6 +13,7 @@ pub const CHAT_VERBATIM: Check = Check {
         clients: 3,
         ..NOTHING
     },
+    kind: Kind::Required,
     run: chat_verbatim,
 };
 
@@ -37,6 +40,7 @@ pub const NICK_RULES: Check = Check {
     name: "nick-rules",
     about: "/nick takes 1-32 of A-Z a-z 0-9 _ -; OK nick, NICK to others; nick-taken, bad-nick",
     wants: NOTHING,
+    kind: Kind::Required,
     run: nick_rules,
 };
 
@@ -47,12 +51,10 @@ fn nick_rules(ctx: &mut Ctx) -> CheckResult {
     a.call("/nick alice", "OK nick alice")?;
     b.expect(&format!("NICK {} alice", a.guest))
         .hint("a rename is announced to everyone else as NICK <old> <new>")?;
-    a.call("/nick alice", "OK nick alice")
-        .hint("renaming to your current name is fine: OK nick, and nothing broadcast")?;
     b.refused("/nick alice", "nick-taken")
         .hint("a name someone else has is refused with ERR nick-taken")?;
     let long = format!("/nick {}", "x".repeat(33));
-    for bad in ["/nick al ice", "/nick al.ice", "/nick é", &long] {
+    for bad in ["/nick al.ice", "/nick é", &long] {
         b.refused(bad, "bad-nick")
             .hint("a nick is 1 to 32 of A-Z a-z 0-9 _ - ; anything else gets ERR bad-nick")?;
     }
@@ -60,8 +62,7 @@ fn nick_rules(ctx: &mut Ctx) -> CheckResult {
     b.call(&format!("/nick {longest}"), &format!("OK nick {longest}"))
         .hint("32 characters is the longest nick, and allowed")?;
     a.expect(&format!("NICK {} {longest}", b.guest))?;
-    a.sync()
-        .hint("nothing is broadcast for a refused rename or a rename to the same name")
+    a.sync().hint("nothing is broadcast for a refused rename")
 }
 
 /// `/list`: every nick, sorted by bytes, the asker included.
@@ -72,6 +73,7 @@ pub const LIST_SORTED: Check = Check {
         clients: 3,
         ..NOTHING
     },
+    kind: Kind::Required,
     run: list_sorted,
 };
 
@@ -90,11 +92,12 @@ fn list_sorted(ctx: &mut Ctx) -> CheckResult {
 /// `/dm`: one recipient, text kept byte for byte, and its errors.
 pub const DM: Check = Check {
     name: "dm",
-    about: "/dm nick text: DM to that client, OK dm to you; to yourself; no-such-nick, usage",
+    about: "/dm nick text: DM to that client, OK dm to you; no-such-nick, usage",
     wants: Wants {
         clients: 3,
         ..NOTHING
     },
+    kind: Kind::Required,
     run: dm,
 };
 
@@ -104,32 +107,26 @@ fn dm(ctx: &mut Ctx) -> CheckResult {
     let mut c = ctx.named("cat")?;
     a.settle()?;
     b.settle()?;
-    a.call("/dm bob  psst, bob ", "OK dm bob")
+    a.call("/dm bob psst,  bob", "OK dm bob")
         .hint("/dm <nick> <text> answers OK dm <nick> to the sender")?;
-    b.expect("DM ann  psst, bob ").hint(
-        "the DM text is everything after the first space after the nick, kept byte for byte",
-    )?;
+    b.expect("DM ann psst,  bob")
+        .hint("the DM text is the rest of the line after the nick, kept byte for byte")?;
     a.refused("/dm nobody hi", "no-such-nick")
         .hint("a /dm to a well-formed nick nobody has is ERR no-such-nick")?;
-    a.send("/dm ann note to self")?;
-    a.expect("DM ann note to self")
-        .hint("a /dm to yourself is allowed: you get the DM, then OK dm")?;
-    a.expect("OK dm ann")?;
-    for bad in ["/dm", "/dm bob", "/dm bob "] {
-        a.refused(bad, "usage")
-            .hint("/dm without a nick or without text is ERR usage")?;
-    }
+    a.refused("/dm", "usage")
+        .hint("/dm without a nick is ERR usage")?;
     c.sync().hint("a DM goes to its one recipient only")
 }
 
 /// `/sub`, `/unsub`, `/pub`: who gets an `EVENT`, and how often.
 pub const PUBSUB: Check = Check {
     name: "pubsub",
-    about: "/pub reaches each subscriber of the topic or of * once, never the publisher; /unsub",
+    about: "/pub reaches each subscriber of the topic or of *, never the publisher; /unsub",
     wants: Wants {
         clients: 5,
         ..NOTHING
     },
+    kind: Kind::Required,
     run: pubsub,
 };
 
@@ -147,7 +144,6 @@ fn pubsub(ctx: &mut Ctx) -> CheckResult {
         .hint("/sub <topic> answers OK sub <topic> (docs/protocol.md, \"What a client sends\")")?;
     logger.call("/sub *", "OK sub *")?;
     both.call("/sub pickup", "OK sub pickup")?;
-    both.call("/sub *", "OK sub *")?;
     vendor.call("/sub pickup", "OK sub pickup")?;
 
     vendor.send("/pub pickup {\"orderId\": 7,  \"x\": \" y \"} ")?;
@@ -161,14 +157,10 @@ fn pubsub(ctx: &mut Ctx) -> CheckResult {
     vendor
         .sync()
         .hint("an event never goes back to its publisher, even if subscribed")?;
-    both.sync()
-        .hint("subscribed to the topic and to *: still one EVENT per publication")?;
+    both.sync()?;
 
-    driver.send("/pub delivered")?;
-    let empty = "/pub with no payload is allowed, and EVENT keeps its separating space: \
-        \"EVENT delivered driver \"";
-    logger.expect("EVENT delivered driver ").hint(empty)?;
-    both.expect("EVENT delivered driver ").hint(empty)?;
+    driver.send("/pub delivered now")?;
+    logger.expect("EVENT delivered driver now")?;
     vendor
         .sync()
         .hint("only subscribers of the topic (or of *) get its events")?;
@@ -189,11 +181,12 @@ fn pubsub(ctx: &mut Ctx) -> CheckResult {
 /// Topic names: what `bad-topic` refuses, and the longest allowed.
 pub const TOPIC_RULES: Check = Check {
     name: "topic-rules",
-    about: "topics are 1-64 of A-Z a-z 0-9 _ - . (or * to /sub); anything else is ERR bad-topic",
+    about: "topics are 1-64 of A-Z a-z 0-9 _ - . (or * to /sub); others are ERR bad-topic",
     wants: Wants {
         clients: 1,
         ..NOTHING
     },
+    kind: Kind::Required,
     run: topic_rules,
 };
 
@@ -202,14 +195,7 @@ fn topic_rules(ctx: &mut Ctx) -> CheckResult {
     let hint = "a topic is 1 to 64 of A-Z a-z 0-9 _ - . ; * may be subscribed to but not \
         published on; anything else gets ERR bad-topic";
     let long = format!("/sub {}", "t".repeat(65));
-    for bad in [
-        "/sub a b",
-        "/sub a/b",
-        "/pub *",
-        "/pub * x",
-        "/pub a/b x",
-        &long,
-    ] {
+    for bad in ["/sub a/b", "/pub a/b x", &long] {
         a.refused(bad, "bad-topic").hint(hint)?;
     }
     let longest = "t".repeat(64);
@@ -226,6 +212,7 @@ pub const PING_HELP_ERRORS: Check = Check {
         clients: 1,
         ..NOTHING
     },
+    kind: Kind::Required,
     run: ping_help_errors,
 };
 
@@ -259,13 +246,10 @@ fn ping_help_errors(ctx: &mut Ctx) -> CheckResult {
     }
     let unknown = "a line starting with / is a command: commands are lower-case and exact, and \
         an unknown one gets ERR unknown-command (it is never chat)";
-    for bad in ["/NICK a", "/Ping", "/nope", "/", "//x"] {
-        a.refused(bad, "unknown-command").hint(unknown)?;
-    }
+    a.refused("/nope", "unknown-command").hint(unknown)?;
     for bad in ["/nick", "/sub", "/unsub", "/pub", "/dm"] {
         a.refused(bad, "usage")
             .hint("a command missing its argument gets ERR usage")?;
     }
-    a.refused("/quit now", "usage")
-        .hint("/quit takes no arguments: \"/quit now\" is ERR usage, and does not quit")
+    a.sync()
 }

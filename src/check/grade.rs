@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{CHECKS, Check, Ctx, Limits, Outcome, Target, run_check};
+use super::{CHECKS, Check, Ctx, Kind, Limits, Outcome, Target, run_check};
 
 /// A server the grader did not start: always the same address, with the
 /// limits the user says it has. Between checks it waits until the server
@@ -118,8 +118,11 @@ impl Target for Address {
 pub struct Score {
     /// Checks that passed.
     pub passed: usize,
-    /// Checks that failed.
+    /// Checks that failed: required ones (and, with `--strict`, choices).
     pub failed: usize,
+    /// Choice checks where the server chose otherwise (`NOTE`): not
+    /// failures, not in the fraction.
+    pub noted: usize,
     /// Checks not run (a limit the grader was not told).
     pub skipped: usize,
 }
@@ -130,6 +133,9 @@ impl Score {
     pub fn line(&self) -> String {
         let run = self.passed + self.failed;
         let mut line = format!("{}/{run} checks passed", self.passed);
+        if self.noted > 0 {
+            line.push_str(&format!(", {} choices made otherwise", self.noted));
+        }
         if self.skipped > 0 {
             line.push_str(&format!(", {} skipped", self.skipped));
         }
@@ -141,13 +147,16 @@ impl Score {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unreachable(pub String);
 
-/// Runs `checks` on `target`, writing one `PASS`/`FAIL`/`SKIP` block per
-/// check as it finishes, then the score. If the very first connection of
+/// Runs `checks` on `target`, writing one `PASS`/`FAIL`/`NOTE`/`SKIP` block
+/// per check as it finishes, then the score. A choice check that does not
+/// pass is a `NOTE` (the server chose otherwise), or with `strict` a
+/// `FAIL`. If the very first connection of
 /// the run fails, nothing is graded: the address is wrong or nothing is
 /// listening, and that is reported as [`Unreachable`] instead.
 pub fn grade(
     target: &mut dyn Target,
     checks: &[&Check],
+    strict: bool,
     out: &mut dyn Write,
 ) -> Result<Score, Unreachable> {
     let mut score = Score::default();
@@ -169,9 +178,11 @@ pub fn grade(
             }
             Err(reason) => Outcome::Skip(reason),
         };
-        let _ = write_outcome(out, check, &outcome);
+        let note = check.kind == Kind::Choice && !strict;
+        let _ = write_outcome(out, check, &outcome, note);
         match outcome {
             Outcome::Pass => score.passed += 1,
+            Outcome::Fail(_) if note => score.noted += 1,
             Outcome::Fail(_) => score.failed += 1,
             Outcome::Skip(_) => score.skipped += 1,
         }
@@ -181,9 +192,18 @@ pub fn grade(
     Ok(score)
 }
 
-fn write_outcome(out: &mut dyn Write, check: &Check, outcome: &Outcome) -> io::Result<()> {
+fn write_outcome(
+    out: &mut dyn Write,
+    check: &Check,
+    outcome: &Outcome,
+    note: bool,
+) -> io::Result<()> {
     match outcome {
         Outcome::Pass => writeln!(out, "PASS {}", check.name)?,
+        Outcome::Fail(failure) if note => {
+            writeln!(out, "NOTE {}: chose otherwise than tcphub", check.name)?;
+            writeln!(out, "{failure}")?;
+        }
         Outcome::Fail(failure) => {
             writeln!(out, "FAIL {}", check.name)?;
             writeln!(out, "{failure}")?;
@@ -193,8 +213,8 @@ fn write_outcome(out: &mut dyn Write, check: &Check, outcome: &Outcome) -> io::R
     out.flush()
 }
 
-/// `--list`: every check with its one-line description, and what it needs
-/// to be told on the command line.
+/// `--list`: every check, `required` or `choice`, with its one-line
+/// description and what it needs to be told on the command line.
 pub fn list(out: &mut dyn Write) -> io::Result<()> {
     for check in CHECKS {
         let needs = match (check.wants.max_clients, check.wants.write_timeout_ms) {
@@ -203,7 +223,8 @@ pub fn list(out: &mut dyn Write) -> io::Result<()> {
             _ if check.name == "guest-numbers" => " [from 1 only with --fresh]",
             _ => "",
         };
-        writeln!(out, "{:<24} {}{needs}", check.name, check.about)?;
+        let kind = check.kind.label();
+        writeln!(out, "{:<24} {kind:<8} {}{needs}", check.name, check.about)?;
     }
     Ok(())
 }

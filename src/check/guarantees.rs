@@ -5,7 +5,8 @@ use std::io::Write;
 use std::thread;
 
 use super::{
-    Check, CheckFailure, CheckResult, Ctx, Hint, NOTHING, ONE_DATA_EVENT_HINT, Peer, Wants, escape,
+    Check, CheckFailure, CheckResult, Ctx, Hint, Kind, NOTHING, ONE_DATA_EVENT_HINT, Peer, Wants,
+    escape,
 };
 
 const PUBLISHERS: usize = 5;
@@ -21,6 +22,7 @@ pub const NO_LOSS_AND_ORDER: Check = Check {
         clients: 10,
         ..NOTHING
     },
+    kind: Kind::Required,
     run: no_loss_and_order,
 };
 
@@ -159,6 +161,7 @@ pub const SLOW_CONSUMER: Check = Check {
         write_timeout_ms: Some(300),
         ..NOTHING
     },
+    kind: Kind::Required,
     run: slow_consumer,
 };
 

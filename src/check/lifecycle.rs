@@ -5,13 +5,14 @@ use std::thread;
 use std::time::Duration;
 
 use super::Check;
-use super::{CheckFailure, CheckResult, Ctx, Hint, NOTHING, ONE_DATA_EVENT_HINT, Wants};
+use super::{CheckFailure, CheckResult, Ctx, Hint, Kind, NOTHING, ONE_DATA_EVENT_HINT, Wants};
 
 /// `WELCOME` first, `JOIN` to the others, nothing else to the newcomer.
 pub const WELCOME: Check = Check {
     name: "welcome",
     about: "WELCOME guest-N first; the others get JOIN; the newcomer gets nothing else",
     wants: NOTHING,
+    kind: Kind::Required,
     run: welcome,
 };
 
@@ -43,15 +44,59 @@ fn welcome(ctx: &mut Ctx) -> CheckResult {
 /// Guest numbers count up, are never reused, and skip names in use.
 pub const GUEST_NUMBERS: Check = Check {
     name: "guest-numbers",
-    about: "guest-<N> counts up from 1, never reuses a number, skips a name in use",
+    about: "newcomers are welcomed as guest-<N>, N counting up from 1",
+    wants: Wants {
+        clients: 2,
+        ..NOTHING
+    },
+    kind: Kind::Required,
+    run: guest_numbers,
+};
+
+/// The contract's part: `guest-<N>`, from 1 on a fresh server, counting up.
+fn guest_numbers(ctx: &mut Ctx) -> CheckResult {
+    let number = |p: &super::Peer| {
+        p.guest
+            .strip_prefix("guest-")
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    let a = ctx.join("a")?;
+    let hint = "guest numbers start at 1 and count up with every accepted connection";
+    match number(&a) {
+        Some(1) => {}
+        Some(_) if !ctx.fresh => {}
+        _ => {
+            let expected = if ctx.fresh {
+                "\"WELCOME guest-1\" (nobody connected before)"
+            } else {
+                "\"WELCOME guest-<N>\""
+            };
+            let got = super::escape(format!("WELCOME {}", a.guest).as_bytes());
+            return Err(CheckFailure::new("a", expected, got).with_hint(hint));
+        }
+    }
+    let b = ctx.join("b")?;
+    if number(&b) <= number(&a) {
+        let expected = format!("a number above {}'s", a.guest);
+        let got = super::escape(format!("WELCOME {}", b.guest).as_bytes());
+        return Err(CheckFailure::new("b", expected, got).with_hint(hint));
+    }
+    Ok(())
+}
+
+/// *Choice:* numbers never reused, a number whose name is taken skipped.
+pub const GUEST_NO_REUSE: Check = Check {
+    name: "guest-no-reuse",
+    about: "a guest number is never reused, and one whose name is in use is skipped",
     wants: Wants {
         clients: 3,
         ..NOTHING
     },
-    run: guest_numbers,
+    kind: Kind::Choice,
+    run: guest_no_reuse,
 };
 
-fn guest_numbers(ctx: &mut Ctx) -> CheckResult {
+fn guest_no_reuse(ctx: &mut Ctx) -> CheckResult {
     let fresh = ctx.fresh;
     let mut a = ctx.join("a")?;
     let number = a
@@ -111,6 +156,7 @@ pub const QUIT: Check = Check {
     name: "quit",
     about: "/quit gets BYE then a close, others get LEAVE; lines after it in the segment are ignored",
     wants: NOTHING,
+    kind: Kind::Required,
     run: quit,
 };
 
@@ -137,6 +183,7 @@ pub const EOF_AND_RESET: Check = Check {
     name: "eof-and-reset",
     about: "a client closing (FIN) or resetting (RST) its connection gives LEAVE to the others",
     wants: NOTHING,
+    kind: Kind::Required,
     run: eof_and_reset,
 };
 
@@ -167,6 +214,7 @@ pub const HALF_CLOSE: Check = Check {
     name: "half-close",
     about: "after a client shuts down its sending side, all it sent is answered, then it is closed",
     wants: NOTHING,
+    kind: Kind::Required,
     run: half_close,
 };
 
@@ -200,6 +248,7 @@ pub const SERVER_FULL: Check = Check {
         max_clients: Some(2),
         ..NOTHING
     },
+    kind: Kind::Required,
     run: server_full,
 };
 
@@ -232,6 +281,33 @@ fn server_full(ctx: &mut Ctx) -> CheckResult {
                 .expect(&format!("MSG {} still here", first.guest))
                 .hint("a refused connection must not disturb those already there")?;
         }
+    }
+    Ok(())
+}
+
+/// *Choice:* a slot is free again as soon as its client's `LEAVE` is sent.
+pub const SLOT_FREE_AT_LEAVE: Check = Check {
+    name: "slot-free-at-leave",
+    about: "on a full server, whoever sees a LEAVE can connect at once",
+    wants: Wants {
+        clients: 1,
+        max_clients: Some(2),
+        ..NOTHING
+    },
+    kind: Kind::Choice,
+    run: slot_free_at_leave,
+};
+
+fn slot_free_at_leave(ctx: &mut Ctx) -> CheckResult {
+    let Some(max) = ctx.limits.max_clients else {
+        return Err(CheckFailure::new("grader", "--max-clients", "not given"));
+    };
+    let mut peers = Vec::with_capacity(max);
+    for i in 0..max {
+        peers.push(ctx.join(&format!("p{i}"))?);
+    }
+    for p in &mut peers {
+        p.settle()?;
     }
     if let Some(mut last) = peers.pop() {
         last.call("/quit", "BYE")?;

@@ -14,6 +14,7 @@
 //! value saying what was expected and what came back ([`CheckFailure`]),
 //! never a panic, because the server under test may send anything.
 
+pub mod choices;
 pub mod commands;
 pub mod framing;
 pub mod grade;
@@ -37,8 +38,33 @@ pub struct Check {
     /// Limits the check needs to know, and would like a test server to be
     /// started with.
     pub wants: Wants,
+    /// Whether the contract requires what it tests, or tcphub chose it.
+    pub kind: Kind,
     /// The check itself.
     pub run: fn(&mut Ctx) -> CheckResult,
+}
+
+/// What a check tests: a rule of protocol v1, or tcphub's answer to a
+/// point the contract leaves open (docs/protocol.md's *Choice*). A grader
+/// used on students' servers must fail only the first kind: a server that
+/// read the contract and chose otherwise is not wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The contract requires it: a failure is `FAIL`, and exit code 1.
+    Required,
+    /// tcphub's choice: a difference is `NOTE`, and never changes the exit
+    /// code (unless `--strict`).
+    Choice,
+}
+
+impl Kind {
+    /// `required` or `choice`, as `--list` shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Required => "required",
+            Kind::Choice => "choice",
+        }
+    }
 }
 
 /// What a check needs beyond an address. A launcher (the test suite)
@@ -219,8 +245,9 @@ pub fn run_on(target: &mut dyn Target, check: &Check) -> Outcome {
     outcome
 }
 
-/// Every check, in the order they run. `guest-numbers` comes first so that
-/// on the command line with `--fresh` it meets a server nobody has used.
+/// Every check, in the order they run: the contract's first, then
+/// tcphub's choices. `guest-numbers` comes first so that on the command
+/// line with `--fresh` it meets a server nobody has used.
 pub const CHECKS: &[Check] = &[
     lifecycle::GUEST_NUMBERS,
     lifecycle::WELCOME,
@@ -241,6 +268,19 @@ pub const CHECKS: &[Check] = &[
     framing::GARBAGE_ISOLATED,
     guarantees::NO_LOSS_AND_ORDER,
     guarantees::SLOW_CONSUMER,
+    lifecycle::GUEST_NO_REUSE,
+    lifecycle::SLOT_FREE_AT_LEAVE,
+    choices::DM_NEEDS_TEXT,
+    choices::DM_TEXT_AFTER_ONE_SPACE,
+    choices::DM_TO_SELF,
+    choices::QUIT_TAKES_NO_ARGUMENTS,
+    choices::COMMANDS_EXACT,
+    choices::SPACES_IN_NAMES,
+    choices::PUB_STAR,
+    choices::NICK_SAME_NAME,
+    choices::SUB_OVERLAP_ONCE,
+    choices::EVENT_EMPTY_PAYLOAD,
+    choices::TOO_LONG_AT_ONCE,
 ];
 
 /// The check called `name`.

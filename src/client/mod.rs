@@ -36,6 +36,7 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
+use std::time::Duration;
 
 use log::debug;
 
@@ -57,6 +58,10 @@ pub struct ClientOptions {
     /// Print the hub's bytes unchanged: no escaping of control characters
     /// (for piping into another program). Ignored with `pretty`.
     pub raw: bool,
+    /// How long to wait for the hub's first line (`WELCOME`): a server that
+    /// accepts and never writes would otherwise leave the user staring at
+    /// nothing. The agents wait as long (5 s).
+    pub welcome_timeout: Duration,
 }
 
 /// How a client session ended without an error. The CLI picks the exit code
@@ -86,6 +91,9 @@ pub enum ClientError {
     Io(io::Error),
     /// A thread could not be started.
     Spawn(io::Error),
+    /// The connection opened but no line came within the welcome timeout:
+    /// not a protocol v1 server, or one that is stuck.
+    NoWelcome(Duration),
 }
 
 impl fmt::Display for ClientError {
@@ -95,16 +103,18 @@ impl fmt::Display for ClientError {
             ClientError::BadNick(text) => write!(f, "--nick: {text}"),
             ClientError::Io(e) => write!(f, "connection failed: {e}"),
             ClientError::Spawn(e) => write!(f, "cannot start a thread: {e}"),
+            ClientError::NoWelcome(t) => write!(
+                f,
+                "connected, but no WELCOME within {} ms: is this a tcphub server? \
+                 (--welcome-timeout-ms waits longer)",
+                t.as_millis()
+            ),
         }
     }
 }
 
 impl std::error::Error for ClientError {}
 
-/// Runs one client session: connects, sends `--nick`, then copies `input`
-/// lines to the hub and hub lines to `output` until one of the ends listed in
-/// the module docs. Returns once the hub's side is done.
-///
 /// Runs one client session: connects, sends `--nick`, then copies `input`
 /// lines to the hub and hub lines to `output` until one of the ends listed in
 /// the module docs. Returns once the hub's side is done.
@@ -146,7 +156,10 @@ where
     };
     let printer = thread::Builder::new()
         .name("hub-to-stdout".into())
-        .spawn(move || copy_output(reading, output, show))
+        .spawn({
+            let wait = options.welcome_timeout;
+            move || copy_output(reading, output, show, wait)
+        })
         .map_err(ClientError::Spawn)?;
     let end = match printer.join() {
         Ok(end) => end?,
@@ -220,14 +233,23 @@ fn copy_output(
     socket: TcpStream,
     mut output: impl Write,
     show: Show,
+    welcome_timeout: Duration,
 ) -> Result<ClientEnd, ClientError> {
-    let mut lines = LineReader::new(socket);
+    // Only the first line is timed: after WELCOME, silence is normal.
+    socket
+        .set_read_timeout(Some(welcome_timeout.max(Duration::from_millis(1))))
+        .map_err(ClientError::Io)?;
+    let mut lines = LineReader::new(socket.try_clone().map_err(ClientError::Io)?);
     let mut first = true;
     loop {
         let bytes = match lines.read_line_bytes().map_err(ClientError::Io)? {
             Received::Line(bytes) => bytes,
+            Received::TimedOut if first => return Err(ClientError::NoWelcome(welcome_timeout)),
             Received::Closed | Received::TimedOut => return Ok(ClientEnd::HubClosed),
         };
+        if first {
+            socket.set_read_timeout(None).map_err(ClientError::Io)?;
+        }
         let line = String::from_utf8_lossy(&bytes);
         let written = match show {
             Show::Raw => output

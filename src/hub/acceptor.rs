@@ -177,10 +177,11 @@ impl Acceptor {
             }
             let (socket, peer) = match accepted {
                 Ok(pair) => pair,
-                Err(e) => {
-                    self.accept_failed(&e, &mut spare, &mut errors, &me);
-                    continue;
-                }
+                Err(e) => match self.accept_failed(&e, &mut spare, &mut errors, &me) {
+                    _ if self.stop.load(Ordering::SeqCst) => break,
+                    Some(pair) => pair,
+                    None => continue,
+                },
             };
             debug!("accepted {peer}");
             let (id, socket) = match self.admit(socket, peer) {
@@ -204,8 +205,14 @@ impl Acceptor {
     }
 
     /// `accept()` failed. Out of descriptors, with the spare in hand: give
-    /// the spare back, take the waiting client, tell it why it is refused,
-    /// and take the spare again (else it would wait unanswered for ever).
+    /// the spare back and accept with it. Linux's `accept()` takes a
+    /// descriptor *before* it waits, so with the table full it fails at
+    /// once even with nobody waiting; with the spare given back it waits
+    /// for the next client instead (no spinning). That client may come much
+    /// later, after clients have left: so take the spare again first, and
+    /// only if that fails (still full) refuse the client with one line and
+    /// close it. Otherwise it is returned, to be admitted like any other:
+    /// a newcomer is never refused for a shortage that is over.
     /// Any other error: back off 50 ms instead of spinning, and keep
     /// serving the clients already connected.
     fn accept_failed(
@@ -214,11 +221,19 @@ impl Acceptor {
         spare: &mut Option<File>,
         errors: &mut ErrorLog,
         me: &Slot,
-    ) {
+    ) -> Option<(TcpStream, SocketAddr)> {
         errors.failed(e);
         if out_of_descriptors(e) && spare.is_some() {
             drop(spare.take());
-            if let Ok((socket, _)) = self.listener.accept() {
+            me.enter(State::Accept);
+            let accepted = self.listener.accept();
+            me.enter(State::Admit);
+            if let Ok((socket, peer)) = accepted {
+                *spare = spare_descriptor();
+                if spare.is_some() {
+                    debug!("accepted {peer} with the spare descriptor; room again");
+                    return Some((socket, peer));
+                }
                 self.refuse(
                     socket,
                     ErrorCode::ServerFull,
@@ -233,6 +248,7 @@ impl Acceptor {
                 *spare = spare_descriptor();
             }
         }
+        None
     }
 
     /// Admission, before anyone else hears of the connection: room for its

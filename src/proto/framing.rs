@@ -25,21 +25,25 @@
 //! `telnet` is a fine client for a line protocol, until it switches to
 //! character mode: then it sends option negotiation (`IAC DO ...`,
 //! `IAC WILL ...`, `IAC SB ... IAC SE`) among the text, and ends a line
-//! with `\r\0` instead of `\r\n`. So, when turned on with
-//! [`LineFramer::telnet`] (the hub's and the async twin's readers of client
-//! lines do; links between hubs and clients reading a server's lines do not:
-//! those are not telnet), the framer:
+//! with `\r\0` instead of `\r\n`. But a client that is *not* telnet may
+//! send a 0xFF byte too, as broken text, and its line must then be refused
+//! (`ERR bad-utf8`), not passed on with bytes removed. So telnet handling,
+//! when turned on with [`LineFramer::telnet`] (the hub's and the async
+//! twin's readers of client lines do; links between hubs and clients
+//! reading a server's lines do not), is decided per connection, once, by
+//! its first two bytes: a telnet in character mode negotiates before it
+//! sends text, so a connection is a telnet one only if it opens with `IAC`
+//! followed by `WILL`/`WONT`/`DO`/`DONT`/`SB`. Every other connection is
+//! raw: all its bytes are data, 0xFF included. On a telnet connection the
+//! framer:
 //!
 //! - removes telnet commands as the bytes arrive, before any framing: `IAC`
 //!   (0xFF) with `DO`/`DONT`/`WILL`/`WONT` and an option byte, `IAC SB` up
-//!   to `IAC SE`, and every two-byte command (`IAC NOP`, `IAC IP`, ...).
+//!   to `IAC SE`, and the two-byte commands (`IAC NOP`, `IAC IP`, ...).
 //!   `IAC IAC` is telnet's way of sending one 0xFF byte; that byte is kept,
-//!   and the line it is in is refused as not UTF-8.
-//!
-//!   Is this safe for UTF-8 text? Yes: 0xFF never appears in valid UTF-8
-//!   (no lead byte or continuation byte has that value), so a line that
-//!   contains it was not valid text anyway; removing telnet's commands
-//!   cannot change a valid UTF-8 line.
+//!   and the line it is in is refused as not UTF-8. `IAC` followed by a
+//!   byte that is no command (below 240) is kept with that byte, so it is
+//!   refused too: only telnet syntax is ever removed.
 //! - ends a line at `\r\0` as it does at `\n` (and at `\r\n`). A NUL that
 //!   does not follow a `\r` is text, as before.
 //!
@@ -102,8 +106,25 @@ pub struct LineFramer {
     discarding: bool,
     /// The last read filled all the room it was given: grow the buffer.
     grow: bool,
-    /// Where we are in a telnet command, or `None` if telnet is off.
-    telnet: Option<Telnet>,
+    /// Whether this connection speaks telnet, and where we are in a telnet
+    /// command if it does.
+    telnet: Mode,
+}
+
+/// Is this connection a telnet one? Decided once, by its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Telnet handling was not asked for: every byte is data.
+    Off,
+    /// Asked for, and nothing has arrived yet.
+    Undecided,
+    /// The first byte was `IAC`; the next one decides (held in the buffer).
+    FirstIac,
+    /// The connection did not open with a negotiation: every byte is data,
+    /// 0xFF included (its line is `ERR bad-utf8`).
+    Raw,
+    /// The connection opened with `IAC WILL/WONT/DO/DONT/SB`: a telnet.
+    On(Telnet),
 }
 
 /// telnet's "interpret as command" byte. Never in valid UTF-8.
@@ -140,15 +161,22 @@ impl LineFramer {
             scanned: 0,
             discarding: false,
             grow: false,
-            telnet: None,
+            telnet: Mode::Off,
         }
     }
 
     /// Turns the telnet handling (module docs) on or off; off unless asked.
     /// A server turns it on for its clients' lines.
     pub fn telnet(mut self, on: bool) -> Self {
-        self.telnet = on.then_some(Telnet::Data);
+        self.telnet = if on { Mode::Undecided } else { Mode::Off };
         self
+    }
+
+    /// True once the connection has shown itself to be a telnet (it opened
+    /// with a negotiation): only then are telnet commands removed and
+    /// `\r\0` taken for a line end.
+    pub fn is_telnet(&self) -> bool {
+        matches!(self.telnet, Mode::On(_))
     }
 
     /// Bytes held for an unfinished line (never more than `max_line + 1`
@@ -163,7 +191,7 @@ impl LineFramer {
     /// slot for ever): what `--line-timeout-ms` times. Meaningful once
     /// `next_frame` said `None`.
     pub fn in_line(&self) -> bool {
-        let mid_command = self.telnet.is_some_and(|t| t != Telnet::Data);
+        let mid_command = matches!(self.telnet, Mode::On(t) if t != Telnet::Data);
         self.discarding || self.end > self.start || mid_command
     }
 
@@ -198,10 +226,34 @@ impl LineFramer {
     pub fn filled(&mut self, n: usize) {
         self.grow = n > 0 && self.end + n >= self.buffer.len();
         let new_end = (self.end + n).min(self.buffer.len());
-        self.end += match &mut self.telnet {
-            Some(state) => strip_telnet(state, &mut self.buffer[self.end..new_end]),
-            None => new_end - self.end,
-        };
+        let mut at = self.end;
+        // The connection's first bytes decide, once, whether it is a telnet.
+        if self.telnet == Mode::Undecided && at < new_end {
+            self.telnet = if self.buffer[at] == IAC {
+                at += 1; // held as data until the next byte decides
+                Mode::FirstIac
+            } else {
+                Mode::Raw
+            };
+        }
+        if self.telnet == Mode::FirstIac && at < new_end {
+            self.telnet = if matches!(self.buffer[at], WILL..=DONT | SB) {
+                Mode::On(Telnet::Iac) // the held IAC is removed below
+            } else {
+                Mode::Raw
+            };
+        }
+        if let Mode::On(state) = &mut self.telnet {
+            let old_end = self.end;
+            self.end = strip_telnet(state, &mut self.buffer[..new_end], self.start, at);
+            // A held IAC (the last byte of the read before) may have been
+            // taken out: scan again from where it was.
+            if old_end > self.start {
+                self.scanned = self.scanned.min(old_end - 1);
+            }
+        } else {
+            self.end = new_end;
+        }
     }
 
     /// The next complete frame in what has been read, or `None` until more
@@ -209,7 +261,7 @@ impl LineFramer {
     pub fn next_frame(&mut self) -> Option<Frame<'_>> {
         loop {
             let unread = &self.buffer[self.scanned..self.end];
-            let found = if self.telnet.is_some() {
+            let found = if self.is_telnet() {
                 unread.iter().position(|&b| b == b'\n' || b == 0)
             } else {
                 unread.iter().position(|&b| b == b'\n')
@@ -286,45 +338,66 @@ impl LineFramer {
     /// `\r`: the `\0` of a `\r\0` that ends the line may be in the next read.
     fn throw_away_held(&mut self) {
         let keep_cr =
-            self.telnet.is_some() && self.end > self.start && self.buffer[self.end - 1] == b'\r';
+            self.is_telnet() && self.end > self.start && self.buffer[self.end - 1] == b'\r';
         self.start = if keep_cr { self.end - 1 } else { self.end };
     }
 }
 
-/// Removes telnet commands from `bytes` (one read's worth), in place, with
-/// `state` carried from the read before; returns how many bytes are left,
-/// at the front of `bytes`. A read with no `IAC` in it, outside a command,
-/// is left as it is: the fast path.
-fn strip_telnet(state: &mut Telnet, bytes: &mut [u8]) -> usize {
-    let from = match *state {
-        Telnet::Data => match bytes.iter().position(|&b| b == IAC) {
-            None => return bytes.len(),
-            Some(first) => first,
+/// Removes telnet commands from `buffer[from..]` (one read's worth), in
+/// place, with `state` carried from the read before; returns where the
+/// kept bytes end. A read with no `IAC` in it, outside a command, is left
+/// as it is: the fast path.
+///
+/// An `IAC` is kept, as data, until the byte after it shows a command;
+/// then it is taken back out (it is the last kept byte, possibly from the
+/// read before, but never below `floor`, where the unframed bytes start).
+/// So `IAC` followed by a byte that is no command (`\xff` then `\n`, or
+/// `\xff` then text) leaves both bytes in the line, which is then refused
+/// as not UTF-8: nothing that is not telnet syntax is removed.
+fn strip_telnet(state: &mut Telnet, buffer: &mut [u8], floor: usize, from: usize) -> usize {
+    let first = match *state {
+        Telnet::Data => match buffer[from..].iter().position(|&b| b == IAC) {
+            None => return buffer.len(),
+            Some(i) => from + i,
         },
-        _ => 0,
+        _ => from,
     };
-    let mut kept = from;
-    for read in from..bytes.len() {
-        let b = bytes[read];
+    let mut kept = first;
+    for read in first..buffer.len() {
+        let b = buffer[read];
         let mut keep = |b: u8| {
-            bytes[kept] = b;
+            buffer[kept] = b;
             kept += 1;
         };
+        // After an `IAC` (kept for now), a command byte: drop the `IAC`.
+        let unkeep = |kept: usize| if kept > floor { kept - 1 } else { kept };
         *state = match (*state, b) {
-            (Telnet::Data, IAC) => Telnet::Iac,
             (Telnet::Data, _) => {
+                keep(b);
+                if b == IAC { Telnet::Iac } else { Telnet::Data }
+            }
+            // `IAC IAC`: one data byte 0xFF, the one already kept (not
+            // UTF-8: the line is refused).
+            (Telnet::Iac, IAC) => Telnet::Data,
+            (Telnet::Iac, WILL..=DONT) => {
+                kept = unkeep(kept);
+                Telnet::Option
+            }
+            (Telnet::Iac, SB) => {
+                kept = unkeep(kept);
+                Telnet::Sub
+            }
+            // The two-byte commands: SE, NOP, DM, BRK, IP, AO, AYT, EC, EL, GA.
+            (Telnet::Iac, SE..=249) => {
+                kept = unkeep(kept);
+                Telnet::Data
+            }
+            // Not a command: the `IAC` and this byte are both data.
+            (Telnet::Iac, _) => {
                 keep(b);
                 Telnet::Data
             }
-            // `IAC IAC`: one data byte 0xFF (not UTF-8: the line is refused).
-            (Telnet::Iac, IAC) => {
-                keep(IAC);
-                Telnet::Data
-            }
-            (Telnet::Iac, WILL..=DONT) => Telnet::Option,
-            (Telnet::Iac, SB) => Telnet::Sub,
-            // Every other command is two bytes: NOP, IP, AYT, GA, ...
-            (Telnet::Iac, _) | (Telnet::Option, _) => Telnet::Data,
+            (Telnet::Option, _) => Telnet::Data,
             (Telnet::Sub, IAC) => Telnet::SubIac,
             (Telnet::Sub, _) => Telnet::Sub,
             (Telnet::SubIac, SE) => Telnet::Data,
@@ -356,6 +429,14 @@ mod tests {
 
     fn frames_of(max: usize, pieces: &[&[u8]]) -> Vec<F> {
         frames_with(LineFramer::new(max).telnet(true), pieces)
+    }
+
+    /// As [`frames_of`], on a connection that opened with a telnet
+    /// negotiation (`IAC DO ECHO`, in a read of its own).
+    fn telnet_frames_of(max: usize, pieces: &[&[u8]]) -> Vec<F> {
+        let mut all: Vec<&[u8]> = vec![&[0xFF, 253, 1]];
+        all.extend_from_slice(pieces);
+        frames_of(max, &all)
     }
 
     fn frames_with(mut framer: LineFramer, pieces: &[&[u8]]) -> Vec<F> {
@@ -551,12 +632,12 @@ mod tests {
     #[test]
     fn a_nul_is_text_unless_it_follows_a_cr() {
         assert_eq!(
-            frames_of(100, &[b"\0a\0\n", b"b\r\n\0c\n"]),
+            telnet_frames_of(100, &[b"\0a\0\n", b"b\r\n\0c\n"]),
             vec![b("\0a\0"), b("b"), b("\0c")]
         );
         // `\r` in one read, `\0` in the next.
         assert_eq!(
-            frames_of(100, &[b"ab\r", b"\0cd\r", b"\0"]),
+            telnet_frames_of(100, &[b"ab\r", b"\0cd\r", b"\0"]),
             vec![b("ab"), b("cd")]
         );
     }
@@ -564,22 +645,22 @@ mod tests {
     #[test]
     fn the_limit_is_the_same_with_cr_nul() {
         let line = b"abcd\r\0";
-        assert_eq!(frames_of(4, &[line]), vec![b("abcd")]);
+        assert_eq!(telnet_frames_of(4, &[line]), vec![b("abcd")]);
         let bytes: Vec<&[u8]> = line.chunks(1).collect();
-        assert_eq!(frames_of(4, &bytes), vec![b("abcd")]);
+        assert_eq!(telnet_frames_of(4, &bytes), vec![b("abcd")]);
         assert_eq!(
-            frames_of(4, &[b"abcde\r\0ok\r\0"]),
+            telnet_frames_of(4, &[b"abcde\r\0ok\r\0"]),
             vec![F::TooLong, b("ok")]
         );
         // The end of a discarded line, its `\r` and `\0` in two reads.
         assert_eq!(
-            frames_of(4, &[b"0123456789\r", b"\0ok\n"]),
+            telnet_frames_of(4, &[b"0123456789\r", b"\0ok\n"]),
             vec![F::TooLong, b("ok")]
         );
         // Negotiation bytes do not count towards the limit.
         let mut padded = vec![IAC, DO, 1, b'a', b'b', IAC, NOP, b'c', b'd'];
         padded.extend_from_slice(&[IAC, WILL, 3, b'\r', 0]);
-        assert_eq!(frames_of(4, &[&padded]), vec![b("abcd")]);
+        assert_eq!(telnet_frames_of(4, &[&padded]), vec![b("abcd")]);
     }
 
     #[test]
@@ -637,6 +718,63 @@ mod tests {
             frames_with(plain(), &[&[b'a', IAC, DO, 1, b'\r', 0, b'\n']]),
             vec![F::L(vec![b'a', IAC, DO, 1, b'\r', 0])]
         );
+    }
+
+    /// `stream` framed in one read, and cut in two and in three every way,
+    /// always gives `want`.
+    fn every_split_gives(stream: &[u8], want: &[F]) {
+        for i in 0..=stream.len() {
+            let (a, rest) = stream.split_at(i);
+            for j in 0..=rest.len() {
+                let (b, c) = rest.split_at(j);
+                assert_eq!(
+                    frames_of(100, &[a, b, c]),
+                    want,
+                    "{stream:?} cut at {i}, {}",
+                    i + j
+                );
+            }
+        }
+    }
+
+    /// A raw connection (its first byte is not `IAC`, or `IAC` then no
+    /// negotiation) keeps every 0xFF: each such line is then refused as not
+    /// UTF-8, never passed on with bytes removed.
+    #[test]
+    fn on_a_raw_connection_0xff_is_kept_however_it_is_split() {
+        let cases: [(&[u8], &[u8]); 3] = [
+            (b"\xff\xfe bad bytes\n", b"\xff\xfe bad bytes"),
+            (b"\xff\xff\n", b"\xff\xff"),
+            (b"x\xff\n", b"x\xff"),
+        ];
+        for (line, kept) in cases {
+            let mut after_text = b"hi\n".to_vec();
+            after_text.extend_from_slice(line);
+            after_text.extend_from_slice(b"ok\n");
+            every_split_gives(&after_text, &[b("hi"), F::L(kept.to_vec()), b("ok")]);
+        }
+        // As the very first bytes, too, when they are no negotiation.
+        every_split_gives(b"\xff\xff\nok\n", &[F::L(b"\xff\xff".to_vec()), b("ok")]);
+        every_split_gives(b"\xff\nok\n", &[F::L(b"\xff".to_vec()), b("ok")]);
+        every_split_gives(b"\xff x\r\0\n", &[F::L(b"\xff x\r\0".to_vec())]);
+    }
+
+    /// On a telnet connection (it opened with a negotiation), telnet syntax
+    /// is removed and nothing else: `IAC IAC` is one 0xFF, and `IAC` before
+    /// a byte that is no command keeps both.
+    #[test]
+    fn on_a_telnet_connection_only_telnet_syntax_is_removed() {
+        let cases: [(&[u8], &[u8]); 3] = [
+            (b"\xff\xfe bad bytes\n", b"bad bytes"), // IAC DONT 32: a command
+            (b"\xff\xff\n", b"\xff"),
+            (b"x\xff\n", b"x\xff"),
+        ];
+        for (line, kept) in cases {
+            let mut stream = vec![IAC, DO, 1];
+            stream.extend_from_slice(line);
+            stream.extend_from_slice(b"ok\r\0");
+            every_split_gives(&stream, &[F::L(kept.to_vec()), b("ok")]);
+        }
     }
 
     #[test]
