@@ -70,7 +70,7 @@ pub const DM_TO_SELF: Check = choice(
 /// `/quit now` is `ERR usage` and does not quit.
 pub const QUIT_TAKES_NO_ARGUMENTS: Check = choice(
     "quit-takes-no-arguments",
-    "/quit now is ERR usage and does not quit (so are /list, /ping, /help with arguments)",
+    "/quit now is ERR usage and does not quit",
     1,
     |ctx| {
         let mut a = ctx.join("a")?;
