@@ -252,7 +252,10 @@ pub const SERVER_FULL: Check = Check {
     run: server_full,
 };
 
-fn server_full(ctx: &mut Ctx) -> CheckResult {
+/// Joins as many clients as `--max-clients` allows and lets each settle:
+/// the full server that `server-full` and `slot-free-at-leave` both start
+/// from.
+fn fill_to_max_clients(ctx: &mut Ctx) -> CheckResult<(usize, Vec<super::Peer>)> {
     let Some(max) = ctx.limits.max_clients else {
         return Err(CheckFailure::new("grader", "--max-clients", "not given"));
     };
@@ -263,6 +266,11 @@ fn server_full(ctx: &mut Ctx) -> CheckResult {
     for p in &mut peers {
         p.settle()?;
     }
+    Ok((max, peers))
+}
+
+fn server_full(ctx: &mut Ctx) -> CheckResult {
+    let (max, mut peers) = fill_to_max_clients(ctx)?;
     let mut extra = ctx.connect("extra")?;
     let full = format!(
         "with --max-clients {max} connections open, one more gets \"ERR server-full ...\" and is \
@@ -299,16 +307,7 @@ pub const SLOT_FREE_AT_LEAVE: Check = Check {
 };
 
 fn slot_free_at_leave(ctx: &mut Ctx) -> CheckResult {
-    let Some(max) = ctx.limits.max_clients else {
-        return Err(CheckFailure::new("grader", "--max-clients", "not given"));
-    };
-    let mut peers = Vec::with_capacity(max);
-    for i in 0..max {
-        peers.push(ctx.join(&format!("p{i}"))?);
-    }
-    for p in &mut peers {
-        p.settle()?;
-    }
+    let (_, mut peers) = fill_to_max_clients(ctx)?;
     if let Some(mut last) = peers.pop() {
         last.call("/quit", "BYE")?;
         last.expect_closed()?;
