@@ -263,23 +263,9 @@ fn a_silent_client_is_closed_after_the_idle_timeout_and_a_chatty_one_is_not() {
     });
     let addr = hub.local_addr();
     let (mut ghost, _) = Peer::join(addr, "ghost");
-    let (mut chatty, _) = Peer::join(addr, "chatty");
+    let (chatty, _) = Peer::join(addr, "chatty");
     // chatty pings every 100 ms, well within every idle period, for 900 ms.
-    let chatting = thread::spawn(move || {
-        let mut lines = Vec::new();
-        for _ in 0..9 {
-            chatty.send("/ping");
-            loop {
-                let line = chatty.recv();
-                if line == "PONG" {
-                    break;
-                }
-                lines.push(line);
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-        lines
-    });
+    let chatting = common::ping_every_100ms(chatty, 9);
     // The laptop closed its lid: nothing arrives from the ghost any more.
     let start = Instant::now();
     while !ghost.recv().starts_with("ERR idle-timeout ") {}

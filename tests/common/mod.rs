@@ -457,3 +457,25 @@ pub fn start_node(limits: Limits) -> Box<dyn Server> {
     command.arg(script);
     spawn_server(command, limits)
 }
+
+/// A client that keeps talking: sends `/ping` `times` times, 100 ms apart,
+/// each time waiting for its `PONG`, on a thread of its own. The idle-timeout
+/// tests run it beside a silent client; joining the handle gives every
+/// other line it received on the way.
+pub fn ping_every_100ms(mut peer: Peer, times: usize) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for _ in 0..times {
+            peer.send("/ping");
+            loop {
+                let line = peer.recv();
+                if line == "PONG" {
+                    break;
+                }
+                lines.push(line);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        lines
+    })
+}
