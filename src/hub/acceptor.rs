@@ -6,12 +6,11 @@
 //! spawning the client's reader thread. Then it goes straight back to
 //! `accept()`; it never reads from or writes to a client.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -19,17 +18,12 @@ use crossbeam_channel::Sender;
 use log::{debug, error, warn};
 
 use crate::hub::budget::{Intake, Quota};
-use crate::hub::dispatcher::Event;
+use crate::hub::events::{CLIENT_STACK_SIZE, Event, PerIp};
 use crate::hub::reader::{self, ReaderSettings};
 use crate::hub::score::{Counters, Scoreboard, Slot, State};
 use crate::proto::admission::Admission;
 use crate::proto::router::ClientId;
 use crate::proto::server_line::{ErrorCode, ServerLine};
-
-/// Stack size of each client thread. A reader needs little stack, and only
-/// the pages it touches cost memory; a small stack keeps 10,000 threads
-/// within a few tens of megabytes of address space per thousand clients.
-pub const CLIENT_STACK_SIZE: usize = 128 * 1024;
 
 /// What the accept loop needs; built by [`crate::hub::Hub::start`].
 pub struct Acceptor {
@@ -45,52 +39,6 @@ pub struct Acceptor {
     pub per_ip: Arc<PerIp>,
     /// Where this thread and each client thread say what they wait for.
     pub score: Arc<Scoreboard>,
-}
-
-/// Connections per IP address (`--max-per-ip`): counted up by the
-/// acceptor, down by the dispatcher when it closes a client. A lock, but
-/// only once per connection and once per close, never per line.
-#[derive(Debug, Default)]
-pub struct PerIp {
-    limit: Option<usize>,
-    open: Mutex<HashMap<IpAddr, usize>>,
-}
-
-impl PerIp {
-    pub fn new(limit: Option<usize>) -> Self {
-        PerIp {
-            limit,
-            open: Mutex::default(),
-        }
-    }
-
-    /// One more connection from `ip`, if it has room.
-    pub fn try_admit(&self, ip: IpAddr) -> bool {
-        let Some(limit) = self.limit else {
-            return true;
-        };
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let n = open.entry(ip).or_insert(0);
-        if *n >= limit {
-            return false;
-        }
-        *n += 1;
-        true
-    }
-
-    /// A connection from `ip` is closed.
-    pub fn release(&self, ip: IpAddr) {
-        if self.limit.is_none() {
-            return;
-        }
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = open.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&ip);
-            }
-        }
-    }
 }
 
 /// Logs repeated accept errors at most once a second, with a count.

@@ -23,17 +23,16 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{Level, debug, info, log_enabled, warn};
 
 use crate::hub::Config;
-use crate::hub::acceptor::PerIp;
 use crate::hub::budget::{self, Intake, Quota};
-use crate::hub::link::LinkEvent;
+use crate::hub::events::{Event, LinkEvent, PerIp};
 use crate::hub::linker::LinkerMsg;
 use crate::hub::outbox::{Outbox, write_all_within};
 use crate::hub::score::{Counters, INTEREST_SHOWN, Scoreboard, Slot, State};
 use crate::proto::admission::Admission;
 use crate::proto::framing::Inbound;
 use crate::proto::id_map::{IdMap, IdSet};
+use crate::proto::ids::is_link;
 use crate::proto::link_line::LinkLine;
-use crate::proto::network::is_link;
 use crate::proto::router::{ClientId, Outlet, Router};
 use crate::proto::server_line::server_full_line;
 use crate::support::timeouts::is_timeout;
@@ -41,32 +40,6 @@ use crate::support::timeouts::is_timeout;
 /// While some client has bytes pending, the dispatcher wakes at least this
 /// often to hand them to the kernel, even if no event arrives.
 pub const RETRY_EVERY: Duration = Duration::from_millis(5);
-
-/// Everything that reaches the dispatcher comes as one of these, through one
-/// channel, so it sees a single ordered story of the hub.
-#[derive(Debug)]
-pub enum Event {
-    /// From the acceptor: a client was admitted. The dispatcher writes to
-    /// `socket`; the client's reader thread reads from the same socket.
-    Connected {
-        id: ClientId,
-        socket: Arc<TcpStream>,
-        peer: SocketAddr,
-        /// Its share of the channel: given back as its lines are applied.
-        quota: Arc<Quota>,
-    },
-    /// From the acceptor: the hub is full; answer `ERR server-full` and close.
-    Full { socket: TcpStream, peer: SocketAddr },
-    /// From a reader: one line, parsed (a command, or a refusal to answer).
-    Line { id: ClientId, line: Inbound },
-    /// From a reader: its connection ended (end of stream, reset, ...).
-    Closed { id: ClientId, why: String },
-    /// From the link threads (`link-acceptor`, `linker`, `link-<hub>`):
-    /// see [`crate::hub::link`].
-    Link(LinkEvent),
-    /// From [`crate::hub::Hub::shutdown`]: close everything and return.
-    Shutdown,
-}
 
 /// The dispatcher's state: the router (who gets what) and the write halves
 /// of all sockets (how to reach them).

@@ -27,51 +27,13 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use log::{debug, info, warn};
 
-use crate::hub::dispatcher::Event;
+use crate::hub::events::{CLIENT_STACK_SIZE, Event, LinkEvent};
 use crate::hub::reader::hand_over;
 use crate::hub::score::{Scoreboard, Slot, State};
 use crate::proto::framing::{Frame, LineFramer};
 use crate::proto::link_line::{Hello, LinkError, LinkLine, LinkRefusal, check_hello};
 use crate::proto::router::ClientId;
 use crate::support::timeouts::is_timeout;
-
-/// What the link threads tell the dispatcher (inside [`Event::Link`]).
-#[derive(Debug)]
-pub enum LinkEvent {
-    /// From the linker: a connection to a `--link` target is open; the
-    /// dispatcher sends our `HELLO` on it.
-    Dialled {
-        id: ClientId,
-        socket: Arc<TcpStream>,
-        /// Which `--link` it is (the dispatcher tells the linker when it
-        /// is gone, so it is dialled again).
-        target: usize,
-    },
-    /// From the linker: the dialled hub answered with a good `HELLO`.
-    Answered { id: ClientId, hub: String },
-    /// From the link-acceptor: an incoming link with a good `HELLO`.
-    Incoming {
-        id: ClientId,
-        socket: Arc<TcpStream>,
-        hub: String,
-    },
-    /// From the link-acceptor: a first line that is not an acceptable
-    /// `HELLO`: one `ERR`, then close. Never registered.
-    Refused {
-        socket: TcpStream,
-        peer: SocketAddr,
-        refusal: LinkRefusal,
-    },
-    /// From a `link-<hub>` reader: one parsed line.
-    Line {
-        id: ClientId,
-        line: LinkLine<String>,
-    },
-    /// From a `link-<hub>` reader: a line that is not a link line.
-    Bad { id: ClientId, refusal: LinkRefusal },
-    /// From a reader or the linker: the link ended (or never came up).
-    Closed { id: ClientId, why: String },
-}
 
 /// What every link thread needs to know; built by [`crate::hub::Hub::start`].
 #[derive(Debug, Clone)]
@@ -152,7 +114,7 @@ pub fn spawn_reader(
     };
     let spawned = thread::Builder::new()
         .name(format!("link-{hub}"))
-        .stack_size(crate::hub::acceptor::CLIENT_STACK_SIZE)
+        .stack_size(CLIENT_STACK_SIZE)
         .spawn(run);
     if spawned.is_err() {
         slot.enter(State::Exited);

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{debug, info, warn};
 
-use crate::hub::dispatcher::Event;
-use crate::hub::link::{LinkEvent, LinkSettings, read_hello, register_reader, spawn_reader};
+use crate::hub::events::{Event, LinkEvent};
+use crate::hub::link::{LinkSettings, read_hello, register_reader, spawn_reader};
 use crate::hub::score::{self, Slot};
 use crate::proto::framing::LineFramer;
 

@@ -15,6 +15,7 @@ pub mod acceptor;
 pub mod budget;
 pub mod dispatcher;
 pub mod error;
+pub mod events;
 pub mod link;
 pub mod linker;
 pub mod monitor;
@@ -33,16 +34,17 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use log::{debug, warn};
 
-use crate::hub::acceptor::{Acceptor, PerIp};
+use crate::hub::acceptor::Acceptor;
 use crate::hub::budget::Intake;
-use crate::hub::dispatcher::{Dispatcher, Event};
+use crate::hub::dispatcher::Dispatcher;
+use crate::hub::events::{Event, PerIp};
 use crate::hub::link::{LinkAcceptor, LinkSettings};
 use crate::hub::linker::{Linker, LinkerMsg};
 use crate::hub::monitor::Monitor;
 use crate::hub::score::Scoreboard;
 use crate::proto::admission::Admission;
+use crate::proto::ids::LINK_ID_BASE;
 use crate::proto::link_line::check_hub_name;
-use crate::proto::network::LINK_ID_BASE;
 
 /// How a hub is set up; every field is a `tcphub serve` flag.
 #[derive(Debug, Clone)]

@@ -16,7 +16,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use log::debug;
 
 use crate::hub::budget::{self, Intake, Quota};
-use crate::hub::dispatcher::Event;
+use crate::hub::events::Event;
 use crate::hub::score::{Slot, State};
 use crate::proto::client_line::Refusal;
 use crate::proto::framing::{Inbound, LineFramer};

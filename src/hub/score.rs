@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use crate::proto::client_line::Command;
 use crate::proto::framing::Inbound;
-use crate::proto::network::is_link;
+use crate::proto::ids::is_link;
 use crate::proto::router::{ClientId, Router};
 use crate::support::json::push_string;
 

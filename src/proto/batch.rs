@@ -18,8 +18,8 @@
 
 use std::io::IoSlice;
 
+use crate::proto::ids::ClientId;
 use crate::proto::link_line::LinkLine;
-use crate::proto::router::ClientId;
 use crate::proto::server_line::ServerLine;
 
 /// How many events one batch may take before it is written, even if more

@@ -2,7 +2,8 @@
 //! which link, who is on them, and which topics each link wants. No IO.
 //!
 //! A link is one more recipient of the [`Router`]: it has an id (from
-//! [`LINK_ID_BASE`] up, so it never meets a client's), a [`Pending`] list in
+//! [`LINK_ID_BASE`](crate::proto::ids::LINK_ID_BASE) up, so it never meets a client's), a
+//! [`Pending`](crate::proto::batch::Pending) list in
 //! the batch, and the server's [`crate::proto::router::Outlet`] writes to
 //! it like to a client. What is different is what it gets: link lines
 //! ([`LinkLine`]), and only what must cross it. The rules
@@ -23,88 +24,16 @@
 //!   fire on a dead link (whichever side has the shorter timeout).
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 
 use log::{info, warn};
 
-use crate::proto::batch::{Pending, Span};
-use crate::proto::id_map::IdMap;
+use crate::proto::batch::Span;
+use crate::proto::ids::ClientId;
 use crate::proto::link_line::{LINK_VERSION, LinkError, LinkLine, LinkRefusal, split_who};
-use crate::proto::router::{ClientId, Router};
+use crate::proto::link_state::{Link, RemoteHub};
+use crate::proto::router::Router;
 use crate::proto::server_line::{ErrorCode, ServerLine};
-
-/// Link ids start here; client ids (guest numbers) stay far below.
-pub const LINK_ID_BASE: ClientId = 1 << 48;
-
-/// True if `id` is a link's, not a client's.
-pub fn is_link(id: ClientId) -> bool {
-    id >= LINK_ID_BASE
-}
-
-/// The link-side state of one hub; a field of the [`Router`].
-#[derive(Debug)]
-pub struct Network {
-    /// This hub's name (`--name`).
-    pub(super) name: String,
-    /// `--link-key`: sent in our `HELLO`.
-    pub(super) key: String,
-    /// Every link, in the handshake or up.
-    pub(super) links: IdMap<Link>,
-    /// Every other hub we can reach, and through which link.
-    pub(super) hubs: HashMap<String, RemoteHub>,
-    /// Links to close once their pending lines are written.
-    pub(super) closing: Vec<ClientId>,
-    /// Milliseconds, as the server last said (see [`Router::link_tick`]).
-    pub(super) now_ms: u64,
-    /// Send a `PING` on a link that was sent nothing for this long.
-    pub(super) heartbeat_ms: u64,
-}
-
-impl Default for Network {
-    fn default() -> Self {
-        Network {
-            name: "hub".into(),
-            key: String::new(),
-            links: IdMap::default(),
-            hubs: HashMap::new(),
-            closing: Vec::new(),
-            now_ms: 0,
-            heartbeat_ms: 5000 / 3,
-        }
-    }
-}
-
-/// One link to a neighbouring hub.
-#[derive(Debug, Default)]
-pub struct Link {
-    /// Spans of the batch waiting to be written to this link.
-    pub(super) pending: Pending,
-    /// The neighbour's name, once its `HELLO` is accepted (`None` before).
-    pub(super) hub: Option<String>,
-    /// Topics the neighbour said `SUB` for: someone beyond it wants them.
-    pub(super) wants: HashSet<String>,
-    /// Topics we said `SUB` for on this link (and not `UNSUB` since).
-    pub(super) told: HashSet<String>,
-    /// When we last queued something for it ([`Network::now_ms`]).
-    pub(super) last_sent_ms: u64,
-    /// False once it is going down: it gets nothing new.
-    pub(super) open: bool,
-}
-
-impl Link {
-    fn is_up(&self) -> bool {
-        self.open && self.hub.is_some()
-    }
-}
-
-/// A hub beyond one of our links.
-#[derive(Debug)]
-pub struct RemoteHub {
-    /// The link it is reached through.
-    pub(super) via: ClientId,
-    /// Its clients' nicks (bare; shown as `<nick>@<hub>`).
-    pub(super) nicks: BTreeSet<String>,
-}
 
 /// What became of a `HELLO` the dispatcher handed to the router.
 pub type HelloOutcome = Result<(), LinkRefusal>;

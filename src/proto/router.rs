@@ -23,13 +23,14 @@ use crate::proto::batch::{Batch, Pending, Span};
 use crate::proto::client_line::{Command, HELP, Refusal};
 use crate::proto::framing::Inbound;
 use crate::proto::id_map::IdMap;
+use crate::proto::ids::is_link;
 use crate::proto::link_line::LinkLine;
-use crate::proto::network::{Network, is_link};
+use crate::proto::link_state::Network;
 use crate::proto::server_line::{ErrorCode, ServerLine};
 
-/// A connection's id, given by the acceptor; also the number in its first
-/// nick (`guest-<id>`) and in its thread's name (`client-<id>`).
-pub type ClientId = u64;
+/// Re-exported so the servers (`src/hub/`, the async twin) can keep naming
+/// it next to the router they feed; it lives in [`crate::proto::ids`].
+pub use crate::proto::ids::ClientId;
 
 /// Everything the router remembers about one connection.
 #[derive(Debug)]
