@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use log::debug;
 
 use tcphub::Config;
-use tcphub::hub::acceptor::PerIp;
+use tcphub::hub::events::PerIp;
 use tcphub::hub::outbox::Outbox;
 use tcphub::hub::score::{Counters, Scoreboard, Slot, State};
 use tcphub::proto::framing::LineFramer;

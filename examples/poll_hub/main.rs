@@ -42,7 +42,7 @@ use clap::Parser;
 use log::{debug, info, warn};
 
 use tcphub::cli::ServeArgs;
-use tcphub::hub::acceptor::PerIp;
+use tcphub::hub::events::PerIp;
 use tcphub::hub::outbox::Outbox;
 use tcphub::hub::score::{Counters, Scoreboard, Slot, State};
 use tcphub::proto::admission::Admission;
