@@ -48,8 +48,8 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use tcphub::cli::ServeArgs;
-use tcphub::hub::events::PerIp;
 use tcphub::hub::budget::{CLIENT_BYTES, CLIENT_LINES, cost};
+use tcphub::hub::events::PerIp;
 use tcphub::hub::monitor::Monitor;
 use tcphub::hub::score::{Counters, Scoreboard, Slot, State};
 use tcphub::proto::admission::Admission;
