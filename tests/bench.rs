@@ -47,6 +47,27 @@ fn fanout_against_the_in_process_hub_loses_nothing() {
 }
 
 #[test]
+fn readers_fixes_the_receiver_threads_and_the_report_says_how_many() {
+    let args = FanoutArgs {
+        readers: Some(3),
+        ..fanout_args()
+    };
+    let report = fanout::run(&args).expect("the bench starts");
+    assert!(report.ok(), "{}", report.to_text());
+    assert_eq!((report.receivers, report.receivers_fixed), (3, true));
+    let text = report.to_text();
+    assert!(
+        text.contains("receivers    3 thread(s) read the subscribers (--readers)"),
+        "{text}"
+    );
+    assert!(report.to_json().contains("\"receiver_threads\":3"));
+    // Without --readers: balanced, starting from one.
+    let report = fanout::run(&fanout_args()).expect("the bench starts");
+    assert!(report.receivers >= 1 && !report.receivers_fixed);
+    assert!(report.to_text().contains("above 70 % of a core"));
+}
+
+#[test]
 fn rate_limited_fanout_against_a_running_hub() {
     let hub = Hub::start(Config::ephemeral()).expect("hub starts");
     let args = FanoutArgs {

@@ -112,7 +112,22 @@ fn my_threads() -> Vec<ThreadTicks> {
         .collect()
 }
 
-fn my_tid() -> Option<u64> {
+/// CPU time (ticks) of this process's thread `tid`, from
+/// `/proc/self/task/<tid>/stat`: one file, so a caller watching a few
+/// threads does not read all of an in-process hub's 10,000.
+pub fn thread_ticks(tid: u64) -> Option<u64> {
+    if tid == 0 {
+        return None;
+    }
+    read_ticks(
+        &Path::new("/proc/self/task")
+            .join(tid.to_string())
+            .join("stat"),
+    )
+}
+
+/// The calling thread's id (its directory under /proc/self/task).
+pub fn my_tid() -> Option<u64> {
     // "/proc/thread-self" links to "<pid>/task/<tid>".
     let link = std::fs::read_link("/proc/thread-self").ok()?;
     link.file_name()?.to_str()?.parse().ok()
@@ -256,26 +271,51 @@ impl Usage {
             .is_some_and(|busy| busy > BOTTLENECK_SHARE * self.cores as f64)
     }
 
-    /// Why the bench itself, not the server, may have limited the run:
-    /// a generator thread above [`BOTTLENECK_SHARE`] of a core, or the whole
-    /// generator above that share of all cores.
+    /// Why the bench itself, not the server, set the rate, if it did: see
+    /// [`generator_bound`].
     pub fn generator_bottleneck(&self) -> Option<String> {
-        if let Some((name, share)) = &self.busiest_thread
-            && *share > BOTTLENECK_SHARE
-        {
-            return Some(format!(
-                "generator thread {name} was {:.0}% busy: the bench, not the server, may be the bottleneck",
-                share * 100.0
-            ));
-        }
-        let total = self.generator_cores();
-        if total > BOTTLENECK_SHARE * self.cores as f64 {
-            return Some(format!(
-                "the generator used {total:.2} of {} cores: it, not the server, may be the bottleneck",
-                self.cores
-            ));
-        }
-        None
+        let busiest = self.busiest_thread.as_ref().map(|(n, s)| (n.as_str(), *s));
+        generator_bound(busiest, self.generator_cores(), self.cores)
+    }
+}
+
+/// The flag a report carries when the generator, not the server, set the
+/// rate: its busiest thread above [`BOTTLENECK_SHARE`] of a core (a
+/// receiver that cannot read faster, or a publisher that cannot write
+/// faster), or all its threads together above that share of every core.
+/// Below it the thread waited for the server some of the time, so the
+/// server set the pace.
+pub fn generator_bound(
+    busiest: Option<(&str, f64)>,
+    cores_used: f64,
+    cores: usize,
+) -> Option<String> {
+    if let Some((name, share)) = busiest
+        && share > BOTTLENECK_SHARE
+    {
+        let role = thread_role(name);
+        return Some(format!(
+            "generator-bound: {role} thread {name} at {:.0} % of a core: the bench, not the server, set the rate",
+            share * 100.0
+        ));
+    }
+    if cores_used > BOTTLENECK_SHARE * cores as f64 {
+        return Some(format!(
+            "generator-bound: the bench used {cores_used:.2} of {cores} cores: it, not the server, set the rate"
+        ));
+    }
+    None
+}
+
+/// What a bench thread does, from its name (`bench-rx-*` receive,
+/// `bench-pub-rx-*` read a publisher's half, `bench-pub-*` publish).
+fn thread_role(name: &str) -> &'static str {
+    if name.starts_with("bench-rx-") || name.starts_with("bench-pub-rx-") {
+        "receiver"
+    } else if name.starts_with("bench-pub-") {
+        "publisher"
+    } else {
+        "bench"
     }
 }
 
@@ -371,10 +411,12 @@ mod tests {
         assert!((u.steal.unwrap() - 0.1).abs() < 1e-9);
         // 1.9 cores busy, of which 0.75 server and 0.95 bench
         assert!((u.others.unwrap() - 0.2).abs() < 1e-9);
-        assert!(
-            u.generator_bottleneck()
-                .unwrap()
-                .contains("bench-rx-0 was 95% busy")
+        assert_eq!(
+            u.generator_bottleneck().as_deref(),
+            Some(
+                "generator-bound: receiver thread bench-rx-0 at 95 % of a core: \
+                 the bench, not the server, set the rate"
+            )
         );
 
         // In-process: the server is this process's threads that are not the bench's.
@@ -402,5 +444,35 @@ mod tests {
         assert!((u.generator_cpu_s - 0.64).abs() < 1e-9);
         assert_eq!(u.machine_busy, None);
         assert_eq!(u.generator_bottleneck(), None);
+    }
+
+    #[test]
+    fn generator_bound_names_the_thread_that_set_the_rate() {
+        let flag = |name, share, used| generator_bound(Some((name, share)), used, 2);
+        assert!(
+            flag("bench-rx-0", 0.97, 1.0)
+                .unwrap()
+                .starts_with("generator-bound: receiver thread bench-rx-0 at 97 % of a core")
+        );
+        assert!(
+            flag("bench-pub-0", 0.95, 1.0)
+                .unwrap()
+                .contains("publisher thread bench-pub-0 at 95 %")
+        );
+        assert!(
+            flag("bench-pub-rx-1", 0.93, 1.0)
+                .unwrap()
+                .contains("receiver thread")
+        );
+        // at or under 90 % the thread waited for the server: no flag
+        assert_eq!(flag("bench-rx-0", 0.9, 1.0), None);
+        assert_eq!(flag("bench-rx-0", 0.69, 1.0), None);
+        // many threads, none busy alone, the whole machine's worth together
+        assert!(
+            flag("bench-rx-3", 0.6, 1.85)
+                .unwrap()
+                .contains("the bench used 1.85 of 2 cores")
+        );
+        assert_eq!(generator_bound(None, 0.1, 2), None);
     }
 }

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::balance::Receivers;
 use super::cpu::{Sample, Usage};
 use super::recv::{
     Conn, End, Expect, Pace, SYNC_LINE, Shared, Swept, Tally, UNTIL_TOLD, stage, sweep,
@@ -130,7 +131,10 @@ struct Run<'a> {
     sub_addr: SocketAddr,
     deadline: Instant,
     shared: Arc<Shared>,
-    /// Reader threads: the subscribers' sweepers, and one per publisher.
+    /// The subscribers' reader threads, as many as keep each under 70 %
+    /// of a core.
+    receivers: Option<Receivers>,
+    /// The publishers' reader threads, one per publisher.
     sweepers: Vec<JoinHandle<Swept>>,
     /// The publishers' write halves, until they publish.
     writers: Vec<(usize, TcpStream)>,
@@ -156,6 +160,7 @@ impl<'a> Run<'a> {
             sub_addr: target.addr(),
             deadline: Instant::now() + Duration::from_secs(args.timeout_s),
             shared: Arc::new(Shared::new()),
+            receivers: None,
             sweepers: Vec::new(),
             writers: Vec::new(),
             connected: 0,
@@ -241,16 +246,15 @@ impl<'a> Run<'a> {
             .map(|r| r as usize)
             .unwrap_or(if subscribers <= 100 { 1 } else { cores })
             .min(subscribers.max(1));
+        // `--readers` fixes the count; without it, more start as needed.
+        let balanced = self.args.readers.is_none();
         let mut feeds: Vec<Sender<Conn>> = Vec::new();
-        for i in 0..readers {
-            let (tx, rx) = crossbeam_channel::unbounded();
-            match spawn_sweeper(format!("bench-rx-{i}"), rx, &self.shared, Pace::Eager) {
-                Ok(handle) => {
-                    feeds.push(tx);
-                    self.sweepers.push(handle);
-                }
-                Err(e) => self.failure = Some(e),
+        match Receivers::start(readers, balanced, &self.shared) {
+            Ok((receivers, f)) => {
+                self.receivers = Some(receivers);
+                feeds = f;
             }
+            Err(e) => self.failure = Some(e),
         }
         for p in 0..self.args.publishers as usize {
             if self.failure.is_some() {
@@ -309,11 +313,16 @@ impl<'a> Run<'a> {
         done: impl Fn(&Shared) -> bool,
         line: impl Fn(&Shared) -> String,
     ) {
-        // While publishing, every check also resizes the publishers' lead.
+        // While publishing, every check also resizes the publishers' lead;
+        // and every check may add a receiver thread.
         let (flow, start) = (self.flow.clone(), self.publish_start_ns);
+        let receivers = &mut self.receivers;
         let done = |s: &Shared| {
             if let Some(start) = start {
                 flow.update(s, start);
+            }
+            if let Some(r) = receivers.as_mut() {
+                r.tick();
             }
             done(s)
         };
@@ -561,8 +570,15 @@ impl<'a> Run<'a> {
     fn collect(&mut self, report: &mut FanoutReport, window: Window) {
         let mut latency = Histogram::new();
         let mut last_ns = window.start_ns;
-        for handle in self.sweepers.drain(..) {
-            let Ok(swept) = handle.join() else {
+        let mut joined: Vec<thread::Result<Swept>> =
+            self.sweepers.drain(..).map(JoinHandle::join).collect();
+        if let Some(receivers) = self.receivers.take() {
+            report.receivers = receivers.count();
+            report.receivers_fixed = self.args.readers.is_some();
+            joined.extend(receivers.join());
+        }
+        for swept in joined {
+            let Ok(swept) = swept else {
                 self.failure
                     .get_or_insert("a reader thread panicked".into());
                 continue;
@@ -662,7 +678,7 @@ fn wait_for(
     shared: &Shared,
     deadline: Instant,
     progress: &mut Progress,
-    done: impl Fn(&Shared) -> bool,
+    mut done: impl FnMut(&Shared) -> bool,
     line: impl Fn(&Shared) -> String,
     what: &str,
 ) -> Option<String> {

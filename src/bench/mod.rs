@@ -18,6 +18,7 @@
 //! Without `--addr` it measures the threaded hub, started for the purpose.
 //! Logging is the caller's business (`tcphub bench` sets it up in cli.rs).
 
+pub mod balance;
 pub mod conns;
 pub mod cpu;
 pub mod fanout;
@@ -93,8 +94,10 @@ pub struct FanoutArgs {
     /// Give up (and fail) after this many seconds in all.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub timeout_s: u64,
-    /// Reader threads for the subscribers (default: 1 up to 100 of them,
-    /// else one per core).
+    /// Reader threads for the subscribers, fixed. Without it the bench
+    /// starts 1 (up to 100 subscribers, else one per core) and adds threads
+    /// while any is above 70 % of a core, so the bench does not set the
+    /// rate (src/bench/balance.rs).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub readers: Option<u64>,
     /// Publish for this long (seconds, after the warm-up) instead of a

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError};
 
+use super::balance::{Gauge, Handover};
 use super::stats::Histogram;
 use super::wire::{find_newline, msg_text_start, parse_chat_text};
 
@@ -528,9 +529,26 @@ pub enum Pace {
 }
 
 /// A reader thread's life: take connections from `incoming` (until it is
-/// closed), and read all of them in turn until each is done (fan-out) or
-/// the stage is [`stage::STOP`].
+/// closed), and read all of them in turn until each is done (fan-out); it
+/// returns once the stage is [`stage::STOP`].
 pub fn sweep(incoming: Receiver<Conn>, shared: Arc<Shared>, pace: Pace) -> Swept {
+    sweep_balanced(incoming, None, shared, pace)
+}
+
+/// [`sweep`], for a receiver that [`super::balance::Receivers`] watches:
+/// it publishes its thread id and open connections in the gauge, and hands
+/// connections over when ordered to.
+pub fn sweep_balanced(
+    incoming: Receiver<Conn>,
+    control: Option<(Receiver<Handover>, Arc<Gauge>)>,
+    shared: Arc<Shared>,
+    pace: Pace,
+) -> Swept {
+    if let Some((_, gauge)) = &control {
+        gauge
+            .tid
+            .store(super::cpu::my_tid().unwrap_or(0), Ordering::Relaxed);
+    }
     let mut buffer = vec![0u8; READ_BUFFER];
     let mut conns: Vec<Conn> = Vec::new();
     let mut latency = Histogram::new();
@@ -550,6 +568,13 @@ pub fn sweep(incoming: Receiver<Conn>, shared: Arc<Shared>, pace: Pace) -> Swept
             break;
         }
         tell(&mut conns, &shared, &mut last_told);
+        if let Some((orders, gauge)) = &control {
+            hand_over(&mut conns, orders, stage);
+            gauge.open.store(
+                conns.iter().filter(|c| !c.done(stage)).count(),
+                Ordering::Relaxed,
+            );
+        }
         let (mut got, mut chats, mut open) = (0u64, 0u64, 0usize);
         for conn in &mut conns {
             if conn.done(stage) {
@@ -566,8 +591,12 @@ pub fn sweep(incoming: Receiver<Conn>, shared: Arc<Shared>, pace: Pace) -> Swept
             shared.bytes.fetch_add(got, Ordering::Relaxed);
             shared.received.fetch_add(chats, Ordering::Relaxed);
         }
+        // Done with every connection, the thread stays until STOP: the
+        // window's end sample must still find it in /proc/self/task, or
+        // its CPU time would be missing from the report.
         if !more_coming && open == 0 && stage >= stage::MEASURE {
-            break;
+            thread::sleep(Duration::from_millis(1));
+            continue;
         }
         pause(pace, got > 0, &mut idle_sweeps);
     }
@@ -576,6 +605,28 @@ pub fn sweep(incoming: Receiver<Conn>, shared: Arc<Shared>, pace: Pace) -> Swept
         tallies,
         latency,
         streams,
+    }
+}
+
+/// Carries out any [`Handover`] ordered: the last `count` connections not
+/// done yet go to the other receiver, whole (tally and all).
+fn hand_over(conns: &mut Vec<Conn>, orders: &Receiver<Handover>, stage: u8) {
+    while let Ok(order) = orders.try_recv() {
+        let mut given = 0;
+        let mut i = conns.len();
+        while i > 0 && given < order.count {
+            i -= 1;
+            if conns[i].done(stage) {
+                continue;
+            }
+            let conn = conns.swap_remove(i);
+            if let Err(back) = order.to.send(conn) {
+                // The other receiver is gone: keep it.
+                conns.push(back.into_inner());
+                return;
+            }
+            given += 1;
+        }
     }
 }
 
@@ -849,6 +900,40 @@ mod tests {
         assert_eq!(t.welcome_ns, Some(7));
         t.feed(b"anything at all", 8, &mut h);
         assert_eq!(t.other_lines, 0);
+    }
+
+    #[test]
+    fn a_handover_moves_open_connections_only() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut conns: Vec<Conn> = (0..5)
+            .map(|_| Conn::new(TcpStream::connect(addr).unwrap(), synced(1, 1).0))
+            .collect();
+        // the last connection is complete: it stays where it is
+        let (mut h, line) = (Histogram::new(), delivered(0, 0, 0));
+        conns[4].tally.feed(&line, 1, &mut h);
+        assert!(conns[4].done(stage::MEASURE));
+        let (orders_tx, orders) = crossbeam_channel::unbounded();
+        let (to, moved) = crossbeam_channel::unbounded();
+        orders_tx.send(Handover { count: 2, to }).unwrap();
+        hand_over(&mut conns, &orders, stage::MEASURE);
+        assert_eq!(moved.len(), 2);
+        assert_eq!(conns.len(), 3);
+        assert!(conns.iter().any(|c| c.done(stage::MEASURE)));
+        // asked for more than it has open: gives what it has
+        let (to, moved) = crossbeam_channel::unbounded();
+        orders_tx.send(Handover { count: 10, to }).unwrap();
+        hand_over(&mut conns, &orders, stage::MEASURE);
+        assert_eq!((moved.len(), conns.len()), (2, 1));
+        // a receiver that is gone gets nothing, and nothing is lost
+        let mut conns: Vec<Conn> = (0..2)
+            .map(|_| Conn::new(TcpStream::connect(addr).unwrap(), synced(1, 1).0))
+            .collect();
+        let (to, gone) = crossbeam_channel::unbounded();
+        drop(gone);
+        orders_tx.send(Handover { count: 1, to }).unwrap();
+        hand_over(&mut conns, &orders, stage::MEASURE);
+        assert_eq!(conns.len(), 2);
     }
 
     #[test]

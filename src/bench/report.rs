@@ -58,6 +58,10 @@ pub struct FanoutReport {
     pub latency_p50: Duration,
     pub latency_p99: Duration,
     pub latency_max: Duration,
+    /// The subscribers' reader threads at the end of the run.
+    pub receivers: usize,
+    /// Their count was fixed by `--readers` (else more start as needed).
+    pub receivers_fixed: bool,
     /// Why the run did not finish, if it did not (timeout, setup failure).
     pub failure: Option<String>,
 }
@@ -219,6 +223,21 @@ impl FanoutReport {
                 .map(|(n, c)| format!(", busiest thread {n} {:.0}%", c * 100.0))
                 .unwrap_or_default()
         );
+        if self.receivers > 0 {
+            let _ = writeln!(
+                s,
+                "receivers    {} thread(s) read the subscribers{}",
+                self.receivers,
+                if self.receivers_fixed {
+                    " (--readers)".to_string()
+                } else {
+                    format!(
+                        " (more start while one is above {:.0} % of a core)",
+                        super::balance::RECEIVER_SHARE * 100.0
+                    )
+                }
+            );
+        }
         if let (Some(busy), Some(steal), Some(others)) = (u.machine_busy, u.steal, u.others) {
             let _ = writeln!(
                 s,
@@ -259,6 +278,7 @@ impl FanoutReport {
                 j.null("busiest_thread_cores");
             }
         }
+        j.num("receiver_threads", self.receivers as f64);
         j.opt_num("machine_cores", has.then_some(u.cores as f64));
         j.opt_num("machine_busy_cores", u.machine_busy);
         j.opt_num("steal_cores", u.steal);
