@@ -137,6 +137,19 @@ pub struct ServeArgs {
     /// Off by default.
     #[arg(long, value_name = "HOST:PORT")]
     pub monitor: Option<String>,
+    /// Record the session into FILE as a scenario (created, or emptied if
+    /// it exists): every connect, every line a client sent, every line the
+    /// hub sent it, every close, with times. `tcphub simulate FILE`
+    /// replays it (docs/scenarios.md, "Recording a class"). Clients are
+    /// told with a `NOTICE` line after `WELCOME`.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<std::path::PathBuf>,
+    /// The recording stops at this many bytes (the hub logs it, ends the
+    /// file with a comment, and tells every client with a `NOTICE`). The
+    /// default, 64 MiB, holds a 50-minute class of 30 (about 11 MB) with
+    /// room to spare.
+    #[arg(long, default_value_t = crate::hub::recorder::DEFAULT_MAX_BYTES, value_parser = clap::value_parser!(u64).range(1024..=1 << 40))]
+    pub record_max_bytes: u64,
     #[command(flatten)]
     pub linking: LinkArgs,
 }
@@ -192,6 +205,8 @@ impl ServeArgs {
             idle_timeout: millis_or_off(self.idle_timeout_ms),
             max_per_ip: (self.max_per_ip > 0).then_some(self.max_per_ip as usize),
             monitor: self.monitor.clone(),
+            record: self.record.clone(),
+            record_max_bytes: self.record_max_bytes,
         }
     }
 }
@@ -402,6 +417,19 @@ pub struct SimulateArgs {
     /// Use the hub at this host:port instead of starting one in-process.
     #[arg(long)]
     pub addr: Option<String>,
+    /// Replay a recording (`serve --record`) N times faster than it was
+    /// recorded: its `at` steps wait for the recorded time divided by N.
+    #[arg(long, value_name = "N", value_parser = parse_speed, conflicts_with = "as_fast")]
+    pub speed: Option<f64>,
+    /// Replay a recording with no pause at all between its steps (its
+    /// `at` steps do nothing; `wait` steps still wait).
+    #[arg(long)]
+    pub as_fast: bool,
+    /// Print a student copy of each recording (or any scenario): the
+    /// story kept, every expectation a blank to fill in, like
+    /// `make student-copies`; nothing is run.
+    #[arg(long, conflicts_with = "student_copy")]
+    pub to_exercise: bool,
 }
 
 /// An interval of 0 would publish in a busy loop: refuse it.
@@ -513,9 +541,13 @@ fn simulate(args: &SimulateArgs) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    if args.student_copy {
+    if args.student_copy || args.to_exercise {
         return student_copies(&args.scenarios);
     }
+    let pace = match (args.as_fast, args.speed) {
+        (true, _) => scenario::run::Pace::AsFast,
+        (false, speed) => scenario::run::Pace::Speed(speed.unwrap_or(1.0)),
+    };
     // The in-process hub logs every connection at info level; the timeline
     // already tells that story. Keep its warnings (a client cut off).
     if std::env::var_os("RUST_LOG").is_none() {
@@ -531,14 +563,18 @@ fn simulate(args: &SimulateArgs) -> ExitCode {
             let _ = writeln!(stdout);
         }
         let loaded = scenario::load(name);
-        let report =
-            loaded.and_then(|s| scenario::run::run(&s, &target, Box::new(std::io::stdout())));
+        let report = loaded
+            .and_then(|s| scenario::run::run_paced(&s, &target, pace, Box::new(std::io::stdout())));
         match report {
             Ok(report) => match report.outcome {
                 Outcome::Passed { actors, steps } => {
+                    let reordered = match report.reordered {
+                        0 => String::new(),
+                        n => format!(" (order across senders differed in {n} place(s): allowed)"),
+                    };
                     let _ = writeln!(
                         stdout,
-                        "PASSED {name}: {actors} actors, {steps} steps in {:.2}s",
+                        "PASSED {name}: {actors} actors, {steps} steps in {:.2}s{reordered}",
                         report.elapsed.as_secs_f64()
                     );
                 }

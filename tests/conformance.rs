@@ -96,6 +96,8 @@ fn runs_everywhere() -> Option<String> {
 }
 
 conformance!(threaded, common::start_threaded);
+// The same hub with `--record`: its NOTICE after WELCOME breaks nothing.
+conformance!(threaded_recording, common::start_threaded_recording);
 conformance!(async_twin, common::start_async);
 conformance!(poll_twin, common::start_poll);
 conformance!(

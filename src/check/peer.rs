@@ -233,10 +233,16 @@ impl Peer {
     }
 
     /// The next thing the server did: a line, a close, a timeout...
+    ///
+    /// `NOTICE <text>` lines are skipped wherever they come: they are the
+    /// compatible extension of docs/protocol.md, words for a person (a
+    /// hub started with `--record` says so after `WELCOME`), which no
+    /// check is about and any server may send.
     pub fn read(&mut self) -> Got {
         loop {
             match self.read_one() {
                 Got::Line(line) if self.settings.noise.as_deref() == Some(&line[..]) => {}
+                Got::Line(line) if line.starts_with(b"NOTICE ") => {}
                 other => return other,
             }
         }

@@ -44,6 +44,7 @@ pub fn render(line: &str) -> String {
         ServerLine::Bye => "* bye".to_string(),
         ServerLine::Err { code, text } => format!("! {text} ({code})"),
         ServerLine::Help { text } => format!("  {text}"),
+        ServerLine::Notice { text } => format!("* notice: {text}"),
     }
 }
 
@@ -57,6 +58,10 @@ mod tests {
             ("WELCOME guest-1", "* connected; you are guest-1"),
             ("JOIN bob", "* bob joined"),
             ("LEAVE bob", "* bob left"),
+            (
+                "NOTICE this session is recorded",
+                "* notice: this session is recorded",
+            ),
             ("MSG bob hi there", "<bob> hi there"),
             ("MSG bob  spaced ", "<bob>  spaced "),
             ("DM bob psst", "[dm] <bob> psst"),

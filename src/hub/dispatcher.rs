@@ -27,6 +27,7 @@ use crate::hub::budget::{self, Intake, Quota};
 use crate::hub::events::{Event, LinkEvent, PerIp};
 use crate::hub::linker::LinkerMsg;
 use crate::hub::outbox::{Outbox, write_all_within};
+use crate::hub::recorder::{RECORDED_NOTICE, Recorder};
 use crate::hub::score::{Counters, INTEREST_SHOWN, Scoreboard, Slot, State};
 use crate::proto::admission::Admission;
 use crate::proto::framing::Inbound;
@@ -87,6 +88,9 @@ struct Sockets {
     /// linker hears when one is gone.
     dialled: IdMap<(usize, Instant)>,
     linker: Option<Sender<LinkerMsg>>,
+    /// `--record FILE`: the recording, fed from here so its order is the
+    /// one clients see (src/hub/recorder.rs).
+    recorder: Option<Recorder>,
 }
 
 impl Dispatcher {
@@ -121,6 +125,7 @@ impl Dispatcher {
                 link_timeout: Duration::from_millis(5000),
                 dialled: IdMap::default(),
                 linker: None,
+                recorder: None,
             },
             clock: Instant::now(),
             heartbeat_in: None,
@@ -141,6 +146,12 @@ impl Dispatcher {
         self.router.set_identity(name, key, ms);
         self.sockets.link_timeout = link_timeout;
         self.sockets.linker = linker;
+        self
+    }
+
+    /// Records the session (`--record`), if `recorder` is given.
+    pub fn recording(mut self, recorder: Option<Recorder>) -> Self {
+        self.sockets.recorder = recorder;
         self
     }
 
@@ -209,9 +220,13 @@ impl Dispatcher {
             // Older bytes first: what is pending goes before the new batch.
             self.sockets.retry();
             self.router.flush(&mut self.sockets);
+            self.record_batch_end();
             if stop {
                 break;
             }
+        }
+        if let Some(recorder) = &mut self.sockets.recorder {
+            recorder.finish();
         }
         info!(
             "shutting down: closing {} connections",
@@ -249,6 +264,7 @@ impl Dispatcher {
                     "{peer} connected as {nick} ({} clients)",
                     self.sockets.open.len()
                 );
+                self.record_connect(id, peer);
             }
             Event::Full { socket, peer } => {
                 warn!("{peer} refused: server full");
@@ -257,17 +273,55 @@ impl Dispatcher {
             }
             Event::Line { id, line } => {
                 debug!("{id}: {line:?}");
+                self.record_line(id, &line);
                 self.router.on_line(id, &line);
                 self.sockets.publish(&self.router, id, &line);
                 // Its room in the channel is free again: the reader may go on.
                 let quota = self.sockets.quotas.get(&id).map(Arc::as_ref);
                 self.sockets.intake.give_back(quota, budget::cost(&line));
             }
-            Event::Closed { id, why } => self.router.disconnect(id, &why),
+            Event::Closed { id, why } => {
+                if let (Some(recorder), Some(_)) =
+                    (&mut self.sockets.recorder, self.router.nick(id))
+                {
+                    recorder.peer_closed(id, &why);
+                }
+                self.router.disconnect(id, &why);
+            }
             Event::Link(event) => self.apply_link(event),
             Event::Shutdown => return false,
         }
         true
+    }
+
+    /// `--record`: a client connected; it is told it is recorded.
+    fn record_connect(&mut self, id: ClientId, peer: SocketAddr) {
+        let Some(recorder) = &mut self.sockets.recorder else {
+            return;
+        };
+        if let Some(nick) = self.router.nick(id) {
+            recorder.connected(id, nick, &peer.to_string());
+            self.router.notice(id, RECORDED_NOTICE);
+        }
+    }
+
+    /// `--record`: a client's line, with its nick before the line applies.
+    fn record_line(&mut self, id: ClientId, line: &Inbound) {
+        if let (Some(recorder), Some(nick)) = (&mut self.sockets.recorder, self.router.nick(id)) {
+            recorder.sent(id, nick, line);
+        }
+    }
+
+    /// `--record`: the batch's story goes to the recorder thread; if the
+    /// recording stopped just now, every client is told at once.
+    fn record_batch_end(&mut self) {
+        let Some(recorder) = &mut self.sockets.recorder else {
+            return;
+        };
+        if let Some(notice) = recorder.end_batch() {
+            self.router.notice_all(&notice);
+            self.router.flush(&mut self.sockets);
+        }
     }
 
     /// A link event: the routing is the router's ([`crate::proto::network`]);
@@ -340,6 +394,10 @@ impl Outlet for Sockets {
             let bytes: usize = chunks.iter().map(|c| c.len()).sum();
             debug!("writing {bytes} bytes to {id} ({} chunks)", chunks.len());
         }
+        // Before the write, which consumes `chunks`.
+        if let Some(recorder) = &mut self.recorder {
+            recorder.received(id, chunks);
+        }
         let client = self.slots.get(&id).and_then(|s| s.client());
         // The clock read the write timeout needs anyway, also the time
         // the live view shows the dispatcher in writev() since.
@@ -380,6 +438,12 @@ impl Outlet for Sockets {
         if let (Ok(()), Some(c)) = (&result, client) {
             c.wrote_lines(self.share_lines);
         }
+        if let Some(recorder) = &mut self.recorder
+            && !link
+        {
+            let pending = self.open.get(&id).is_some_and(|o| o.pending() > 0);
+            recorder.behind(id, pending);
+        }
         // Keeps the time the write began: no second clock read per write.
         self.me.switch(State::Flush);
         result
@@ -394,6 +458,9 @@ impl Outlet for Sockets {
     /// wakes its reader thread, whose blocking `read()` returns 0, so that
     /// thread ends too.
     fn close(&mut self, id: ClientId) {
+        if let Some(recorder) = &mut self.recorder {
+            recorder.hub_closed(id);
+        }
         if let Some(quota) = self.quotas.remove(&id) {
             quota.close();
         }

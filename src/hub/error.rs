@@ -22,6 +22,8 @@ pub enum HubError {
     },
     /// The link flags cannot work together (`docs/linking.md`).
     Link(String),
+    /// `--record FILE` cannot be created.
+    Record { path: String, source: io::Error },
 }
 
 impl fmt::Display for HubError {
@@ -44,6 +46,9 @@ impl fmt::Display for HubError {
                 write!(f, "cannot start the {thread} thread: {source}")
             }
             HubError::Link(why) => f.write_str(why),
+            HubError::Record { path, source } => {
+                write!(f, "cannot record to {path}: {source}")
+            }
         }
     }
 }
@@ -53,7 +58,8 @@ impl std::error::Error for HubError {
         match self {
             HubError::Resolve { source, .. }
             | HubError::Bind { source, .. }
-            | HubError::Spawn { source, .. } => Some(source),
+            | HubError::Spawn { source, .. }
+            | HubError::Record { source, .. } => Some(source),
             HubError::Link(_) => None,
         }
     }

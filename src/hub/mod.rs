@@ -21,6 +21,7 @@ pub mod linker;
 pub mod monitor;
 pub mod outbox;
 pub mod reader;
+pub mod recorder;
 pub mod score;
 
 pub use error::HubError;
@@ -32,7 +33,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
-use log::{debug, warn};
+use log::{debug, info, warn};
 
 use crate::hub::acceptor::Acceptor;
 use crate::hub::budget::Intake;
@@ -41,10 +42,12 @@ use crate::hub::events::{Event, PerIp};
 use crate::hub::link::{LinkAcceptor, LinkSettings};
 use crate::hub::linker::{Linker, LinkerMsg};
 use crate::hub::monitor::Monitor;
+use crate::hub::recorder::Recorder;
 use crate::hub::score::Scoreboard;
 use crate::proto::admission::Admission;
 use crate::proto::ids::LINK_ID_BASE;
 use crate::proto::link_line::check_hub_name;
+use crate::proto::recording::{HubSettings, header};
 
 /// How a hub is set up; every field is a `tcphub serve` flag.
 #[derive(Debug, Clone)]
@@ -96,6 +99,11 @@ pub struct Config {
     /// Where the live view's HTTP server listens, `HOST:PORT` (or just a
     /// port, on loopback); `None` for no monitor (`--monitor`).
     pub monitor: Option<String>,
+    /// `--record FILE`: write the session as a replayable scenario
+    /// (src/hub/recorder.rs); `None`: no recording.
+    pub record: Option<std::path::PathBuf>,
+    /// `--record-max-bytes`: the recording stops at this size.
+    pub record_max_bytes: u64,
 }
 
 /// Events the channel holds by default: 16 Ki. A burst of that many lines
@@ -133,6 +141,8 @@ impl Default for Config {
             idle_timeout: None,
             max_per_ip: None,
             monitor: None,
+            record: None,
+            record_max_bytes: recorder::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -210,8 +220,9 @@ impl Hub {
         let bound = bind_listeners(&config)?;
         let (shared, inbox) = Shared::new(&config);
         let dialling = !config.links.is_empty();
+        let recorder = spawn_recorder(&config, bound.clients.1)?;
         let (dispatcher, reachable) =
-            spawn_dispatcher(&config, &bound.name, &shared, inbox, dialling)?;
+            spawn_dispatcher(&config, &bound.name, &shared, inbox, dialling, recorder)?;
         let (listener, addr) = bound.clients;
         let (acceptor, dispatcher) = spawn_acceptor(&config, listener, &shared, dispatcher)?;
         let mut hub = Hub {
@@ -531,6 +542,49 @@ impl Shared {
     }
 }
 
+/// With `--record FILE`: creates the file and starts the `recorder` thread
+/// that writes it (src/hub/recorder.rs); returns the dispatcher's end.
+/// Nothing else runs yet, so an error has nothing to undo.
+fn spawn_recorder(config: &Config, addr: SocketAddr) -> Result<Option<Recorder>, HubError> {
+    let Some(path) = &config.record else {
+        return Ok(None);
+    };
+    let record_error = |source| HubError::Record {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = std::fs::File::create(path).map_err(record_error)?;
+    let settings = HubSettings {
+        max_line: config.max_line,
+        max_clients: config.max_clients,
+        write_timeout: config.write_timeout,
+        blocking_writes: config.blocking_writes,
+    };
+    let title = format!(
+        "recording of tcphub serve on {addr}, started {}",
+        recorder::utc_now()
+    );
+    let (recorder, thread) = recorder::new(
+        file,
+        header(&title, &settings),
+        config.max_line,
+        config.record_max_bytes,
+    );
+    let handle = thread::Builder::new()
+        .name("recorder".into())
+        .spawn(move || thread.run())
+        .map_err(|source| HubError::Spawn {
+            thread: "recorder",
+            source,
+        })?;
+    info!(
+        "recording to {} (at most {} bytes)",
+        path.display(),
+        config.record_max_bytes
+    );
+    Ok(Some(recorder.joined_with(handle)))
+}
+
 /// Starts the `dispatcher` thread, the one receiver of the channel, first:
 /// every other thread sends to it. Returns its handle and the count of
 /// reachable hubs it keeps. Nothing else runs yet, so an error has nothing
@@ -541,6 +595,7 @@ fn spawn_dispatcher(
     shared: &Shared,
     inbox: Receiver<Event>,
     dialling: bool,
+    recorder: Option<Recorder>,
 ) -> Result<(JoinHandle<()>, Arc<AtomicUsize>), HubError> {
     let dispatcher = Dispatcher::new(
         inbox,
@@ -555,7 +610,8 @@ fn spawn_dispatcher(
         config.link_key.as_deref(),
         config.link_timeout,
         dialling.then(|| shared.linker_tx.clone()),
-    );
+    )
+    .recording(recorder);
     let reachable = dispatcher.reachable();
     let handle = thread::Builder::new()
         .name("dispatcher".into())

@@ -10,6 +10,7 @@
 pub mod admission;
 pub mod batch;
 pub mod client_line;
+pub mod escape;
 pub mod framing;
 pub mod http;
 pub mod id_map;
@@ -20,5 +21,6 @@ pub mod nats_subjects;
 pub mod nats_wire;
 pub mod network;
 pub mod quiet;
+pub mod recording;
 pub mod router;
 pub mod server_line;

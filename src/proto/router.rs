@@ -475,6 +475,24 @@ impl Router {
         self.deliver(id, line);
     }
 
+    /// `NOTICE <text>` to one client (`serve --record` says so after
+    /// `WELCOME`); nothing if it is not connected.
+    pub fn notice(&mut self, id: ClientId, text: &str) {
+        if self.nick(id).is_some() {
+            self.reply(id, ServerLine::Notice { text });
+        }
+    }
+
+    /// `NOTICE <text>` to every connected client (recording stopped).
+    pub fn notice_all(&mut self, text: &str) {
+        let line = self.batch.to_one(ServerLine::Notice { text });
+        for (&id, client) in self.clients.iter_mut() {
+            if client.open {
+                self.batch.queue(id, &mut client.pending, line);
+            }
+        }
+    }
+
     /// `ERR <code> <text>` to one recipient.
     pub(super) fn error(&mut self, id: ClientId, code: ErrorCode, text: &str) {
         self.reply(id, ServerLine::Err { code, text });

@@ -127,6 +127,14 @@ pub enum ServerLine<'a> {
     Help {
         text: &'a str,
     },
+    /// `NOTICE <text>`: something the hub tells a person, not a program
+    /// (that this session is recorded; that recording stopped). A
+    /// compatible extension of protocol v1 (docs/protocol.md): only sent
+    /// when a feature that needs it is on (`serve --record`), and a client
+    /// that does not know it may show or skip it.
+    Notice {
+        text: &'a str,
+    },
 }
 
 impl<'a> ServerLine<'a> {
@@ -169,6 +177,7 @@ impl<'a> ServerLine<'a> {
             ServerLine::Bye => fields(&["BYE"]),
             ServerLine::Err { code, text } => fields(&["ERR", code.as_str(), text]),
             ServerLine::Help { text } => fields(&["HELP", text]),
+            ServerLine::Notice { text } => fields(&["NOTICE", text]),
         }
         out.push(b'\n');
     }
@@ -229,6 +238,7 @@ impl<'a> ServerLine<'a> {
                 }
             }
             "HELP" => ServerLine::Help { text: rest },
+            "NOTICE" => ServerLine::Notice { text: rest },
             _ => return None,
         })
     }
@@ -317,6 +327,12 @@ mod tests {
                 "ERR nick-taken bob is taken\n",
             ),
             (ServerLine::Help { text: "x" }, "HELP x\n"),
+            (
+                ServerLine::Notice {
+                    text: "this session is recorded",
+                },
+                "NOTICE this session is recorded\n",
+            ),
         ];
         for (line, wire) in &cases {
             assert_eq!(&line.to_line(), wire);

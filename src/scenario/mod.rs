@@ -56,6 +56,14 @@ pub struct Settings {
     /// The in-process hub's `--blocking-writes` (`set blocking-writes on`):
     /// the old single writer that stalls everyone behind one slow reader.
     pub blocking_writes: bool,
+    /// `set escapes on` (what recordings say): `send`, `expect` and
+    /// `ignore` arguments are read with the escapes of
+    /// [`crate::proto::escape`] (`\e`, `\xHH`, `\\`...), byte for byte.
+    pub escapes: bool,
+    /// `set order per-sender` (what recordings say): a run of `expect`
+    /// steps may be met in another order, as long as the lines of each
+    /// sender come in order (see [`run`]); the timeline says when it was.
+    pub order_per_sender: bool,
 }
 
 impl Settings {
@@ -78,6 +86,8 @@ impl Default for Settings {
             max_line: None,
             hubs: Vec::new(),
             blocking_writes: false,
+            escapes: false,
+            order_per_sender: false,
         }
     }
 }
@@ -112,8 +122,9 @@ pub enum Action {
     /// `stop-hub <hub>`: stop one of the `set hubs` hubs (its clients are
     /// closed; the other hubs see a netsplit).
     StopHub(String),
-    /// `send <line>`: send the line as written (a `\n` is added).
-    Send(String),
+    /// `send <line>`: send the line as written (a `\n` is added); bytes,
+    /// since with `set escapes on` a line need not be UTF-8.
+    Send(Vec<u8>),
     /// `flood <count> <bytes> <prefix>`: send `count` lines, each
     /// `<prefix> <n> xxx...` padded to `bytes` bytes, as fast as possible.
     Flood {
@@ -131,6 +142,11 @@ pub enum Action {
     Timeout(Duration),
     /// `wait <duration>`: do nothing (and read nothing) for a while.
     Wait(Duration),
+    /// `at <time> [as <nick>]`: wait (reading nothing) until the run is
+    /// that old, divided by `--speed`; nothing with `--as-fast`. What
+    /// recordings use to keep their pace; `as <nick>` says who the client
+    /// was then, for the reader.
+    At(Duration),
     /// `signal <name>`: raise a named flag other actors can `await`.
     Signal(String),
     /// `await <name>`: block until some actor signals it.

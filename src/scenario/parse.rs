@@ -26,7 +26,7 @@ pub const MAX_FLOOD_LINES: usize = 1_000_000;
 pub const MAX_FLOOD_BYTES: usize = 256 * 1024 * 1024;
 
 /// Every step keyword, for the "unknown step" message.
-const STEPS: &str = "connect, stop-hub, send, flood, expect, expect-closed, ignore, timeout, wait, signal, await, note, close";
+const STEPS: &str = "connect, stop-hub, send, flood, expect, expect-closed, ignore, timeout, wait, at, signal, await, note, close";
 
 /// Parses a scenario. `source` names it in errors (a path, or a built-in name).
 pub fn parse(source: &str, text: &str) -> Result<Scenario, ParseError> {
@@ -136,6 +136,14 @@ impl Parser<'_> {
             "max-clients" => self.settings.max_clients = Some(number(value, 1, 1_000_000)?),
             "max-line" => self.settings.max_line = Some(number(value, 1, 16 * 1024 * 1024)?),
             "hubs" => self.settings.hubs = hub_names(value)?,
+            "escapes" => self.settings.escapes = on_off(key, value)?,
+            "order" => {
+                self.settings.order_per_sender = match value {
+                    "strict" => false,
+                    "per-sender" => true,
+                    _ => return Err(format!("order is strict or per-sender, not {value:?}")),
+                }
+            }
             "blocking-writes" => {
                 self.settings.blocking_writes = match value {
                     "on" => true,
@@ -146,7 +154,7 @@ impl Parser<'_> {
             _ => {
                 return Err(format!(
                     "unknown setting {key:?} (settings: timeout, write-timeout, max-clients, \
-                     max-line, hubs, blocking-writes)"
+                     max-line, hubs, blocking-writes, escapes, order)"
                 ));
             }
         }
@@ -176,9 +184,10 @@ impl Parser<'_> {
             "close" => none(Action::Close)?,
             "expect-closed" => none(Action::ExpectClosed)?,
             // An empty `send` sends an empty line (the hub ignores it).
-            "send" => Action::Send(arg.unwrap_or("").to_string()),
-            "expect" => Action::Expect(Pattern::new(needs("a line or pattern to expect")?)),
-            "ignore" => Action::Ignore(Pattern::new(needs("a pattern of lines to skip")?)),
+            "send" => Action::Send(self.bytes(arg.unwrap_or(""))?),
+            "expect" => Action::Expect(self.pattern(needs("a line or pattern to expect")?)?),
+            "ignore" => Action::Ignore(self.pattern(needs("a pattern of lines to skip")?)?),
+            "at" => Action::At(at(needs("a time since the start, like 1.5s")?)?),
             "timeout" => Action::Timeout(positive_duration(needs("a duration, like 2s")?)?),
             "wait" => Action::Wait(duration::parse(needs("a duration, like 500ms")?)?),
             "signal" | "await" => {
@@ -195,6 +204,24 @@ impl Parser<'_> {
             "" => return Err(format!("{actor}: what step? ({STEPS})")),
             other => return Err(format!("unknown step {other:?} (steps: {STEPS})")),
         })
+    }
+
+    /// A `send` argument: as written, or decoded with `set escapes on`.
+    fn bytes(&self, arg: &str) -> Result<Vec<u8>, String> {
+        if self.settings.escapes {
+            crate::proto::escape::decode(arg)
+        } else {
+            Ok(arg.as_bytes().to_vec())
+        }
+    }
+
+    /// An `expect` or `ignore` pattern, with escapes if they are on.
+    fn pattern(&self, arg: &str) -> Result<Pattern, String> {
+        if self.settings.escapes {
+            Pattern::escaped(arg)
+        } else {
+            Ok(Pattern::new(arg))
+        }
     }
 
     /// A hub of `set hubs`, for `connect <hub>` and `stop-hub <hub>`.
@@ -294,6 +321,27 @@ fn hub_names(value: &str) -> Result<Vec<String>, String> {
         }
     }
     Ok(names)
+}
+
+/// `on` or `off`, for a yes-or-no setting.
+fn on_off(key: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{key} is on or off, not {value:?}")),
+    }
+}
+
+/// `at <time> [as <nick>]`: the time; the nick is for the reader.
+fn at(arg: &str) -> Result<Duration, String> {
+    let (time, who) = match arg.split_once(" as ") {
+        Some((time, who)) => (time, Some(who.trim())),
+        None => (arg, None),
+    };
+    if let Some(who) = who {
+        check_name("nick", who)?;
+    }
+    duration::parse(time)
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {
@@ -402,7 +450,7 @@ mod tests {
         );
         let bob = &s.actors[1].steps;
         assert_eq!(bob[0].line, 9);
-        assert_eq!(bob[2].action, Action::Send(" hi there ".into()));
+        assert_eq!(bob[2].action, Action::Send(b" hi there ".to_vec()));
         assert_eq!(bob[2].text, "send  hi there ");
         assert_eq!(
             bob[3].action,
@@ -426,7 +474,7 @@ mod tests {
         );
         // `send` with nothing sends an empty line.
         let s = ok("a: connect\na: send\n");
-        assert_eq!(s.actors[0].steps[1].action, Action::Send(String::new()));
+        assert_eq!(s.actors[0].steps[1].action, Action::Send(Vec::new()));
     }
 
     #[test]

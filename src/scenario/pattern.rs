@@ -41,6 +41,33 @@ impl Pattern {
         }
     }
 
+    /// Compiles `text` written with the escapes of a recording
+    /// (`set escapes on`, [`crate::proto::escape`]): `\e`, `\xHH`,
+    /// `\u{HEX}` and the rest stand for the characters they name, `\*` and
+    /// `\\` as before. `Err` for a malformed escape, or bytes that are not
+    /// UTF-8 (a server line is text).
+    pub fn escaped(text: &str) -> Result<Pattern, String> {
+        use crate::proto::escape::{Piece, decode_pieces};
+        let mut pieces = vec![String::new()];
+        for piece in decode_pieces(text, true)? {
+            match piece {
+                Piece::Star => pieces.push(String::new()),
+                Piece::Bytes(bytes) => {
+                    let run = String::from_utf8(bytes).map_err(|_| {
+                        "a pattern is text: \\x80 to \\xff alone are not UTF-8".to_string()
+                    })?;
+                    if let Some(last) = pieces.last_mut() {
+                        last.push_str(&run);
+                    }
+                }
+            }
+        }
+        Ok(Pattern {
+            text: text.to_string(),
+            pieces,
+        })
+    }
+
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.text
@@ -138,5 +165,14 @@ mod tests {
         assert!(m("a\\nb", "a\\nb"));
         assert!(m("trailing\\", "trailing\\"));
         assert!(m("é*ü", "é and ü"));
+    }
+
+    #[test]
+    fn recorded_escapes_stand_for_their_characters() {
+        let p = Pattern::escaped("MSG bob \\e[2J \\* *\\x20").unwrap();
+        assert!(p.matches("MSG bob \u{1b}[2J * anything "));
+        assert!(!p.matches("MSG bob \\e[2J * anything "));
+        assert!(Pattern::escaped("bad \\xff").is_err());
+        assert!(Pattern::escaped("bad \\q").is_err());
     }
 }

@@ -41,6 +41,22 @@ pub enum HubToUse {
     Addr(String),
 }
 
+/// How fast `at` steps (a recording's pace) run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// At the recorded times divided by this (`--speed N`; 1 is as
+    /// recorded).
+    Speed(f64),
+    /// `--as-fast`: `at` steps do not wait at all.
+    AsFast,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Pace::Speed(1.0)
+    }
+}
+
 /// The first expectation that was not met.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
@@ -122,6 +138,10 @@ pub struct Report {
     pub outcome: Outcome,
     /// From the start of the run to the last actor finishing.
     pub elapsed: Duration,
+    /// With `set order per-sender`: how many runs of `expect` steps were
+    /// met in another order than written (allowed: the order of lines from
+    /// different senders depends on timing).
+    pub reordered: usize,
 }
 
 /// Runs `scenario` against `target`, writing the timeline to `out` as it
@@ -132,6 +152,16 @@ pub struct Report {
 pub fn run(
     scenario: &Scenario,
     target: &HubToUse,
+    out: Box<dyn Write + Send>,
+) -> Result<Report, ScenarioError> {
+    run_paced(scenario, target, Pace::default(), out)
+}
+
+/// [`run`], with `at` steps at `pace`.
+pub fn run_paced(
+    scenario: &Scenario,
+    target: &HubToUse,
+    pace: Pace,
     out: Box<dyn Write + Send>,
 ) -> Result<Report, ScenarioError> {
     let width = scenario
@@ -148,6 +178,7 @@ pub fn run(
         changed: Condvar::new(),
         sockets: Mutex::new(Vec::new()),
         hubs: Mutex::new(Vec::new()),
+        pace,
     };
     match &scenario.title {
         Some(title) => shared.header(&format!("scenario {}: {title}", scenario.source)),
@@ -171,9 +202,11 @@ pub fn run(
     shared.stop_hubs();
     spawned.map_err(ScenarioError::Spawn)?;
     let elapsed = shared.start.elapsed();
+    let reordered = shared.lock().reordered;
     Ok(Report {
         outcome: outcome(scenario, &shared),
         elapsed,
+        reordered,
     })
 }
 
@@ -357,6 +390,8 @@ struct Shared {
     sockets: Mutex<Vec<TcpStream>>,
     /// `set hubs`: the in-process hubs by name (`None` once stopped).
     hubs: Mutex<Vec<(String, Option<Hub>)>>,
+    /// How fast `at` steps go.
+    pace: Pace,
 }
 
 #[derive(Default)]
@@ -364,6 +399,8 @@ struct State {
     raised: HashSet<String>,
     failure: Option<Failure>,
     aborted: bool,
+    /// Runs of expectations met in another order (`set order per-sender`).
+    reordered: usize,
 }
 
 impl Shared {
@@ -528,6 +565,9 @@ struct ActorRun<'a> {
     timeout: Duration,
     ignores: Vec<Pattern>,
     conn: Option<Conn>,
+    /// `set order per-sender`: runs of expectations are matched by
+    /// [`ActorRun::expect_run`].
+    per_sender: bool,
 }
 
 impl<'a> ActorRun<'a> {
@@ -547,20 +587,30 @@ impl<'a> ActorRun<'a> {
             timeout: scenario.settings.timeout,
             ignores: Vec::new(),
             conn: None,
+            per_sender: scenario.settings.order_per_sender,
         }
     }
 
     fn run(mut self) {
-        for (index, step) in self.actor.steps.iter().enumerate() {
+        let steps = &self.actor.steps;
+        let mut index = 0;
+        while index < steps.len() {
             if self.shared.aborted() {
                 debug!("stopping: another actor failed");
                 return;
             }
-            if let Err(Unmet { expected, got }) = self.step(step) {
+            let (next, result) =
+                if self.per_sender && matches!(steps[index].action, Action::Expect(_)) {
+                    self.expect_run(index)
+                } else {
+                    (index + 1, self.step(&steps[index]).map_err(|u| (index, u)))
+                };
+            if let Err((at, Unmet { expected, got })) = result {
+                let step = &steps[at];
                 self.shared.fail(Failure {
                     source: self.source.to_string(),
                     actor: self.actor.name.clone(),
-                    step: index + 1,
+                    step: at + 1,
                     line: step.line,
                     text: step.text.clone(),
                     expected,
@@ -568,6 +618,7 @@ impl<'a> ActorRun<'a> {
                 });
                 return;
             }
+            index = next;
         }
     }
 
@@ -593,7 +644,11 @@ impl<'a> ActorRun<'a> {
             Action::Connect => self.connect(self.addr, None),
             Action::ConnectTo(hub) => self.connect_to(hub),
             Action::StopHub(hub) => self.stop_hub(hub),
-            Action::Send(text) => self.send(text),
+            Action::Send(bytes) => self.send(bytes),
+            Action::At(t) => {
+                self.at(*t);
+                Ok(())
+            }
             Action::Flood {
                 count,
                 bytes,
@@ -655,17 +710,35 @@ impl<'a> ActorRun<'a> {
 
     /// `send TEXT`: writes the line (with its `\n`) and shows it in the
     /// timeline once written.
-    fn send(&mut self, text: &str) -> Result<(), Unmet> {
-        let mut line = text.to_string().into_bytes();
+    fn send(&mut self, bytes: &[u8]) -> Result<(), Unmet> {
+        let mut line = bytes.to_vec();
         line.push(b'\n');
+        // Not UTF-8 (a recording of a bad line): shown as it is written.
+        let text = match std::str::from_utf8(bytes) {
+            Ok(text) => text.to_string(),
+            Err(_) => crate::proto::escape::encode(bytes, crate::proto::escape::Context::Send),
+        };
         // Blocks only if the hub stopped reading us (then for at
         // most the actor's timeout: the socket's write timeout).
         self.conn()?
             .writer
             .write_all(&line)
             .map_err(|e| unmet("to send the line", format!("a write error: {e}")))?;
-        self.say("->", text);
+        self.say("->", &text);
         Ok(())
+    }
+
+    /// `at T`: sleeps until the run is `T` old (divided by the speed),
+    /// reading nothing meanwhile; at once with `--as-fast`.
+    fn at(&self, t: Duration) {
+        let Pace::Speed(speed) = self.shared.pace else {
+            return;
+        };
+        let due = t.div_f64(speed);
+        let left = due.saturating_sub(self.shared.start.elapsed());
+        if !left.is_zero() {
+            self.shared.sleep(left);
+        }
     }
 
     /// `timeout D`: the new bound for later expects and awaits, and for the
@@ -813,6 +886,94 @@ impl<'a> ActorRun<'a> {
         }
     }
 
+    /// `set order per-sender`: the run of `expect` steps from `first` on
+    /// (with the `at` steps among them, which then do not wait), at most
+    /// [`WINDOW`] of them, is met in any order that keeps each sender's
+    /// lines in theirs: a line may match a later expectation only if no
+    /// earlier unmet one is from the same sender ([`sender_of`]). Returns
+    /// the index after the run, or the step that failed.
+    fn expect_run(&mut self, first: usize) -> (usize, Result<(), (usize, Unmet)>) {
+        let steps = &self.actor.steps;
+        let mut pending: Vec<(usize, &Pattern)> = Vec::new();
+        // Ends after its last `expect`: an `at` after it waits as usual.
+        let mut end = first;
+        let mut i = first;
+        while i < steps.len() && pending.len() < WINDOW {
+            match &steps[i].action {
+                Action::Expect(p) => {
+                    pending.push((i, p));
+                    end = i + 1;
+                }
+                Action::At(_) => {}
+                _ => break,
+            }
+            i += 1;
+        }
+        let mut reordered = false;
+        while let Some(&(step, want)) = pending.first() {
+            let timeout = self.timeout;
+            let deadline = Instant::now() + timeout;
+            let line = match self.next_line(deadline, want) {
+                Ok(line) => line,
+                Err(unmet) => return (end, Err((step, unmet))),
+            };
+            let sender = sender_of(&line);
+            let found = pending.iter().enumerate().find_map(|(k, (_, p))| {
+                let blocked = pending[..k]
+                    .iter()
+                    .any(|(_, q)| sender_of(q.as_str()) == sender);
+                (p.matches(&line) && !blocked).then_some(k)
+            });
+            self.say("<-", &line);
+            match found {
+                Some(k) => {
+                    reordered |= k > 0;
+                    pending.remove(k);
+                }
+                None => return (end, Err((step, unmet(want.as_str(), line)))),
+            }
+        }
+        if reordered {
+            self.say("..", "order across senders differed (allowed)");
+            self.shared.lock().reordered += 1;
+        }
+        (end, Ok(()))
+    }
+
+    /// The next line not ignored, by `deadline`; `want` says what was
+    /// expected, for the failure.
+    fn next_line(&mut self, deadline: Instant, want: &Pattern) -> Result<String, Unmet> {
+        let mut skipped = 0;
+        loop {
+            match self.conn()?.reader.read_line_by(deadline) {
+                Ok(Received::Line(line)) if self.ignores.iter().any(|p| p.matches(&line)) => {
+                    self.say("<-", &format!("{line}   (ignored)"));
+                    skipped += 1;
+                }
+                Ok(Received::Line(line)) => return Ok(line),
+                Ok(Received::Closed) => {
+                    return Err(unmet(
+                        want.as_str(),
+                        "nothing: the hub closed the connection",
+                    ));
+                }
+                Ok(Received::TimedOut) => {
+                    let also = if skipped > 0 {
+                        format!(" ({skipped} ignored line(s) did)")
+                    } else {
+                        String::new()
+                    };
+                    let waited = duration::show(self.timeout);
+                    return Err(unmet(
+                        want.as_str(),
+                        format!("nothing within {waited}{also}"),
+                    ));
+                }
+                Err(e) => return Err(unmet(want.as_str(), format!("a read error: {e}"))),
+            }
+        }
+    }
+
     fn expect_closed(&mut self) -> Result<(), Unmet> {
         let timeout = self.timeout;
         let deadline = Instant::now() + timeout;
@@ -864,6 +1025,23 @@ impl<'a> ActorRun<'a> {
             );
         }
         Ok(())
+    }
+}
+
+/// Most `expect` steps [`ActorRun::expect_run`] matches as one run.
+pub const WINDOW: usize = 64;
+
+/// Who a server line (or a recorded pattern of one) is from, for
+/// `set order per-sender`: the nick of `MSG`, `DM`, `EVENT`, `JOIN`,
+/// `LEAVE`, `NICK`; `""` for the hub's own answers (`OK`, `ERR`, `PONG`...),
+/// which keep their order too.
+pub fn sender_of(line: &str) -> &str {
+    let mut fields = line.split(' ');
+    let kind = fields.next().unwrap_or("");
+    match kind {
+        "MSG" | "DM" | "JOIN" | "LEAVE" | "NICK" => fields.next().unwrap_or(""),
+        "EVENT" => fields.nth(1).unwrap_or(""),
+        _ => "",
     }
 }
 

@@ -38,20 +38,9 @@
 
 use std::fmt::Write as _;
 
-/// True for a character [`escape`] rewrites.
-pub fn is_unsafe(c: char) -> bool {
-    matches!(
-        c,
-        '\u{0}'..='\u{1f}'
-            | '\u{7f}'..='\u{9f}'
-            | '\u{61c}'
-            | '\u{200b}'
-            | '\u{200e}'..='\u{200f}'
-            | '\u{2028}'..='\u{202e}'
-            | '\u{2066}'..='\u{2069}'
-            | '\u{feff}'
-    )
-}
+/// True for a character [`escape`] rewrites (defined in the IO-free core,
+/// which escapes the same characters in recordings).
+pub use crate::proto::escape::is_unsafe;
 
 /// `text` with every terminal control character (see the module docs)
 /// replaced by a visible escape; printable text comes out unchanged, and so

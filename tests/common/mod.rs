@@ -68,6 +68,24 @@ pub fn start_threaded(limits: Limits) -> Box<dyn Server> {
     Box::new(Threaded(Some(Hub::start(config).expect("hub starts"))))
 }
 
+/// The threaded hub recording its session (`serve --record`) into a file
+/// of its own under the temporary folder: it sends a `NOTICE` after every
+/// `WELCOME`, which no check may trip on.
+pub fn start_threaded_recording(limits: Limits) -> Box<dyn Server> {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("tcphub-recording-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary folder");
+    let config = Config {
+        max_clients: limits.max_clients,
+        max_line: limits.max_line,
+        write_timeout: Duration::from_millis(limits.write_timeout_ms),
+        record: Some(dir.join(format!("{n}.scenario"))),
+        ..Config::ephemeral()
+    };
+    Box::new(Threaded(Some(Hub::start(config).expect("hub starts"))))
+}
+
 // ---- the library's checks, against a server started for each -------------
 
 /// How the conformance suite starts a server for one check.
