@@ -78,8 +78,8 @@ bench: ## quick fan-out bench of the threaded hub (1 x 100, 64-byte lines)
 	$(CARGO) build --release
 	$(NOFILE); ./target/release/tcphub bench fanout --publishers 1 --subscribers 100 --messages 10000
 
-# COMPARE_FLAGS: e.g. --quick (one short repetition), --reps 3, --full (adds 1x10).
-compare: ## threaded hub vs async and Node twins vs the relay ceiling: report and chart in target/compare/ (~10 min)
+# COMPARE_FLAGS: e.g. --quick (one short repetition), --reps 5, --full (adds sustained 1x10, 1x1000, 10x100).
+compare: ## threaded hub vs async, poll and Node twins vs the relay ceiling, three load shapes: report and chart in target/compare/
 	$(CARGO) build --release --bins --examples
 	$(NOFILE); ./target/release/examples/compare $(COMPARE_FLAGS)
 

@@ -21,6 +21,7 @@ fn fanout_args() -> FanoutArgs {
         messages: 500,
         size: 64,
         rate: None,
+        unpaced: false,
         timeout_s: 60,
         readers: None,
         duration_s: None,
@@ -65,6 +66,30 @@ fn readers_fixes_the_receiver_threads_and_the_report_says_how_many() {
     let report = fanout::run(&fanout_args()).expect("the bench starts");
     assert!(report.receivers >= 1 && !report.receivers_fixed);
     assert!(report.to_text().contains("above 70 % of a core"));
+}
+
+#[test]
+fn an_unpaced_burst_is_delivered_whole_and_the_report_says_unpaced() {
+    let args = FanoutArgs {
+        unpaced: true,
+        messages: 2_000,
+        ..fanout_args()
+    };
+    let report = fanout::run(&args).expect("the bench starts");
+    assert!(report.ok(), "{}", report.to_text());
+    assert_eq!(report.received, 2 * 2_000 * 21);
+    assert!(
+        report
+            .to_text()
+            .contains("unpaced (no cap on the publishers' lead)")
+    );
+    assert!(report.to_json().contains("\"unpaced\":true"));
+    let lead_limited = fanout::run(&fanout_args()).expect("the bench starts");
+    assert!(
+        lead_limited
+            .to_text()
+            .contains("unlimited rate, lead-limited")
+    );
 }
 
 #[test]

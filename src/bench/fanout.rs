@@ -166,7 +166,11 @@ impl<'a> Run<'a> {
             connected: 0,
             failure: None,
             streams: Vec::new(),
-            flow: Arc::new(Flow::new(args.publishers + args.subscribers - 1, args.size)),
+            flow: Arc::new(Flow::new(
+                args.publishers + args.subscribers - 1,
+                args.size,
+                args.unpaced,
+            )),
             publish_start_ns: None,
         }
     }
@@ -202,6 +206,7 @@ impl<'a> Run<'a> {
             messages: if self.timed() { 0 } else { args.messages },
             size: args.size as usize,
             rate: args.rate,
+            unpaced: args.unpaced,
             warmup: Duration::from_secs_f64(args.warmup_s),
             timed: self.timed(),
             ..FanoutReport::default()
@@ -732,6 +737,9 @@ struct Flow {
     cap: AtomicU64,
     /// The cap never goes above this: [`MAX_LEAD_BYTES`] per receiver.
     max_cap: u64,
+    /// `--unpaced`: no cap at all; the publishers write as fast as the
+    /// server reads.
+    unlimited: bool,
 }
 
 /// At most this many bytes in flight per receiver, on average. A hub cuts
@@ -747,13 +755,14 @@ const LAG: f64 = 0.25;
 const MIN_LAG_LINES: u64 = 64;
 
 impl Flow {
-    fn new(receivers: u64, line_size: u64) -> Flow {
+    fn new(receivers: u64, line_size: u64, unlimited: bool) -> Flow {
         let per_receiver = (MAX_LEAD_BYTES / line_size.max(1)).max(MIN_LAG_LINES);
         Flow {
             sent: AtomicU64::new(0),
             receivers,
             cap: AtomicU64::new(MIN_LAG_LINES * receivers),
             max_cap: per_receiver * receivers,
+            unlimited,
         }
     }
 
@@ -771,6 +780,9 @@ impl Flow {
 
     /// Lines that may still be sent before the cap is reached.
     fn room_lines(&self, shared: &Shared) -> u64 {
+        if self.unlimited {
+            return u64::MAX;
+        }
         let sent = self.sent.load(Ordering::Relaxed) * self.receivers;
         let in_flight = sent.saturating_sub(shared.received.load(Ordering::Relaxed));
         self.cap.load(Ordering::Relaxed).saturating_sub(in_flight) / self.receivers.max(1)
@@ -778,6 +790,9 @@ impl Flow {
 
     /// True while more than the cap is in flight.
     fn too_far_ahead(&self, shared: &Shared) -> bool {
+        if self.unlimited {
+            return false;
+        }
         let sent = self.sent.load(Ordering::Relaxed) * self.receivers;
         sent.saturating_sub(shared.received.load(Ordering::Relaxed))
             > self.cap.load(Ordering::Relaxed)

@@ -91,6 +91,13 @@ pub struct FanoutArgs {
     /// Lines per second per publisher; unlimited without it.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub rate: Option<u64>,
+    /// Publish as fast as the server reads, with no cap on the lead over
+    /// the deliveries (without it a publisher stays at most 0.25 s of
+    /// deliveries, and 256 KiB per subscriber, ahead): a burst, which
+    /// shows a server that buffers without bound, or cuts off readers that
+    /// fall behind for a moment.
+    #[arg(long, conflicts_with = "rate")]
+    pub unpaced: bool,
     /// Give up (and fail) after this many seconds in all.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub timeout_s: u64,

@@ -28,6 +28,8 @@ pub struct FanoutReport {
     pub size: usize,
     /// Lines per second per publisher, if limited.
     pub rate: Option<u64>,
+    /// `--unpaced`: no cap on the publishers' lead over the deliveries.
+    pub unpaced: bool,
     /// Deliveries the contract promises: every line to every other client.
     pub expected: u64,
     /// Deliveries counted.
@@ -147,7 +149,8 @@ impl FanoutReport {
         let mut s = String::new();
         let rate = match self.rate {
             Some(r) => format!("{r} lines/s per publisher"),
-            None => "unlimited rate".to_string(),
+            None if self.unpaced => "unpaced (no cap on the publishers' lead)".to_string(),
+            None => "unlimited rate, lead-limited".to_string(),
         };
         let lines = if self.timed {
             format!("{} lines (timed)", self.sent)
@@ -306,6 +309,7 @@ impl FanoutReport {
             Some(r) => j.num("rate", r as f64),
             None => j.null("rate"),
         }
+        j.bool("unpaced", self.unpaced);
         j.num("sent", self.sent as f64);
         j.num("expected", self.expected as f64);
         j.num("received", self.received as f64);
