@@ -48,27 +48,41 @@ pub struct Span {
 
 /// The spans waiting for one recipient, in order. Each client's state holds
 /// one, so queueing a line costs no lookup.
+///
+/// The newest span is kept inline, not in the list: with one publisher a
+/// recipient's whole share is one span, so queueing a line for it touches
+/// only this struct, never a heap block of its own.
 #[derive(Debug, Default)]
-pub struct Pending(Vec<Span>, usize);
+pub struct Pending {
+    /// Spans before `last`, oldest first (empty in the common case).
+    earlier: Vec<Span>,
+    /// The newest span, the one a next adjacent line extends.
+    last: Option<Span>,
+    /// How many lines are waiting.
+    lines: usize,
+}
 
 impl Pending {
     /// True if nothing is waiting.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.last.is_none()
     }
 
     /// How many lines are waiting (the live view counts lines out).
     pub fn lines(&self) -> usize {
-        self.1
+        self.lines
     }
 
     /// Forgets what was waiting, once it is written.
     pub fn clear(&mut self) {
-        self.0.clear();
-        self.1 = 0;
-        // A burst (many JOINs interleaved with WELCOMEs) can leave a long
-        // list behind; 10,000 idle clients must not keep it.
-        self.0.shrink_to(4);
+        self.last = None;
+        self.lines = 0;
+        if !self.earlier.is_empty() {
+            self.earlier.clear();
+            // A burst (many JOINs interleaved with WELCOMEs) can leave a
+            // long list behind; 10,000 idle clients must not keep it.
+            self.earlier.shrink_to(4);
+        }
     }
 }
 
@@ -112,15 +126,15 @@ impl Batch {
     /// readers, so a reader's share of a batch is one span).
     #[inline]
     pub fn queue(&mut self, id: ClientId, pending: &mut Pending, line: Span) {
-        pending.1 += 1;
-        match pending.0.last_mut() {
+        pending.lines += 1;
+        match &mut pending.last {
             Some(last) if last.buffer == line.buffer && last.end == line.start => {
                 last.end = line.end
             }
-            Some(_) => pending.0.push(line),
+            Some(last) => pending.earlier.push(std::mem::replace(last, line)),
             None => {
                 self.dirty.push(id);
-                pending.0.push(line);
+                pending.last = Some(line);
             }
         }
     }
@@ -151,7 +165,7 @@ impl Batch {
     /// `out` (cleared first; reused so no allocation per recipient).
     pub fn slices<'b>(&'b self, pending: &Pending, out: &mut Vec<IoSlice<'b>>) {
         out.clear();
-        out.extend(pending.0.iter().map(|span| {
+        out.extend(pending.earlier.iter().chain(&pending.last).map(|span| {
             let buffer = match span.buffer {
                 Buffer::Shared => &self.shared,
                 Buffer::Direct => &self.direct,
@@ -160,17 +174,17 @@ impl Batch {
         }));
     }
 
-    /// Forgets the batch once every share is written, and hands back the
-    /// recipients that had lines, so the caller empties their [`Pending`]
-    /// (it holds them; the batch does not).
-    pub fn finish(&mut self) -> std::vec::Drain<'_, ClientId> {
+    /// Forgets the batch once every share is written. The caller has
+    /// emptied each recipient's [`Pending`] (it holds them; the batch does
+    /// not).
+    pub fn finish(&mut self) {
         // Keep the buffers' memory for the next batch, unless one huge
         // batch made them big: an idle hub should not sit on megabytes.
         for buffer in [&mut self.shared, &mut self.direct] {
             buffer.clear();
             buffer.shrink_to(1 << 20);
         }
-        self.dirty.drain(..)
+        self.dirty.clear();
     }
 }
 
@@ -222,7 +236,8 @@ mod tests {
         let pong = batch.to_one(ServerLine::Pong);
         batch.queue(7, &mut a, pong);
         assert!(batch.has_room(0) && !batch.has_room(MAX_BATCH_EVENTS));
-        assert_eq!(batch.finish().collect::<Vec<_>>(), vec![7]);
+        assert_eq!(batch.dirty(), &[7]);
+        batch.finish();
         a.clear();
         assert!(a.is_empty() && batch.is_empty() && batch.dirty().is_empty());
     }

@@ -22,5 +22,6 @@ pub mod nats_wire;
 pub mod network;
 pub mod quiet;
 pub mod recording;
+pub mod roster;
 pub mod router;
 pub mod server_line;

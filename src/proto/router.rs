@@ -22,10 +22,10 @@ use crate::proto::admission::Admission;
 use crate::proto::batch::{Batch, Pending, Span};
 use crate::proto::client_line::{Command, HELP, Refusal};
 use crate::proto::framing::Inbound;
-use crate::proto::id_map::IdMap;
 use crate::proto::ids::is_link;
 use crate::proto::link_line::LinkLine;
 use crate::proto::link_state::Network;
+use crate::proto::roster::Roster;
 use crate::proto::server_line::{ErrorCode, ServerLine};
 
 /// Re-exported so the servers (`src/hub/`, the async twin) can keep naming
@@ -69,7 +69,9 @@ pub trait Outlet {
 /// The routing state, owned by exactly one thread (the dispatcher) or task.
 #[derive(Debug)]
 pub struct Router {
-    pub(super) clients: IdMap<Client>,
+    /// Every connection, dense, in connect order ([`Roster`]): the hot
+    /// paths walk it front to back.
+    pub(super) clients: Roster<Client>,
     pub(super) nicks: HashMap<String, ClientId>,
     /// topic (or `*`) -> subscribers, in subscription order.
     pub(super) topics: HashMap<String, Vec<ClientId>>,
@@ -88,7 +90,7 @@ pub struct Router {
 impl Router {
     pub fn new(admission: Arc<Admission>) -> Self {
         Router {
-            clients: IdMap::default(),
+            clients: Roster::default(),
             nicks: HashMap::new(),
             topics: HashMap::new(),
             admission,
@@ -109,7 +111,7 @@ impl Router {
     /// The nick of a connected client.
     pub fn nick(&self, id: ClientId) -> Option<&str> {
         self.clients
-            .get(&id)
+            .get(id)
             .filter(|c| c.open)
             .map(|c| c.nick.as_str())
     }
@@ -147,7 +149,7 @@ impl Router {
             self.send_every_link(&LinkLine::Join { who: &who });
         }
         self.nicks.insert(nick, id);
-        &self.clients.entry(id).insert_entry(client).into_mut().nick
+        &self.clients.insert(id, client).nick
     }
 
     /// One line from client `id`'s reader: a command, or a refusal to answer.
@@ -162,7 +164,7 @@ impl Router {
     /// everyone else. Lines already pending for it are still flushed, then
     /// the server closes it (see [`Router::flush`]).
     pub fn disconnect(&mut self, id: ClientId, why: &str) {
-        let Some(client) = self.clients.get_mut(&id).filter(|c| c.open) else {
+        let Some(client) = self.clients.get_mut(id).filter(|c| c.open) else {
             return;
         };
         client.open = false;
@@ -240,10 +242,10 @@ impl Router {
             let mut slices = Vec::new();
             for &id in self.batch.dirty() {
                 // A recipient is a client, or a link to another hub.
-                let pending = match self.clients.get(&id) {
-                    Some(client) => &client.pending,
-                    None => match self.net.links.get(&id) {
-                        Some(link) => &link.pending,
+                let pending = match self.clients.get_mut(id) {
+                    Some(client) => &mut client.pending,
+                    None => match self.net.links.get_mut(&id) {
+                        Some(link) => &mut link.pending,
                         None => continue,
                     },
                 };
@@ -252,17 +254,13 @@ impl Router {
                 if let Err(why) = out.deliver(id, &mut slices) {
                     failed.push((id, why));
                 }
+                // Handed over: emptied now, with no second lookup.
+                pending.clear();
             }
             drop(slices);
-            for id in self.batch.finish() {
-                if let Some(client) = self.clients.get_mut(&id) {
-                    client.pending.clear();
-                } else if let Some(link) = self.net.links.get_mut(&id) {
-                    link.pending.clear();
-                }
-            }
+            self.batch.finish();
             for id in std::mem::take(&mut self.closing) {
-                self.clients.remove(&id);
+                self.clients.remove(id);
                 out.close(id);
             }
             for id in std::mem::take(&mut self.net.closing) {
@@ -290,7 +288,7 @@ impl Router {
     /// How many topics (`*` included) a connected client subscribes to.
     pub fn subscriptions(&self, id: ClientId) -> usize {
         self.clients
-            .get(&id)
+            .get(id)
             .filter(|c| c.open)
             .map_or(0, |c| c.subs.len())
     }
@@ -300,7 +298,7 @@ impl Router {
     /// Chat: `MSG` to every other client. Formatted straight from the
     /// sender's nick, with no copy of it: this is the hot path.
     fn chat(&mut self, id: ClientId, text: &str) {
-        let Some(sender) = self.clients.get(&id).filter(|c| c.open) else {
+        let Some(sender) = self.clients.get(id).filter(|c| c.open) else {
             return;
         };
         let line = self.batch.to_many(ServerLine::Msg {
@@ -318,7 +316,7 @@ impl Router {
     /// `/pub`: `EVENT` to subscribers of `topic` and of `*`, each once,
     /// never the publisher. The other hot path.
     fn publish(&mut self, id: ClientId, topic: &str, payload: &str) {
-        let Some(sender) = self.clients.get(&id).filter(|c| c.open) else {
+        let Some(sender) = self.clients.get(id).filter(|c| c.open) else {
             return;
         };
         let line = self.batch.to_many(ServerLine::Event {
@@ -342,7 +340,7 @@ impl Router {
         let mut n = 0;
         for &to in named {
             if to != id
-                && let Some(client) = self.clients.get_mut(&to)
+                && let Some(client) = self.clients.get_mut(to)
             {
                 self.batch.queue(to, &mut client.pending, line);
                 n += 1;
@@ -351,7 +349,7 @@ impl Router {
         // `*` subscribers who did not get it as subscribers of the topic.
         for &to in star {
             if to != id
-                && let Some(client) = self.clients.get_mut(&to)
+                && let Some(client) = self.clients.get_mut(to)
                 && !client.subs.contains(topic)
             {
                 self.batch.queue(to, &mut client.pending, line);
@@ -379,7 +377,7 @@ impl Router {
         }
         self.nicks.remove(&old);
         self.nicks.insert(new.to_string(), id);
-        if let Some(client) = self.clients.get_mut(&id) {
+        if let Some(client) = self.clients.get_mut(id) {
             client.nick = new.to_string();
         }
         self.reply(id, ok);
@@ -417,7 +415,7 @@ impl Router {
         let Some(&target) = self.nicks.get(nick) else {
             return self.error(id, ErrorCode::NoSuchNick, &format!("nobody is called {to}"));
         };
-        let from = self.clients.get(&id).map_or("", |c| c.nick.as_str());
+        let from = self.clients.get(id).map_or("", |c| c.nick.as_str());
         let line = self.batch.to_one(ServerLine::Dm { from, text });
         self.deliver(target, line);
         self.reply(
@@ -431,14 +429,14 @@ impl Router {
     }
 
     fn subscribe(&mut self, id: ClientId, topic: &str) {
-        if let Some(client) = self.clients.get(&id)
+        if let Some(client) = self.clients.get(id)
             && client.subs.len() >= self.max_subs
             && !client.subs.contains(topic)
         {
             let text = format!("at most {} topics per client", self.max_subs);
             return self.error(id, ErrorCode::TooManySubs, &text);
         }
-        if let Some(client) = self.clients.get_mut(&id)
+        if let Some(client) = self.clients.get_mut(id)
             && client.subs.insert(topic.to_string())
         {
             self.topics.entry(topic.to_string()).or_default().push(id);
@@ -453,7 +451,7 @@ impl Router {
     }
 
     fn unsubscribe(&mut self, id: ClientId, topic: &str) {
-        if let Some(client) = self.clients.get_mut(&id)
+        if let Some(client) = self.clients.get_mut(id)
             && client.subs.remove(topic)
         {
             self.remove_subscriber(topic, id);
@@ -486,7 +484,7 @@ impl Router {
     /// `NOTICE <text>` to every connected client (recording stopped).
     pub fn notice_all(&mut self, text: &str) {
         let line = self.batch.to_one(ServerLine::Notice { text });
-        for (&id, client) in self.clients.iter_mut() {
+        for (id, client) in self.clients.iter_mut() {
             if client.open {
                 self.batch.queue(id, &mut client.pending, line);
             }
@@ -500,7 +498,7 @@ impl Router {
 
     /// Queues a line (already in the batch) for one client.
     pub(super) fn deliver(&mut self, id: ClientId, line: Span) {
-        if let Some(client) = self.clients.get_mut(&id) {
+        if let Some(client) = self.clients.get_mut(id) {
             self.batch.queue(id, &mut client.pending, line);
         }
     }
@@ -508,7 +506,7 @@ impl Router {
     /// Queues a line for every open client except `except`; returns how many.
     pub(super) fn deliver_to_all_but(&mut self, except: ClientId, line: Span) -> usize {
         let mut n = 0;
-        for (&id, client) in self.clients.iter_mut() {
+        for (id, client) in self.clients.iter_mut() {
             if id != except && client.open {
                 self.batch.queue(id, &mut client.pending, line);
                 n += 1;
