@@ -18,8 +18,9 @@
 //! Nobody waits on a slow client. A client whose writer channel is full gets
 //! its lines parked in an overflow buffer (order kept); if the channel stays
 //! full, or one write blocks, for longer than `--write-timeout-ms`, or more
-//! than `--max-pending` bytes wait for it, the client is cut off and the
-//! others see `LEAVE`, as the contract says.
+//! than `--max-pending` bytes wait for it, or more than `--soft-pending`
+//! for `--soft-pending-ms`, the client is cut off and the others see
+//! `LEAVE`, as the contract says.
 //!
 //! The other limits are the threaded hub's too, by the same flags: a line
 //! that does not arrive within `--line-timeout-ms`, a client silent for
@@ -55,6 +56,7 @@ use tcphub::hub::score::{Counters, Scoreboard, Slot, State};
 use tcphub::proto::admission::Admission;
 use tcphub::proto::framing::{Inbound, LineFramer};
 use tcphub::proto::id_map::IdMap;
+use tcphub::proto::pending_limit::{OverSoft, PendingLimits};
 use tcphub::proto::quiet::Quiet;
 use tcphub::proto::router::{ClientId, Outlet, Router};
 use tcphub::proto::server_line::{ErrorCode, ServerLine, server_full_line};
@@ -219,7 +221,9 @@ async fn main() -> ExitCode {
             open: IdMap::default(),
             stuck: Vec::new(),
             write_timeout: config.write_timeout,
-            max_pending: config.max_pending,
+            limits: config.pending_limits(),
+            epoch: Instant::now(),
+            over_soft: Vec::new(),
             per_ip: per_ip.clone(),
             share_lines: 0,
             score: score.clone(),
@@ -629,6 +633,8 @@ struct Outbox {
     queued: Arc<AtomicUsize>,
     /// Its share of the routing channel, given back line by line.
     quota: Arc<Quota>,
+    /// Since when more than `--soft-pending` bytes have been queued.
+    over_soft: OverSoft,
 }
 
 impl Outbox {
@@ -680,8 +686,15 @@ struct Outboxes {
     /// Clients with a non-empty overflow.
     stuck: Vec<ClientId>,
     write_timeout: Duration,
-    /// `--max-pending`: bytes one client may have queued and unwritten.
-    max_pending: usize,
+    /// `--max-pending` (hard), `--soft-pending` for `--soft-pending-ms`:
+    /// bytes one client may have queued and unwritten, the same IO-free
+    /// rule as the hub's (`tcphub::proto::pending_limit`).
+    limits: PendingLimits,
+    /// The clock the soft limit is counted on (`now_ms` is time since it).
+    epoch: Instant,
+    /// Clients whose soft-limit clock runs: checked by `overdue` even when
+    /// they get nothing new.
+    over_soft: Vec<ClientId>,
     /// Connections per address, released here when a client is closed.
     per_ip: Arc<PerIp>,
     /// Lines in the share about to be delivered (for the live view).
@@ -691,6 +704,26 @@ struct Outboxes {
 }
 
 impl Outboxes {
+    /// Clients over the soft limit for `--soft-pending-ms`, into `cut`; a
+    /// client back under it leaves the list.
+    fn over_soft_too_long(&mut self, cut: &mut Vec<(ClientId, String)>) {
+        let now_ms = self.epoch.elapsed().as_millis() as u64;
+        let (open, limits) = (&mut self.open, &self.limits);
+        self.over_soft.retain(|&id| {
+            let Some(outbox) = open.get_mut(&id) else {
+                return false;
+            };
+            let queued = outbox.queued.load(Ordering::Acquire);
+            match limits.check(&mut outbox.over_soft, queued, now_ms) {
+                Some(breach) if !cut.iter().any(|(c, _)| *c == id) => {
+                    cut.push((id, breach.to_string()));
+                    false
+                }
+                _ => outbox.over_soft.since_ms().is_some(),
+            }
+        });
+    }
+
     /// Older lines first: retry what is parked before a batch adds more.
     fn retry_stuck(&mut self) {
         let open = &mut self.open;
@@ -707,14 +740,18 @@ impl Outlet for Outboxes {
         if let Some(c) = outbox.slot.client() {
             c.wrote_lines(self.share_lines);
         }
-        // More than --max-pending waiting for it: cut off, as the hub does.
+        // Past the hard limit, or over the soft one too long: cut off, as
+        // the hub does.
         let len: usize = chunks.iter().map(|c| c.len()).sum();
-        if outbox.queued.load(Ordering::Acquire) + len > self.max_pending {
-            let max = self.max_pending;
+        let queued = outbox.queued.load(Ordering::Acquire) + len;
+        let now_ms = self.epoch.elapsed().as_millis() as u64;
+        let running = outbox.over_soft.since_ms().is_some();
+        if let Some(breach) = self.limits.check(&mut outbox.over_soft, queued, now_ms) {
             Counters::add(&self.score.counters.cut_off);
-            return Err(format!(
-                "not reading fast enough: more than {max} bytes pending (--max-pending)"
-            ));
+            return Err(breach.to_string());
+        }
+        if !running && outbox.over_soft.since_ms().is_some() {
+            self.over_soft.push(id);
         }
         outbox.queued.fetch_add(len, Ordering::AcqRel);
         // One copy per recipient per batch, chunk by chunk (not byte by
@@ -742,6 +779,7 @@ impl Outlet for Outboxes {
             c.publish("", 0, false);
         }
         self.stuck.retain(|&s| s != id);
+        self.over_soft.retain(|&s| s != id);
         if outbox.overflow.is_empty() {
             return;
         }
@@ -783,6 +821,7 @@ impl Outlet for Outboxes {
             }
         }
         self.stuck.retain(|id| !cut.iter().any(|(c, _)| c == id));
+        self.over_soft_too_long(&mut cut);
         cut
     }
 }
@@ -802,14 +841,15 @@ impl Routing {
     async fn run(mut self, mut inbox: mpsc::Receiver<Event>) {
         loop {
             self.me.enter(State::Recv);
-            let first = if self.outboxes.stuck.is_empty() {
+            let waiting = self.outboxes.stuck.is_empty() && self.outboxes.over_soft.is_empty();
+            let first = if waiting {
                 match inbox.recv().await {
                     Some(event) => Some(event),
                     None => break,
                 }
             } else {
-                // Someone's channel is full: come back soon to retry it,
-                // even if nothing else happens.
+                // Someone's channel is full, or someone's soft-limit clock
+                // runs: come back soon, even if nothing else happens.
                 match tokio::time::timeout(RETRY_EVERY, inbox.recv()).await {
                     Ok(Some(event)) => Some(event),
                     Ok(None) => break,
@@ -854,6 +894,7 @@ impl Routing {
                     overflow: Vec::new(),
                     full_since: None,
                     _stop_reader: stop_reader,
+                    over_soft: OverSoft::default(),
                 };
                 let nick = self.router.connect(id);
                 info!("{peer} connected as {nick}");

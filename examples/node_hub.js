@@ -8,8 +8,9 @@
 // enforced without buffering more than the limit, bad UTF-8 is refused,
 // every command and error code is there, guest numbers skip names in use,
 // `--max-clients` gives `ERR server-full`, and a client that stops reading
-// is cut off after `--write-timeout-ms`, or as soon as more than
-// `--max-pending` bytes wait for it, instead of growing our memory.
+// is cut off after `--write-timeout-ms` with no byte taken, as soon as more
+// than `--max-pending` bytes wait for it, or when more than `--soft-pending`
+// have waited for `--soft-pending-ms`, instead of growing our memory.
 //
 // The other limits of `tcphub serve` are here too, with the same flags and
 // defaults: `--line-timeout-ms` (a line left unfinished), `--idle-timeout-ms`
@@ -45,7 +46,9 @@ const DEFAULTS = {
   writeTimeoutMs: 2000,
   channelCapacity: 16384,
   channelBytes: 16777216,
-  maxPending: 1048576,
+  maxPending: 33554432,
+  softPending: 8388608,
+  softPendingMs: 30000,
   maxSubs: 4096,
   lineTimeoutMs: 30000,
   idleTimeoutMs: 0,
@@ -55,6 +58,7 @@ const DEFAULTS = {
 const USAGE = `usage: node examples/node_hub.js [--host ${DEFAULTS.host}] [--port ${DEFAULTS.port}]
     [--max-clients ${DEFAULTS.maxClients}] [--max-line ${DEFAULTS.maxLine}] [--write-timeout-ms ${DEFAULTS.writeTimeoutMs}]
     [--channel-capacity ${DEFAULTS.channelCapacity}] [--channel-bytes ${DEFAULTS.channelBytes}] [--max-pending ${DEFAULTS.maxPending}]
+    [--soft-pending ${DEFAULTS.softPending}] [--soft-pending-ms ${DEFAULTS.softPendingMs}]
     [--blocking-writes] [--max-subs ${DEFAULTS.maxSubs}] [--line-timeout-ms ${DEFAULTS.lineTimeoutMs}]
     [--idle-timeout-ms ${DEFAULTS.idleTimeoutMs}] [--max-per-ip ${DEFAULTS.maxPerIp}]
 (0 turns --line-timeout-ms, --idle-timeout-ms and --max-per-ip off; the channel
@@ -71,6 +75,8 @@ function parseFlags(argv) {
     '--channel-capacity': ['channelCapacity', 1, 1048576],
     '--channel-bytes': ['channelBytes', 1, 2 ** 40],
     '--max-pending': ['maxPending', 1, 2 ** 40],
+    '--soft-pending': ['softPending', 1, 2 ** 40],
+    '--soft-pending-ms': ['softPendingMs', 0, 86400000],
     '--max-subs': ['maxSubs', 1, 1000000000],
     '--line-timeout-ms': ['lineTimeoutMs', 0, 86400000],
     '--idle-timeout-ms': ['idleTimeoutMs', 0, 86400000],
@@ -217,25 +223,64 @@ let admitted = 0;
 
 // Queues one line (a Buffer, formatted once for all its recipients) for one
 // client. Node keeps what the kernel does not take in user memory
-// (`writableLength`): more than --max-pending there and the client is cut
-// off at once. When the socket's buffer is over its mark, a timer starts;
-// if the socket has not drained when it fires, the client stopped reading
-// and is cut off.
+// (`writableLength`), and the hub's three bounds apply to it:
+// - more than --max-pending there and the client is cut off at once;
+// - more than --soft-pending for --soft-pending-ms without a break: cut off
+//   (a timer started when it goes over; a send that finds it back under
+//   stops the clock, so a burst passes and a reader that stays behind
+//   does not);
+// - when the socket's buffer is over its mark, a timer starts; if the
+//   kernel has taken no byte when it fires, the client stopped reading and
+//   is cut off; if it took some, the timer starts again.
 function send(client, line) {
   if (!client.open) return;
   const below = client.socket.write(line);
-  if (client.socket.writableLength > flags.maxPending) {
+  const pending = client.socket.writableLength;
+  if (pending > flags.maxPending) {
     cutOff(client, `not reading fast enough: more than ${flags.maxPending} bytes pending (--max-pending)`);
     return;
   }
+  overSoft(client, pending);
   if (!below && client.stall === null) {
-    client.stall = setTimeout(() => {
-      client.stall = null;
-      if (client.socket.writableLength > 0) {
-        cutOff(client, `not reading: write blocked past ${flags.writeTimeoutMs} ms`);
-      }
-    }, flags.writeTimeoutMs);
+    watchStall(client, flushed(client));
   }
+}
+
+// Bytes the kernel has taken from this socket so far.
+function flushed(client) {
+  return client.socket.bytesWritten - client.socket.writableLength;
+}
+
+function watchStall(client, before) {
+  client.stall = setTimeout(() => {
+    client.stall = null;
+    if (!client.open || client.socket.writableLength === 0) return;
+    const now = flushed(client);
+    if (now === before) {
+      cutOff(client, `not reading: ${client.socket.writableLength} bytes pending, none taken for ${flags.writeTimeoutMs} ms`);
+    } else {
+      watchStall(client, now);
+    }
+  }, flags.writeTimeoutMs);
+}
+
+// The soft limit's clock, started and stopped by what is pending now.
+function overSoft(client, pending) {
+  if (pending <= flags.softPending) {
+    if (client.softTimer !== null) {
+      clearTimeout(client.softTimer);
+      client.softTimer = null;
+    }
+    return;
+  }
+  if (client.softTimer !== null) return;
+  const ms = flags.softPendingMs;
+  client.softTimer = setTimeout(() => {
+    client.softTimer = null;
+    if (client.open && client.socket.writableLength > flags.softPending) {
+      cutOff(client, `not reading fast enough: more than ${flags.softPending} bytes pending for ${ms} ms (--soft-pending)`);
+    }
+  }, ms);
 }
 
 // A client that cannot take its lines: the others see LEAVE, and what is
@@ -272,7 +317,7 @@ function leave(client, why) {
   for (const topic of client.subs) unsubscribe(client, topic);
   admitted -= 1;
   release(client.socket.remoteAddress);
-  for (const timer of ['stall', 'lineTimer', 'idleTimer']) {
+  for (const timer of ['stall', 'softTimer', 'lineTimer', 'idleTimer']) {
     if (client[timer] !== null) {
       clearTimeout(client[timer]);
       client[timer] = null;
@@ -491,6 +536,7 @@ const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     subs: new Set(),
     open: true,
     stall: null,
+    softTimer: null,
     lineTimer: null,
     idleTimer: null,
     partial: [],

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::hub::{
     Config, DEFAULT_CHANNEL_BYTES, DEFAULT_CHANNEL_CAPACITY, DEFAULT_MAX_PENDING, DEFAULT_MAX_SUBS,
-    Hub,
+    DEFAULT_SOFT_PENDING, DEFAULT_SOFT_PENDING_MS, Hub,
 };
 
 /// tcphub: a TCP event hub built to be taught with.
@@ -103,11 +103,20 @@ pub struct ServeArgs {
     /// --max-line and --channel-capacity are.
     #[arg(long, default_value_t = DEFAULT_CHANNEL_BYTES as u64, value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
     pub channel_bytes: u64,
-    /// Bytes the hub keeps for one client whose kernel buffers are full (it
-    /// reads slower than it is sent to); one more and it is disconnected.
-    /// Worst case, the hub holds --max-clients times this.
+    /// The hard limit: bytes the hub keeps for one client whose kernel
+    /// buffers are full (it reads slower than it is sent to); one more and
+    /// it is disconnected at once. Worst case, the hub holds --max-clients
+    /// times this.
     #[arg(long, default_value_t = DEFAULT_MAX_PENDING as u64, value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
     pub max_pending: u64,
+    /// The soft limit: a client with more than this many bytes waiting for
+    /// --soft-pending-ms without a break is disconnected. A burst may pass
+    /// it; a reader that stays behind may not.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_SOFT_PENDING as u64, value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+    pub soft_pending: u64,
+    /// How long a client may stay over --soft-pending.
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_SOFT_PENDING_MS, value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
+    pub soft_pending_ms: u64,
     /// The old single writer, to show in class: each write blocks until the
     /// kernel takes it all (or --write-timeout-ms passes), and while it
     /// blocks nobody else gets anything. Ten slow readers stall everyone
@@ -199,6 +208,8 @@ impl ServeArgs {
             link_timeout: Duration::from_millis(self.linking.link_timeout_ms),
             channel_bytes: self.channel_bytes as usize,
             max_pending: self.max_pending as usize,
+            soft_pending: self.soft_pending as usize,
+            soft_pending_ms: self.soft_pending_ms,
             blocking_writes: self.blocking_writes,
             max_subs: self.max_subs as usize,
             line_timeout: millis_or_off(self.line_timeout_ms),

@@ -4,7 +4,8 @@
 //! Each test starts a fresh server (a child process: `tcphub serve`, the
 //! async twin, the readiness-loop twin, the Node twin) with one limit set
 //! small, and asserts what a client sees: a reader too far behind is cut
-//! off (`--max-pending`), an unfinished line is timed out
+//! off (`--max-pending`), and so is one that stays behind
+//! (`--soft-pending` for `--soft-pending-ms`), an unfinished line is timed out
 //! (`--line-timeout-ms`), a silent client is closed and a chatty one is not
 //! (`--idle-timeout-ms`), one connection too many from an address is
 //! refused (`--max-per-ip`), one subscription too many is refused
@@ -62,6 +63,7 @@ macro_rules! limits {
             use super::*;
             limits!(@tests $start, $missing;
                 max_pending_cuts_off_a_reader_too_far_behind,
+                soft_pending_cuts_off_a_reader_that_stays_behind,
                 an_unfinished_line_is_timed_out,
                 a_silent_client_is_closed_and_a_chatty_one_is_not,
                 max_per_ip_refuses_one_too_many_and_frees_the_place,
@@ -124,6 +126,32 @@ fn max_pending_cuts_off_a_reader_too_far_behind(start: Start) {
         ..Limits::default()
     };
     let server = start(limits, &["--max-pending", "65536"]);
+    non_reader_cut_off(server.as_ref());
+}
+
+fn soft_pending_cuts_off_a_reader_that_stays_behind(start: Start) {
+    // Neither the write timeout (a minute) nor the hard limit (1 GiB) can
+    // cut here: only 64 KiB held for 300 ms can.
+    let limits = Limits {
+        write_timeout_ms: 60_000,
+        ..Limits::default()
+    };
+    let flags = [
+        "--max-pending",
+        "1073741824",
+        "--soft-pending",
+        "65536",
+        "--soft-pending-ms",
+        "300",
+    ];
+    let server = start(limits, &flags);
+    non_reader_cut_off(server.as_ref());
+}
+
+/// A bystander, a subscriber that never reads (guest-2) and a flood on
+/// its topic: the non-reader must be cut off (the bystander sees its
+/// `LEAVE`) within the flood's 20 s.
+fn non_reader_cut_off(server: &dyn Server) {
     let addr = server.addr();
     let (mut bystander, _) = Peer::join(addr, "bystander");
     // guest-2 (the bystander is guest-1, the publisher will be guest-3).
@@ -152,7 +180,7 @@ fn max_pending_cuts_off_a_reader_too_far_behind(start: Start) {
     assert_eq!(
         left.as_deref(),
         Some("guest-2"),
-        "the non-reader is cut off by --max-pending, long before the write timeout"
+        "the non-reader is cut off by the pending limit, long before the write timeout"
     );
 }
 
@@ -348,6 +376,8 @@ fn the_node_twin_has_the_hubs_defaults() {
         format!("[--channel-capacity {}]", hub.channel_capacity),
         format!("[--channel-bytes {}]", hub.channel_bytes),
         format!("[--max-pending {}]", hub.max_pending),
+        format!("[--soft-pending {}]", hub.soft_pending),
+        format!("[--soft-pending-ms {}]", hub.soft_pending_ms),
         format!("[--max-subs {}]", hub.max_subs),
         format!("[--line-timeout-ms {}]", ms(hub.line_timeout)),
         format!("[--idle-timeout-ms {}]", ms(hub.idle_timeout)),

@@ -21,6 +21,7 @@ use tcphub::hub::outbox::Outbox;
 use tcphub::hub::score::{Counters, Scoreboard, Slot, State};
 use tcphub::proto::framing::LineFramer;
 use tcphub::proto::id_map::{IdMap, IdSet};
+use tcphub::proto::pending_limit::PendingLimits;
 use tcphub::proto::router::{ClientId, Outlet};
 
 /// One admitted client.
@@ -79,7 +80,10 @@ pub struct Clients {
     /// Clients whose socket failed while draining, to be cut off.
     failed: Vec<(ClientId, String)>,
     pub write_timeout: Duration,
-    max_pending: usize,
+    /// `--max-pending`, `--soft-pending`, `--soft-pending-ms`, as the hub.
+    limits: PendingLimits,
+    /// The clock the soft limit is counted on (`now_ms` is time since it).
+    epoch: Instant,
     pub per_ip: Arc<PerIp>,
     score: Arc<Scoreboard>,
     /// Lines in the share about to be delivered (for the live view).
@@ -93,7 +97,8 @@ impl Clients {
             behind: IdSet::default(),
             failed: Vec::new(),
             write_timeout: config.write_timeout,
-            max_pending: config.max_pending,
+            limits: config.pending_limits(),
+            epoch: Instant::now(),
             per_ip,
             score,
             share_lines: 0,
@@ -150,7 +155,8 @@ impl Outlet for Clients {
             return Ok(());
         };
         let before = client.outbox.written();
-        let result = client.outbox.deliver(chunks, self.max_pending);
+        let now_ms = self.epoch.elapsed().as_millis() as u64;
+        let result = client.outbox.deliver(chunks, &self.limits, now_ms);
         if let Some(c) = client.slot.client() {
             c.wrote_bytes((client.outbox.written() - before) as usize);
             c.set_pending(client.outbox.pending());
@@ -199,11 +205,16 @@ impl Outlet for Clients {
         }
         let now = Instant::now();
         let mut late = Vec::new();
+        let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
         for &id in &self.behind {
-            let Some(client) = self.open.get(&id) else {
+            let Some(client) = self.open.get_mut(&id) else {
                 continue;
             };
-            if let Some(why) = client.outbox.overdue(now, self.write_timeout) {
+            let late_or_over = match client.outbox.overdue(now, self.write_timeout) {
+                Some(why) => Some(why),
+                None => client.outbox.over_limit(&self.limits, now_ms),
+            };
+            if let Some(why) = late_or_over {
                 late.push((id, why, client.outbox.closing));
             }
         }

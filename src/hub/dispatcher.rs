@@ -34,6 +34,7 @@ use crate::proto::framing::Inbound;
 use crate::proto::id_map::{IdMap, IdSet};
 use crate::proto::ids::is_link;
 use crate::proto::link_line::LinkLine;
+use crate::proto::pending_limit::PendingLimits;
 use crate::proto::router::{ClientId, Outlet, Router};
 use crate::proto::server_line::server_full_line;
 use crate::support::timeouts::is_timeout;
@@ -73,7 +74,10 @@ struct Sockets {
     intake: Arc<Intake>,
     per_ip: Arc<PerIp>,
     write_timeout: Duration,
-    max_pending: usize,
+    /// `--max-pending`, `--soft-pending`, `--soft-pending-ms`.
+    limits: PendingLimits,
+    /// The clock the soft limit is counted on: `now_ms` is time since this.
+    epoch: Instant,
     blocking_writes: bool,
     /// The scoreboard (src/hub/score.rs): this thread's slot, and each
     /// client's, whose out-counters only this thread writes.
@@ -116,7 +120,8 @@ impl Dispatcher {
                 intake,
                 per_ip,
                 write_timeout: config.write_timeout,
-                max_pending: config.max_pending,
+                limits: config.pending_limits(),
+                epoch: Instant::now(),
                 blocking_writes: config.blocking_writes,
                 score,
                 me,
@@ -419,7 +424,8 @@ impl Outlet for Sockets {
             })
         } else {
             let before = outbox.written();
-            let result = outbox.deliver(chunks, self.max_pending);
+            let now_ms = millis_since(self.epoch, start);
+            let result = outbox.deliver(chunks, &self.limits, now_ms);
             if let Some(c) = client {
                 c.wrote_bytes((outbox.written() - before) as usize);
                 c.set_pending(outbox.pending());
@@ -514,7 +520,11 @@ impl Outlet for Sockets {
                 continue;
             };
             let timeout = timeout_for(id, self.write_timeout, self.link_timeout);
-            let why = match outbox.overdue(now, timeout) {
+            let late_or_over = match outbox.overdue(now, timeout) {
+                Some(why) => Some(why),
+                None => outbox.over_limit(&self.limits, millis_since(self.epoch, now)),
+            };
+            let why = match late_or_over {
                 Some(why) => why,
                 None if outbox.pending() == 0 => {
                     done.push(id);
@@ -642,6 +652,12 @@ impl Sockets {
         let _ = socket.write_all(line);
         let _ = socket.shutdown(Shutdown::Both);
     }
+}
+
+/// Milliseconds from `epoch` to `now`: the `now_ms` the IO-free soft-limit
+/// rule takes.
+fn millis_since(epoch: Instant, now: Instant) -> u64 {
+    now.saturating_duration_since(epoch).as_millis() as u64
 }
 
 /// How long `id`'s bytes may wait to be taken: a link has its own timeout

@@ -47,6 +47,7 @@ use crate::hub::score::Scoreboard;
 use crate::proto::admission::Admission;
 use crate::proto::ids::LINK_ID_BASE;
 use crate::proto::link_line::check_hub_name;
+use crate::proto::pending_limit::PendingLimits;
 use crate::proto::recording::{HubSettings, header};
 
 /// How a hub is set up; every field is a `tcphub serve` flag.
@@ -83,8 +84,15 @@ pub struct Config {
     /// before readers block (`--channel-bytes`).
     pub channel_bytes: usize,
     /// Bytes the dispatcher may keep for one client that does not take
-    /// them fast enough; past it the client is cut off (`--max-pending`).
+    /// them fast enough; past it the client is cut off (`--max-pending`,
+    /// the hard limit).
     pub max_pending: usize,
+    /// Bytes one client may have waiting for a while: over this for
+    /// `soft_pending_ms` without a break, it is cut off (`--soft-pending`).
+    pub soft_pending: usize,
+    /// How long a client may stay over `soft_pending`
+    /// (`--soft-pending-ms`).
+    pub soft_pending_ms: u64,
     /// The old single writer: every write blocks until the kernel takes it
     /// all, or `write_timeout` passes, and everyone waits (`--blocking-writes`).
     pub blocking_writes: bool,
@@ -112,8 +120,18 @@ pub struct Config {
 pub const DEFAULT_CHANNEL_CAPACITY: usize = 16 * 1024;
 /// Bytes the channel holds by default, all readers together: 16 MiB.
 pub const DEFAULT_CHANNEL_BYTES: usize = 16 * 1024 * 1024;
-/// Bytes kept for one client that is behind, by default: 1 MiB.
-pub const DEFAULT_MAX_PENDING: usize = 1024 * 1024;
+/// Bytes kept for one client that is behind, at most, by default: 32 MiB
+/// (the hard limit). An unpaced 300,000-line burst of 64-byte lines is
+/// 23.4 MB of `MSG` lines per subscriber, all of which may wait here
+/// while a reader that keeps up on average catches up; docs/architecture.md
+/// ("Pending limits") has the measurement.
+pub const DEFAULT_MAX_PENDING: usize = 32 * 1024 * 1024;
+/// Bytes one client may have waiting for up to
+/// [`DEFAULT_SOFT_PENDING_MS`], by default: 8 MiB.
+pub const DEFAULT_SOFT_PENDING: usize = 8 * 1024 * 1024;
+/// How long a client may stay over the soft limit, by default: 30 s (the
+/// burst above took 3-20 s to drain on this 2-core machine, busy or not).
+pub const DEFAULT_SOFT_PENDING_MS: u64 = 30_000;
 /// Subscriptions per client, by default.
 pub const DEFAULT_MAX_SUBS: usize = 4096;
 /// How long a line may stay unfinished, by default: 30 s.
@@ -135,6 +153,8 @@ impl Default for Config {
             link_timeout: Duration::from_millis(DEFAULT_LINK_TIMEOUT_MS),
             channel_bytes: DEFAULT_CHANNEL_BYTES,
             max_pending: DEFAULT_MAX_PENDING,
+            soft_pending: DEFAULT_SOFT_PENDING,
+            soft_pending_ms: DEFAULT_SOFT_PENDING_MS,
             blocking_writes: false,
             max_subs: DEFAULT_MAX_SUBS,
             line_timeout: Some(DEFAULT_LINE_TIMEOUT),
@@ -151,6 +171,15 @@ impl Default for Config {
 pub const DEFAULT_LINK_TIMEOUT_MS: u64 = 5000;
 
 impl Config {
+    /// The pending limits as the IO-free rule takes them.
+    pub fn pending_limits(&self) -> PendingLimits {
+        PendingLimits {
+            hard: self.max_pending,
+            soft: self.soft_pending,
+            soft_ms: self.soft_pending_ms,
+        }
+    }
+
     /// The defaults, on a port the OS picks: what tests use.
     pub fn ephemeral() -> Self {
         Config {

@@ -10,9 +10,11 @@
 //! first, so the order of lines never changes.
 //!
 //! This is the user-space buffer that Node's `socket.write` keeps for you,
-//! with two bounds Node leaves to you: `--max-pending` bytes, and
-//! `--write-timeout-ms` for the oldest pending byte. A client past either
-//! is cut off (see [`Outbox::overdue`]).
+//! with the bounds Node leaves to you: `--max-pending` bytes at once,
+//! `--soft-pending` bytes for `--soft-pending-ms`
+//! ([`crate::proto::pending_limit`]), and `--write-timeout-ms` with no
+//! byte taken at all. A client past any is cut off (see
+//! [`Outbox::overdue`], [`Outbox::over_limit`]).
 
 use std::io::{self, IoSlice, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -20,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::hub::score::ClientSlot;
+use crate::proto::pending_limit::{OverSoft, PendingLimits};
 use crate::support::timeouts::is_timeout;
 
 /// One admitted client's socket and what is waiting for it.
@@ -30,13 +33,16 @@ pub struct Outbox {
     /// Bytes not yet taken by the kernel are `pending[head..]`.
     pending: Vec<u8>,
     head: usize,
-    /// Bytes ever queued here, and ever written: positions in one stream.
-    queued: u64,
+    /// Bytes the kernel has taken, ever.
     written: u64,
-    /// The oldest generation of pending bytes: since when the bytes up to
-    /// stream position `mark` have been waiting. They must be written
-    /// within the write timeout.
-    since: Option<(Instant, u64)>,
+    /// While bytes are pending: since when the kernel has taken none of
+    /// them (since they began to wait, or since its last progress). A
+    /// client that takes nothing for the write timeout has stopped
+    /// reading; one that is merely behind keeps making progress, and the
+    /// pending limits decide how far behind it may be.
+    since: Option<Instant>,
+    /// Since when more than `--soft-pending` bytes have waited.
+    over_soft: OverSoft,
     /// The router is done with this client: close it once drained.
     pub closing: bool,
 }
@@ -48,9 +54,9 @@ impl Outbox {
             peer,
             pending: Vec::new(),
             head: 0,
-            queued: 0,
             written: 0,
             since: None,
+            over_soft: OverSoft::default(),
             closing: false,
         }
     }
@@ -67,8 +73,14 @@ impl Outbox {
 
     /// Sends `chunks` after whatever is already pending, without waiting:
     /// what the kernel does not take now is kept. `Err` if keeping it would
-    /// pass `max_pending` bytes, or the socket failed.
-    pub fn deliver(&mut self, chunks: &[IoSlice<'_>], max_pending: usize) -> Result<(), String> {
+    /// pass the hard limit, if it has been over the soft limit for too
+    /// long at `now_ms` (any clock, in milliseconds), or the socket failed.
+    pub fn deliver(
+        &mut self,
+        chunks: &[IoSlice<'_>],
+        limits: &PendingLimits,
+        now_ms: u64,
+    ) -> Result<(), String> {
         self.drain()?;
         let mut chunks = chunks.iter();
         if self.pending() == 0 {
@@ -77,24 +89,37 @@ impl Outbox {
             let mut n = send_vectored_now(&self.socket, chunks.as_slice()).map_err(write_error)?;
             self.written += n as u64;
             for chunk in chunks.by_ref() {
-                self.queued += chunk.len() as u64;
                 if n < chunk.len() {
-                    self.keep(&chunk[n..], max_pending)?;
+                    self.keep(&chunk[n..], limits)?;
                     break;
                 }
                 n -= chunk.len();
             }
         }
         for chunk in chunks {
-            self.queued += chunk.len() as u64;
-            self.keep(chunk, max_pending)?;
+            self.keep(chunk, limits)?;
         }
-        Ok(())
+        match self.over_limit(limits, now_ms) {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
+    }
+
+    /// Why this client must be cut off for what it has pending at `now_ms`
+    /// (over the soft limit too long), if it must; starts or stops its
+    /// soft-limit clock. The dispatcher asks this of every client behind
+    /// now and then, since one that gets nothing new is never delivered to.
+    pub fn over_limit(&mut self, limits: &PendingLimits, now_ms: u64) -> Option<String> {
+        let pending = self.pending();
+        limits
+            .check(&mut self.over_soft, pending, now_ms)
+            .map(|breach| breach.to_string())
     }
 
     /// Hands the kernel as much of the pending bytes as it takes now.
     /// Returns `Ok(true)` once nothing is pending.
     pub fn drain(&mut self) -> Result<bool, String> {
+        let before = self.written;
         while self.pending() > 0 {
             let n = send_now(&self.socket, &self.pending[self.head..]).map_err(write_error)?;
             if n == 0 {
@@ -109,34 +134,33 @@ impl Outbox {
             self.pending = Vec::new();
             self.head = 0;
             self.since = None;
+            self.over_soft = OverSoft::default();
             return Ok(true);
         }
-        // The oldest bytes are out: the next generation starts its clock.
-        if let Some((_, mark)) = self.since
-            && self.written >= mark
-        {
-            self.since = Some((Instant::now(), self.queued));
+        // Progress: the write timeout counts from here again.
+        if self.written > before {
+            self.since = Some(Instant::now());
         }
         Ok(false)
     }
 
-    /// Why this client must be cut off, if its oldest pending bytes have
-    /// waited for `timeout` or more.
+    /// Why this client must be cut off, if the kernel has taken none of
+    /// its pending bytes for `timeout` or more.
     pub fn overdue(&self, now: Instant, timeout: Duration) -> Option<String> {
-        let (since, _) = self.since?;
+        let since = self.since?;
         (now.duration_since(since) >= timeout).then(|| {
             format!(
-                "not reading: {} bytes still pending after {} ms",
+                "not reading: {} bytes pending, none taken for {} ms",
                 self.pending(),
                 timeout.as_millis()
             )
         })
     }
 
-    /// Since when the oldest pending bytes have waited (`None`: none do):
-    /// what [`Outbox::overdue`] compares with the timeout.
+    /// Since when its pending bytes have waited with no progress (`None`:
+    /// none wait): what [`Outbox::overdue`] compares with the timeout.
     pub fn waiting_since(&self) -> Option<Instant> {
-        self.since.map(|(t, _)| t)
+        self.since
     }
 
     /// Forgets what is pending (the client is being cut off).
@@ -144,13 +168,12 @@ impl Outbox {
         self.pending = Vec::new();
         self.head = 0;
         self.since = None;
+        self.over_soft = OverSoft::default();
     }
 
-    fn keep(&mut self, bytes: &[u8], max_pending: usize) -> Result<(), String> {
-        if self.pending() + bytes.len() > max_pending {
-            return Err(format!(
-                "not reading fast enough: more than {max_pending} bytes pending (--max-pending)"
-            ));
+    fn keep(&mut self, bytes: &[u8], limits: &PendingLimits) -> Result<(), String> {
+        if let Some(breach) = limits.over_hard(self.pending() + bytes.len()) {
+            return Err(breach.to_string());
         }
         if self.head > 0 && self.head >= self.pending.len() / 2 {
             // Reuse the front of the buffer instead of growing it.
@@ -158,7 +181,7 @@ impl Outbox {
             self.head = 0;
         }
         if self.since.is_none() {
-            self.since = Some((Instant::now(), self.queued));
+            self.since = Some(Instant::now());
         }
         self.pending.extend_from_slice(bytes);
         Ok(())

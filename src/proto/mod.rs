@@ -20,6 +20,7 @@ pub mod link_state;
 pub mod nats_subjects;
 pub mod nats_wire;
 pub mod network;
+pub mod pending_limit;
 pub mod quiet;
 pub mod recording;
 pub mod roster;
