@@ -22,6 +22,7 @@ build: ## build the release binary (target/release/tcphub)
 	$(CARGO) build --release
 
 test: ## what CI runs: format check, clippy, every test, then the one-minute soak
+	$(MAKE) --no-print-directory nats-server
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(NOFILE); $(CARGO) test --workspace
@@ -32,6 +33,16 @@ fmt: ## format the code
 
 lint: ## clippy, warnings as errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: nats-server
+
+# The NATS tests (tests/nats.rs) and `make nats-demo` start real nats-server
+# processes: the Debian package, installed here when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+nats-server: ## install nats-server (Debian package) if it is missing
+	@command -v nats-server >/dev/null || test -x /usr/sbin/nats-server || { \
+	  echo "installing nats-server: the NATS tests need the real server"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nats-server; }
 
 .PHONY: soak soak-ci
 

@@ -161,6 +161,66 @@ pub struct ServeArgs {
     pub record_max_bytes: u64,
     #[command(flatten)]
     pub linking: LinkArgs,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+/// The flags of a hub in a NATS cluster (docs/nats.md).
+#[derive(Debug, Args, Clone, Default)]
+pub struct NatsArgs {
+    /// Join a NATS cluster: nats://HOST:PORT[,nats://HOST:PORT...] (port
+    /// 4222 if left out; nats://user:pass@host and nats://token@host carry
+    /// credentials). Chat, /pub, /dm and who is where cross it to every hub
+    /// of the same --nats-room; the servers are tried in turn, and the ones
+    /// the cluster names are learnt. Cannot be used with --link/--link-listen.
+    #[arg(long, value_name = "URLS", value_parser = parse_nats_servers)]
+    pub nats: Option<NatsServers>,
+    /// The NATS user (or set TCPHUB_NATS_USER); needs --nats-pass.
+    #[arg(long, value_name = "USER", requires = "nats_pass")]
+    pub nats_user: Option<String>,
+    /// The NATS password (or set TCPHUB_NATS_PASS).
+    #[arg(long, value_name = "PASS")]
+    pub nats_pass: Option<String>,
+    /// A NATS token instead of a user (or set TCPHUB_NATS_TOKEN).
+    #[arg(long, value_name = "TOKEN", conflicts_with = "nats_user")]
+    pub nats_token: Option<String>,
+    /// Hubs with the same room share chat, topics and presence: the
+    /// subjects are tcphub.<room>.* (1-32 of A-Z a-z 0-9 _ -).
+    #[arg(long, value_name = "ROOM", default_value = "main")]
+    pub nats_room: String,
+    /// A NATS server silent (or unable to take our lines) for this long is
+    /// left for the next one; another hub silent this long is gone, and its
+    /// users leave. Presence heartbeats go out every third of it.
+    #[arg(long, default_value_t = crate::hub::DEFAULT_NATS_TIMEOUT_MS, value_parser = clap::value_parser!(u64).range(30..=3_600_000))]
+    pub nats_timeout_ms: u64,
+}
+
+/// The servers of `--nats`, parsed.
+#[derive(Debug, Clone)]
+pub struct NatsServers(pub Vec<crate::proto::nats_wire::NatsUrl>);
+
+fn parse_nats_servers(text: &str) -> Result<NatsServers, String> {
+    crate::proto::nats_wire::parse_urls(text).map(NatsServers)
+}
+
+impl NatsArgs {
+    /// The hub's NATS set-up, secrets from the environment where no flag
+    /// gave them (so they need not be on the command line, where `ps` shows
+    /// them).
+    pub fn config(&self) -> Option<crate::hub::NatsConfig> {
+        let servers = self.nats.as_ref()?.0.clone();
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let user = self.nats_user.clone().or_else(|| env("TCPHUB_NATS_USER"));
+        let token = self.nats_token.clone().or_else(|| env("TCPHUB_NATS_TOKEN"));
+        Some(crate::hub::NatsConfig {
+            servers,
+            user,
+            pass: self.nats_pass.clone().or_else(|| env("TCPHUB_NATS_PASS")),
+            token,
+            room: self.nats_room.clone(),
+            timeout: Duration::from_millis(self.nats_timeout_ms),
+        })
+    }
 }
 
 /// The flags of linked hubs (docs/linking.md).
@@ -218,6 +278,7 @@ impl ServeArgs {
             monitor: self.monitor.clone(),
             record: self.record.clone(),
             record_max_bytes: self.record_max_bytes,
+            nats: self.nats.config(),
         }
     }
 }

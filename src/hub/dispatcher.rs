@@ -34,10 +34,13 @@ use crate::proto::framing::Inbound;
 use crate::proto::id_map::{IdMap, IdSet};
 use crate::proto::ids::is_link;
 use crate::proto::link_line::LinkLine;
+use crate::proto::nats_bridge::BridgeSettings;
 use crate::proto::pending_limit::PendingLimits;
 use crate::proto::router::{ClientId, Outlet, Router};
 use crate::proto::server_line::server_full_line;
 use crate::support::timeouts::is_timeout;
+
+mod nats;
 
 /// While some client has bytes pending, the dispatcher wakes at least this
 /// often to hand them to the kernel, even if no event arrives.
@@ -55,6 +58,8 @@ pub struct Dispatcher {
     heartbeat_in: Option<Duration>,
     /// How many other hubs are reachable, for [`crate::hub::Hub`] to read.
     reachable: Arc<AtomicUsize>,
+    /// With `--nats`: what each NATS connection's bridge is made with.
+    nats: Option<BridgeSettings>,
 }
 
 /// Every admitted client's socket, as the dispatcher writes to it: the
@@ -95,6 +100,8 @@ struct Sockets {
     /// `--record FILE`: the recording, fed from here so its order is the
     /// one clients see (src/hub/recorder.rs).
     recorder: Option<Recorder>,
+    /// The NATS connection, while it is up (`--nats`, [`nats`]).
+    nats: Option<nats::NatsLink>,
 }
 
 impl Dispatcher {
@@ -131,10 +138,12 @@ impl Dispatcher {
                 dialled: IdMap::default(),
                 linker: None,
                 recorder: None,
+                nats: None,
             },
             clock: Instant::now(),
             heartbeat_in: None,
             reachable: Arc::new(AtomicUsize::new(0)),
+            nats: None,
         }
     }
 
@@ -157,6 +166,13 @@ impl Dispatcher {
     /// Records the session (`--record`), if `recorder` is given.
     pub fn recording(mut self, recorder: Option<Recorder>) -> Self {
         self.sockets.recorder = recorder;
+        self
+    }
+
+    /// Sets this hub up for `--nats`: the NATS connection is a link whose
+    /// lines the bridge translates (src/hub/dispatcher/nats.rs).
+    pub fn with_nats(mut self, settings: Option<BridgeSettings>) -> Self {
+        self.nats = settings;
         self
     }
 
@@ -190,6 +206,9 @@ impl Dispatcher {
     fn heartbeats(&mut self) {
         let now_ms = self.clock.elapsed().as_millis() as u64;
         self.heartbeat_in = self.router.link_tick(now_ms).map(Duration::from_millis);
+        if let Some(nats) = self.nats_tick() {
+            self.heartbeat_in = Some(self.heartbeat_in.map_or(nats, |h| h.min(nats)));
+        }
         let reachable = self.router.reachable_count();
         self.reachable.store(reachable, Ordering::Relaxed);
     }
@@ -233,6 +252,7 @@ impl Dispatcher {
         if let Some(recorder) = &mut self.sockets.recorder {
             recorder.finish();
         }
+        self.nats_bye();
         info!(
             "shutting down: closing {} connections",
             self.sockets.open.len()
@@ -294,6 +314,7 @@ impl Dispatcher {
                 self.router.disconnect(id, &why);
             }
             Event::Link(event) => self.apply_link(event),
+            Event::Nats(event) => self.apply_nats(event),
             Event::Shutdown => return false,
         }
         true
@@ -392,6 +413,9 @@ impl Outlet for Sockets {
     /// [`Outbox::deliver`]); or, with `--blocking-writes`, one `writev` that
     /// may block for up to the write timeout while everyone waits.
     fn deliver(&mut self, id: ClientId, chunks: &mut [IoSlice<'_>]) -> Result<(), String> {
+        if self.is_nats(id) {
+            return self.deliver_nats(chunks);
+        }
         let Some(outbox) = self.open.get_mut(&id) else {
             return Ok(());
         };
@@ -466,6 +490,9 @@ impl Outlet for Sockets {
     fn close(&mut self, id: ClientId) {
         if let Some(recorder) = &mut self.recorder {
             recorder.hub_closed(id);
+        }
+        if self.is_nats(id) {
+            self.nats = None;
         }
         if let Some(quota) = self.quotas.remove(&id) {
             quota.close();

@@ -24,6 +24,8 @@ pub enum HubError {
     Link(String),
     /// `--record FILE` cannot be created.
     Record { path: String, source: io::Error },
+    /// The `--nats` flags cannot work (`docs/nats.md`).
+    Nats(String),
 }
 
 impl fmt::Display for HubError {
@@ -45,7 +47,7 @@ impl fmt::Display for HubError {
             HubError::Spawn { thread, source } => {
                 write!(f, "cannot start the {thread} thread: {source}")
             }
-            HubError::Link(why) => f.write_str(why),
+            HubError::Link(why) | HubError::Nats(why) => f.write_str(why),
             HubError::Record { path, source } => {
                 write!(f, "cannot record to {path}: {source}")
             }
@@ -60,7 +62,7 @@ impl std::error::Error for HubError {
             | HubError::Bind { source, .. }
             | HubError::Spawn { source, .. }
             | HubError::Record { source, .. } => Some(source),
-            HubError::Link(_) => None,
+            HubError::Link(_) | HubError::Nats(_) => None,
         }
     }
 }

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use crate::hub::budget::Quota;
 use crate::proto::framing::Inbound;
 use crate::proto::link_line::{LinkLine, LinkRefusal};
+use crate::proto::nats_wire::{ServerInfo, ServerOp};
 use crate::proto::router::ClientId;
 
 /// Stack size of each client thread. A reader needs little stack, and only
@@ -45,6 +46,8 @@ pub enum Event {
     /// From the link threads (`link-acceptor`, `linker`, `link-<hub>`):
     /// see [`crate::hub::link`].
     Link(LinkEvent),
+    /// From the `nats` thread: see [`crate::hub::nats`].
+    Nats(NatsEvent),
     /// From [`crate::hub::Hub::shutdown`]: close everything and return.
     Shutdown,
 }
@@ -85,6 +88,22 @@ pub enum LinkEvent {
     Bad { id: ClientId, refusal: LinkRefusal },
     /// From a reader or the linker: the link ended (or never came up).
     Closed { id: ClientId, why: String },
+}
+
+/// What the `nats` thread tells the dispatcher (inside [`Event::Nats`]).
+#[derive(Debug)]
+pub enum NatsEvent {
+    /// A NATS server accepted our `CONNECT`: from now on the dispatcher
+    /// writes to `socket` (the `nats` thread only reads it).
+    Up {
+        id: ClientId,
+        socket: Arc<TcpStream>,
+        info: ServerInfo,
+    },
+    /// One operation the server sent on connection `id`.
+    Op { id: ClientId, op: ServerOp },
+    /// Connection `id` ended; the `nats` thread is dialling the next server.
+    Down { id: ClientId, why: String },
 }
 
 /// Connections per IP address (`--max-per-ip`): counted up by the

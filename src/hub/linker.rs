@@ -235,7 +235,7 @@ fn seconds(d: Duration) -> String {
 
 /// Connects to `host:port`, trying each address it resolves to, each for at
 /// most `timeout`.
-fn connect(addr: &str, timeout: Duration) -> Result<TcpStream, String> {
+pub fn connect(addr: &str, timeout: Duration) -> Result<TcpStream, String> {
     let addrs = addr.to_socket_addrs().map_err(|e| e.to_string())?;
     let mut last = "the name resolves to no address".to_string();
     for a in addrs {

@@ -19,6 +19,7 @@ pub mod events;
 pub mod link;
 pub mod linker;
 pub mod monitor;
+pub mod nats;
 pub mod outbox;
 pub mod reader;
 pub mod recorder;
@@ -42,11 +43,15 @@ use crate::hub::events::{Event, PerIp};
 use crate::hub::link::{LinkAcceptor, LinkSettings};
 use crate::hub::linker::{Linker, LinkerMsg};
 use crate::hub::monitor::Monitor;
+use crate::hub::nats::{NatsHandle, NatsSettings, NatsThread};
 use crate::hub::recorder::Recorder;
 use crate::hub::score::Scoreboard;
 use crate::proto::admission::Admission;
 use crate::proto::ids::LINK_ID_BASE;
 use crate::proto::link_line::check_hub_name;
+use crate::proto::nats_bridge::BridgeSettings;
+use crate::proto::nats_subjects::{FOREIGN_HUB, Layout};
+use crate::proto::nats_wire::NatsUrl;
 use crate::proto::pending_limit::PendingLimits;
 use crate::proto::recording::{HubSettings, header};
 
@@ -80,6 +85,8 @@ pub struct Config {
     /// A link silent (or unable to take its lines) this long is down
     /// (`--link-timeout-ms`).
     pub link_timeout: Duration,
+    /// Join a NATS cluster (`--nats` and its flags, docs/nats.md).
+    pub nats: Option<NatsConfig>,
     /// Bytes of parsed lines the channel may hold, all readers together,
     /// before readers block (`--channel-bytes`).
     pub channel_bytes: usize,
@@ -151,6 +158,7 @@ impl Default for Config {
             links: Vec::new(),
             link_key: None,
             link_timeout: Duration::from_millis(DEFAULT_LINK_TIMEOUT_MS),
+            nats: None,
             channel_bytes: DEFAULT_CHANNEL_BYTES,
             max_pending: DEFAULT_MAX_PENDING,
             soft_pending: DEFAULT_SOFT_PENDING,
@@ -169,6 +177,26 @@ impl Default for Config {
 
 /// `--link-timeout-ms` by default.
 pub const DEFAULT_LINK_TIMEOUT_MS: u64 = 5000;
+
+/// `--nats-timeout-ms` by default: a NATS server or another hub silent this
+/// long is gone.
+pub const DEFAULT_NATS_TIMEOUT_MS: u64 = 5000;
+
+/// How a hub joins a NATS cluster: `--nats URLS` and the flags beside it.
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    /// The servers of `--nats`, tried in turn (more are learnt from them).
+    pub servers: Vec<NatsUrl>,
+    /// Credentials where a URL has none (`--nats-user`/`--nats-pass`,
+    /// `--nats-token`, or `TCPHUB_NATS_USER`/`_PASS`/`_TOKEN`).
+    pub user: Option<String>,
+    pub pass: Option<String>,
+    pub token: Option<String>,
+    /// Every hub of a room shares its subjects (`--nats-room`).
+    pub room: String,
+    /// `--nats-timeout-ms`.
+    pub timeout: Duration,
+}
 
 impl Config {
     /// The pending limits as the IO-free rule takes them.
@@ -279,7 +307,10 @@ impl Hub {
         }
         if dialling {
             let linker_inbox = (shared.linker_tx.clone(), shared.linker_rx);
-            hub.start_linker(&config, linker_inbox, settings)?;
+            hub.start_linker(&config, linker_inbox, settings.clone())?;
+        }
+        if let Some(nats) = &config.nats {
+            hub.start_nats(nats, &settings)?;
         }
         if let Some(monitor_listener) = bound.monitor {
             let (score, events) = (shared.score, shared.events);
@@ -336,6 +367,34 @@ impl Hub {
                 source,
             })?;
         self.links.linker = Some((handle, linker_tx));
+        Ok(())
+    }
+
+    /// Starts the `nats` thread, which dials the NATS cluster and reads it
+    /// (src/hub/nats.rs). On error the caller drops `self`.
+    fn start_nats(&mut self, nats: &NatsConfig, links: &LinkSettings) -> Result<(), HubError> {
+        let settings = NatsSettings {
+            servers: nats.servers.clone(),
+            user: nats.user.clone(),
+            pass: nats.pass.clone(),
+            token: nats.token.clone(),
+            timeout: nats.timeout,
+            client_name: format!("tcphub {}", self.name),
+        };
+        let (thread, handle) = NatsThread::new(
+            settings,
+            self.events.clone(),
+            links.next_id.clone(),
+            links.score.clone(),
+        );
+        let joined = thread::Builder::new()
+            .name("nats".into())
+            .spawn(move || thread.run())
+            .map_err(|source| HubError::Spawn {
+                thread: "nats",
+                source,
+            })?;
+        self.links.nats = Some((joined, handle));
         Ok(())
     }
 
@@ -459,6 +518,13 @@ impl Hub {
         {
             warn!("the dispatcher thread panicked");
         }
+        // After the dispatcher, which said BYE on the NATS socket.
+        if let Some((nats, handle)) = self.links.nats.take() {
+            handle.stop();
+            if nats.join().is_err() {
+                warn!("the nats thread panicked");
+            }
+        }
         // The dispatcher shut every socket down on its way out, so each
         // reader's blocking read() has returned, and they all end.
         for reader in readers {
@@ -484,6 +550,8 @@ struct LinkThreads {
     stop: Arc<AtomicBool>,
     acceptor: Option<JoinHandle<Readers>>,
     linker: Option<(JoinHandle<Readers>, Sender<LinkerMsg>)>,
+    /// The `nats` thread, with `--nats`.
+    nats: Option<(JoinHandle<()>, NatsHandle)>,
 }
 
 /// What a thread that starts readers hands back when it ends.
@@ -525,6 +593,7 @@ fn bind_listeners(config: &Config) -> Result<Listeners, HubError> {
         .clone()
         .unwrap_or_else(|| format!("hub-{}", addr.port()));
     check_link_config(config, &name)?;
+    check_nats_config(config, &name)?;
     let links = match &config.link_listen {
         Some(at) => {
             let (host, port) = split_host_port(at);
@@ -637,10 +706,16 @@ fn spawn_dispatcher(
     .linking(
         name,
         config.link_key.as_deref(),
-        config.link_timeout,
+        // A hub is in a tree or in a NATS cluster, never both: the one
+        // link timeout is NATS's when it is in a cluster.
+        config
+            .nats
+            .as_ref()
+            .map_or(config.link_timeout, |n| n.timeout),
         dialling.then(|| shared.linker_tx.clone()),
     )
-    .recording(recorder);
+    .recording(recorder)
+    .with_nats(bridge_settings(config, name));
     let reachable = dispatcher.reachable();
     let handle = thread::Builder::new()
         .name("dispatcher".into())
@@ -688,6 +763,45 @@ fn spawn_acceptor(
             })
         }
     }
+}
+
+/// What each NATS connection's bridge is made with, with `--nats`.
+fn bridge_settings(config: &Config, name: &str) -> Option<BridgeSettings> {
+    let nats = config.nats.as_ref()?;
+    Some(BridgeSettings {
+        layout: Layout::new(&nats.room).ok()?,
+        hub: name.to_string(),
+        timeout_ms: nats.timeout.as_millis().min(u64::MAX as u128) as u64,
+        max_text: config.max_line,
+    })
+}
+
+/// The `--nats` flags that cannot work, refused before anything starts.
+fn check_nats_config(config: &Config, name: &str) -> Result<(), HubError> {
+    let Some(nats) = &config.nats else {
+        return Ok(());
+    };
+    if !config.links.is_empty() || config.link_listen.is_some() {
+        return Err(HubError::Nats(
+            "--nats cannot be used with --link or --link-listen: a hub is in a tree of links or in a NATS cluster, not both (docs/scale-out.md)".into(),
+        ));
+    }
+    if name == FOREIGN_HUB {
+        return Err(HubError::Nats(format!(
+            "--name {FOREIGN_HUB} is taken with --nats: it is what clients see for publishers outside tcphub"
+        )));
+    }
+    if nats.servers.is_empty() {
+        return Err(HubError::Nats("--nats: no server given".into()));
+    }
+    if nats.timeout < Duration::from_millis(30) {
+        return Err(HubError::Nats(
+            "--nats-timeout-ms must be at least 30".into(),
+        ));
+    }
+    Layout::new(&nats.room)
+        .map(|_| ())
+        .map_err(|why| HubError::Nats(format!("--nats-room: {why}")))
 }
 
 /// The link flags that cannot work, refused before anything starts.

@@ -17,6 +17,7 @@ pub mod id_map;
 pub mod ids;
 pub mod link_line;
 pub mod link_state;
+pub mod nats_bridge;
 pub mod nats_subjects;
 pub mod nats_wire;
 pub mod network;
