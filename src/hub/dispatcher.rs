@@ -314,7 +314,7 @@ impl Dispatcher {
                 self.router.disconnect(id, &why);
             }
             Event::Link(event) => self.apply_link(event),
-            Event::Nats(event) => self.apply_nats(event),
+            Event::Nats(event) => self.apply_nats(*event),
             Event::Shutdown => return false,
         }
         true

@@ -46,8 +46,11 @@ pub enum Event {
     /// From the link threads (`link-acceptor`, `linker`, `link-<hub>`):
     /// see [`crate::hub::link`].
     Link(LinkEvent),
-    /// From the `nats` thread: see [`crate::hub::nats`].
-    Nats(NatsEvent),
+    /// From the `nats` thread: see [`crate::hub::nats`]. Boxed: a server's
+    /// `INFO` is ~150 bytes, and an `Event` that size would be built on
+    /// every client reader's stack, one more 4 kB page per client thread
+    /// (tests/capacity.rs caught it: +41 MB at 10,000 clients).
+    Nats(Box<NatsEvent>),
     /// From [`crate::hub::Hub::shutdown`]: close everything and return.
     Shutdown,
 }

@@ -258,7 +258,7 @@ impl NatsThread {
             socket: session.socket.clone(),
             info: session.info.clone(),
         };
-        if !hand_over(&self.events, Event::Nats(up), me) {
+        if !hand_over(&self.events, Event::Nats(Box::new(up)), me) {
             return false;
         }
         let why = self.read_loop(id, session, servers, url, &slot);
@@ -266,7 +266,8 @@ impl NatsThread {
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
         warn!("NATS connection to {addr} lost: {why}");
         let down = NatsEvent::Down { id, why };
-        hand_over(&self.events, Event::Nats(down), me) && !self.stop.load(Ordering::SeqCst)
+        hand_over(&self.events, Event::Nats(Box::new(down)), me)
+            && !self.stop.load(Ordering::SeqCst)
     }
 
     /// Blocking reads until the connection ends; every operation goes to
@@ -291,7 +292,11 @@ impl NatsThread {
                     learn(servers, &info.connect_urls, url);
                 }
                 slot.line_in();
-                if !hand_over(&self.events, Event::Nats(NatsEvent::Op { id, op }), slot) {
+                if !hand_over(
+                    &self.events,
+                    Event::Nats(Box::new(NatsEvent::Op { id, op })),
+                    slot,
+                ) {
                     return "the hub is stopping".into();
                 }
             }
