@@ -33,7 +33,7 @@ pub enum Program {
     /// Prints one line, `listening on <addr>`, to stdout once it is ready.
     /// Logs go to stderr; RUST_LOG=debug shows every blocking call, routing
     /// decision and write, with the name of the thread doing it.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Connect to a hub and talk to it: type lines, or pipe them in.
     ///
     /// Every line you type is sent as is; every line the hub sends is

@@ -81,7 +81,8 @@ fn from_nats(b: &mut NatsBridge, op: ServerOp) -> Vec<String> {
 fn encode(line: &LinkLine<String>) -> String {
     let mut out = Vec::new();
     line.encode(&mut out);
-    String::from_utf8(out).unwrap().trim_end().to_string()
+    let text = String::from_utf8(out).unwrap();
+    text.strip_suffix('\n').unwrap_or(&text).to_string()
 }
 
 fn presence(text: &str) -> ServerOp {
