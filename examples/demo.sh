@@ -13,6 +13,8 @@ BIN=${BIN:-target/debug/tcphub}
 ORDERS=${ORDERS:-4}
 INTERVAL=${INTERVAL:-2s}
 SPEED=${SPEED:-2}
+# RECORD=FILE: the hub records the demo into FILE (serve --record).
+RECORD=${RECORD:-}
 
 tmp=$(mktemp -d)
 pids=()
@@ -36,7 +38,7 @@ start() {
 }
 
 # The hub's stdout goes to a file first: its one line tells the port.
-"$BIN" serve --port 0 >"$tmp/hub.out" 2> >(sed -u "s/^/[hub] /" >&2) &
+"$BIN" serve --port 0 ${RECORD:+--record "$RECORD"} >"$tmp/hub.out" 2> >(sed -u "s/^/[hub] /" >&2) &
 hub=$!
 pids+=("$hub")
 addr=""

@@ -315,3 +315,24 @@ fn at_steps_keep_the_recorded_pace() {
         report.elapsed
     );
 }
+
+/// The recordings shipped in docs/scenarios/recorded/ (a `make demo` and
+/// the slow-consumer scenario, each recorded by `serve --record`) replay
+/// green on an in-process hub: the demo as fast as it goes, the slow
+/// consumer at its recorded pace (its hub must have time to cut it off).
+#[test]
+fn the_shipped_recordings_replay_green() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/scenarios/recorded");
+    for (file, pace) in [
+        ("demo.scenario", Pace::AsFast),
+        ("slow-consumer.scenario", Pace::Speed(1.0)),
+    ] {
+        let text = std::fs::read_to_string(dir.join(file)).expect("a shipped recording");
+        assert!(
+            text.starts_with("# recording of tcphub serve on "),
+            "{file}"
+        );
+        let (report, timeline) = replay(file, &text, &HubToUse::InProcess, pace);
+        assert_passed(&report, &timeline, &text);
+    }
+}

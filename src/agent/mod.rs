@@ -372,6 +372,8 @@ impl<T> Runner<'_, T> {
             ServerLine::Err { code, text } => {
                 warn!("the hub refused a line: {code} {}", escape(text));
             }
+            // For people: that the session is recorded, say.
+            ServerLine::Notice { text } => info!("hub: NOTICE {}", escape(text)),
             _ => {}
         }
     }

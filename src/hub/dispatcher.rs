@@ -27,7 +27,7 @@ use crate::hub::budget::{self, Intake, Quota};
 use crate::hub::events::{Event, LinkEvent, PerIp};
 use crate::hub::linker::LinkerMsg;
 use crate::hub::outbox::{Outbox, write_all_within};
-use crate::hub::recorder::{RECORDED_NOTICE, Recorder};
+use crate::hub::recorder::{self, RECORDED_NOTICE, Recorder};
 use crate::hub::score::{Counters, INTEREST_SHOWN, Scoreboard, Slot, State};
 use crate::proto::admission::Admission;
 use crate::proto::framing::Inbound;
@@ -471,8 +471,13 @@ impl Outlet for Sockets {
         if let Some(recorder) = &mut self.recorder
             && !link
         {
-            let pending = self.open.get(&id).is_some_and(|o| o.pending() > 0);
-            recorder.behind(id, pending);
+            // A blocking write that waited means the kernel was full too.
+            let behind = if self.blocking_writes {
+                start.elapsed() >= recorder::BLOCKED
+            } else {
+                self.open.get(&id).is_some_and(|o| o.pending() > 0)
+            };
+            recorder.behind(id, behind);
         }
         // Keeps the time the write began: no second clock read per write.
         self.me.switch(State::Flush);

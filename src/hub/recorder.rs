@@ -39,6 +39,11 @@ pub const QUEUE: usize = 1024;
 /// class with room to spare and still bounds a flood.
 pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
+/// With `--blocking-writes`, a write to a client that took this long had
+/// to wait for room in its kernel buffer: the client counts as behind
+/// (a loopback write the kernel takes at once is tens of microseconds).
+pub const BLOCKED: Duration = Duration::from_millis(10);
+
 /// What clients are told after `WELCOME` while the hub records.
 pub const RECORDED_NOTICE: &str = "this session is recorded: what you send and receive is written to a file (tcphub serve --record)";
 

@@ -5,9 +5,11 @@
 //!
 //! Each client is one actor, `c<id>` (a nick changes, an id does not):
 //!
-//! - a connect is `at`, `connect`, `ignore NOTICE *`, then the `WELCOME`
-//!   it got and a `signal c<id>-in`; the next client to connect first
-//!   `await`s it, so a replay hands out the same `guest-<n>` nicks;
+//! - a connect is `at`, `await c<id>-go`, `connect`, `ignore NOTICE *`;
+//!   the client that connected before raises `c<id>-go` in its own steps
+//!   at that moment (after its `WELCOME`), so on replay clients connect in
+//!   the same order (the same `guest-<n>` nicks) and after what the one
+//!   before did (its `/sub`, say);
 //! - a line it sent is `at <time> as <nick>` then `send <line>`, the line
 //!   as the hub understood it after framing ([`send_step`]);
 //! - what the hub sent it is `expect <line>`, with `at` before it when time
@@ -77,8 +79,11 @@ pub struct Recording {
     actors: IdMap<Actor>,
     /// `--max-line`, to replay a too-long line with one as long.
     max_line: usize,
-    /// The signal the last client to connect raised once welcomed.
-    last_in: Option<String>,
+    /// The client whose connect or line was recorded last: the next
+    /// other client to connect or send first `await`s its signal.
+    last_actor: Option<ClientId>,
+    /// Signals handed out so far (`s1`, `s2`...).
+    signals: usize,
 }
 
 #[derive(Debug)]
@@ -96,6 +101,44 @@ struct Actor {
     behind: bool,
     /// It sent `/quit`: the close that follows is the expected one.
     quitting: bool,
+    /// Lines it sent that make a `flood` so far (`<prefix> 1 xxx`, then 2,
+    /// 3...): written as one step, not thousands.
+    fold: Option<Fold>,
+    /// Its `WELCOME` is recorded.
+    welcomed: bool,
+    /// Signals to raise once it can: after its `WELCOME` (another client
+    /// went on before it was welcomed), or after the `flood` it is sending.
+    signals_later: Vec<String>,
+    /// Signals to raise at the end of this batch, after what the hub
+    /// sends it in the batch in answer to its own lines: each with the
+    /// nick of the client that awaits it and where [`Actor::held`] was then.
+    signals_at_batch_end: Vec<(String, String, usize)>,
+}
+
+/// A `flood` being recognised: its first line's time and sender's nick.
+#[derive(Debug)]
+struct Fold {
+    at: Duration,
+    /// When its last line came.
+    last: Duration,
+    nick: String,
+    prefix: String,
+    bytes: usize,
+    count: usize,
+    /// The signal to await before it (see [`Recording::handoff`]).
+    after: Option<String>,
+}
+
+/// `(prefix, n)` if `line` is line `n` of a `flood` with that prefix (see
+/// `crate::scenario::run::flood_line`: `<prefix> <n> ` padded with `x`)
+/// and the prefix needs no escape (a `flood` prefix is taken as written).
+fn flood_shape(line: &str) -> Option<(&str, usize)> {
+    let head = line.trim_end_matches('x').strip_suffix(' ')?;
+    let (prefix, n) = head.rsplit_once(' ')?;
+    let plain = n.bytes().all(|b| b.is_ascii_digit()) && !n.starts_with('0');
+    let n: usize = n.parse().ok().filter(|_| plain)?;
+    let safe = !prefix.trim().is_empty() && encode(prefix.as_bytes(), Context::Send) == prefix;
+    safe.then_some((prefix, n))
 }
 
 impl Actor {
@@ -107,11 +150,170 @@ impl Actor {
         }
     }
 
+    /// True if `line` is the next line of the `flood` being folded (then
+    /// it is taken into it).
+    fn extends_fold(&mut self, line: &Inbound, at: Duration) -> bool {
+        let (Some(fold), Inbound::Command(command)) = (&mut self.fold, line) else {
+            return false;
+        };
+        let text = command_text(command);
+        let extends = flood_shape(&text).is_some_and(|(prefix, n)| {
+            fold.prefix == prefix && fold.bytes == text.len() && n == fold.count + 1
+        });
+        if extends {
+            fold.count += 1;
+            fold.last = at;
+        }
+        extends
+    }
+
+    /// True if `line` is line 1 of a `flood`: a fold starts (written once
+    /// it ends), after the signal `after`.
+    fn starts_fold(
+        &mut self,
+        line: &Inbound,
+        nick: &str,
+        at: Duration,
+        after: Option<String>,
+    ) -> bool {
+        let Inbound::Command(command) = line else {
+            return false;
+        };
+        let text = command_text(command);
+        let Some((prefix, 1)) = flood_shape(&text) else {
+            return false;
+        };
+        self.fold = Some(Fold {
+            at,
+            last: at,
+            nick: nick.to_string(),
+            prefix: prefix.to_string(),
+            bytes: text.len(),
+            count: 1,
+            after,
+        });
+        self.last_at = Some(at);
+        true
+    }
+
+    /// Raises the signals of [`Recording::handoff`] due now: in what it
+    /// was sent since, each goes before the first line that the awaiting
+    /// client caused (from its nick: its `JOIN`, `MSG`, ...), which on
+    /// replay can only come after; then everything held is written out.
+    fn raise_pending(&mut self, out: &mut String) {
+        if self.signals_at_batch_end.is_empty() {
+            return;
+        }
+        if self.fold.is_some() {
+            let pending = std::mem::take(&mut self.signals_at_batch_end);
+            self.signals_later
+                .extend(pending.into_iter().map(|(go, _, _)| go));
+            return;
+        }
+        // Latest first, so earlier insertion points stay where they were.
+        let mut pending = std::mem::take(&mut self.signals_at_batch_end);
+        pending.sort_by_key(|(_, _, mark)| std::cmp::Reverse(*mark));
+        for (go, nick, mark) in pending {
+            let from = mark.min(self.held.len());
+            let mut at = self.held.len();
+            let mut offset = from;
+            for line in self.held[from..].split_inclusive('\n') {
+                let pattern = line.split_once(": expect ").map(|(_, p)| p.trim_end());
+                if pattern.is_some_and(|p| sender_of(p) == nick) {
+                    at = offset;
+                    break;
+                }
+                offset += line.len();
+            }
+            self.held
+                .insert_str(at, &format!("{}: signal {go}\n", self.name));
+        }
+        self.release(out);
+    }
+
+    /// Raises the signals it owes others (it is closing, or its `flood`
+    /// is written).
+    fn go_now(&mut self, out: &mut String) {
+        let pending = std::mem::take(&mut self.signals_at_batch_end);
+        self.signals_later
+            .extend(pending.into_iter().map(|(go, _, _)| go));
+        for go in std::mem::take(&mut self.signals_later) {
+            let _ = writeln!(out, "{}: signal {go}", self.name);
+        }
+    }
+
+    /// Writes out the `flood` being folded, if any.
+    fn end_fold(&mut self, out: &mut String) {
+        let Some(fold) = self.fold.take() else {
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "{}: at {} as {}",
+            self.name,
+            seconds(fold.at),
+            fold.nick
+        );
+        if let Some(go) = &fold.after {
+            let _ = writeln!(out, "{}: await {go}", self.name);
+        }
+        if fold.count == 1 {
+            let line = format!("{} 1 ", fold.prefix);
+            let line = format!(
+                "{line}{}",
+                "x".repeat(fold.bytes.saturating_sub(line.len()))
+            );
+            let _ = writeln!(
+                out,
+                "{}: send {}",
+                self.name,
+                encode(line.as_bytes(), Context::Send)
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "{}: flood {} {} {}",
+                self.name, fold.count, fold.bytes, fold.prefix
+            );
+        }
+        self.go_now(out);
+    }
+
     fn release(&mut self, out: &mut String) {
+        self.end_fold(out);
         out.push_str(&self.held);
         self.held.clear();
         self.held_lines = 0;
         self.held_since = None;
+    }
+}
+
+/// Padding longer than this (a run of `x` ending a line, as a `flood`'s
+/// lines end) is written as `xxxxxxxx*` in an expectation.
+pub const PADDING: usize = 64;
+
+/// The `expect` pattern for a line the hub sent: the line, escaped, except
+/// that a `flood`'s padding (a run of more than [`PADDING`] `x` at its
+/// end) becomes `xxxxxxxx*`: 16 MB of `x` say nothing a reader needs.
+fn pattern_of(line: &[u8]) -> String {
+    let padding = line.iter().rev().take_while(|&&b| b == b'x').count();
+    if padding <= PADDING {
+        return encode(line, Context::Pattern);
+    }
+    // One `x` kept in the escaped part, so a space before it stays a space.
+    let head = &line[..line.len() - padding + 1];
+    format!("{}xxxxxxx*", encode(head, Context::Pattern))
+}
+
+/// Who a server line (or its escaped pattern) is from: the nick of `MSG`,
+/// `DM`, `EVENT`, `JOIN`, `LEAVE`, `NICK`; `""` for the hub's answers.
+/// Nicks need no escapes, so the pattern's field is the nick itself.
+pub fn sender_of(line: &str) -> &str {
+    let mut fields = line.split(' ');
+    match fields.next().unwrap_or("") {
+        "MSG" | "DM" | "JOIN" | "LEAVE" | "NICK" => fields.next().unwrap_or(""),
+        "EVENT" => fields.nth(1).unwrap_or(""),
+        _ => "",
     }
 }
 
@@ -152,11 +354,15 @@ impl Recording {
             held_since: None,
             behind: false,
             quitting: false,
+            fold: None,
+            welcomed: false,
+            signals_later: Vec::new(),
+            signals_at_batch_end: Vec::new(),
         };
         let _ = writeln!(out, "# {} connected from {peer} as {nick}", actor.name);
         actor.at(at, out, true);
-        if let Some(previous) = self.last_in.replace(format!("{}-in", actor.name)) {
-            let _ = writeln!(out, "{}: await {previous}", actor.name);
+        if let Some(go) = self.handoff(id, nick) {
+            let _ = writeln!(out, "{}: await {go}", actor.name);
         }
         let _ = writeln!(out, "{0}: connect\n{0}: ignore NOTICE *", actor.name);
         self.actors.insert(id, actor);
@@ -175,16 +381,55 @@ impl Recording {
         let Some(actor) = self.actors.get_mut(&id) else {
             return;
         };
-        actor.release(out);
-        let _ = writeln!(out, "{}: at {} as {nick}", actor.name, seconds(at));
-        actor.last_at = Some(at);
         actor.last_step = at;
+        actor.raise_pending(out);
+        if actor.extends_fold(line, at) {
+            return;
+        }
+        let go = self.handoff(id, nick);
+        let Some(actor) = self.actors.get_mut(&id) else {
+            return;
+        };
+        actor.release(out);
+        if actor.starts_fold(line, nick, at, go.clone()) {
+            return;
+        }
+        let _ = writeln!(out, "{}: at {} as {nick}", actor.name, seconds(at));
+        if let Some(go) = go {
+            let _ = writeln!(out, "{}: await {go}", actor.name);
+        }
+        actor.last_at = Some(at);
         actor.quitting = line.is_quit();
         let _ = writeln!(out, "{}: {}", actor.name, send_step(line, max_line));
     }
 
-    /// Whether client `id`'s socket has bytes pending after the hub's last
-    /// write to it (a client not reading is never written out early).
+    /// Client `next` is about to connect or send: the client that did so
+    /// last (if another, and still here) raises a new signal at this point
+    /// of its steps, after what it was sent so far, and `next` awaits it.
+    /// On replay, then, connects and lines reach the hub in the recorded
+    /// order, each after what came before it had its effect (a `/sub`
+    /// before the `/pub` it was there for).
+    fn handoff(&mut self, next: ClientId, nick: &str) -> Option<String> {
+        let previous = self.last_actor.replace(next)?;
+        if previous == next {
+            return None;
+        }
+        let prev = self.actors.get_mut(&previous)?;
+        self.signals += 1;
+        let go = format!("s{}", self.signals);
+        if prev.welcomed && prev.fold.is_none() {
+            let mark = prev.held.len();
+            prev.signals_at_batch_end
+                .push((go.clone(), nick.to_string(), mark));
+        } else {
+            prev.signals_later.push(go.clone());
+        }
+        Some(go)
+    }
+
+    /// Whether client `id` looked behind at the hub's last write to it:
+    /// bytes left pending, or (with `--blocking-writes`) a write that had
+    /// to wait. A client not reading is never written out early.
     pub fn behind(&mut self, id: ClientId, pending: bool) {
         if let Some(actor) = self.actors.get_mut(&id) {
             actor.behind = pending;
@@ -202,14 +447,17 @@ impl Recording {
             }
             let mut held = std::mem::take(&mut actor.held);
             actor.at(at, &mut held, false);
-            let pattern = encode(line, Context::Pattern);
+            let pattern = pattern_of(line);
             let _ = writeln!(held, "{}: expect {pattern}", actor.name);
             actor.held = held;
             actor.held_lines += 1;
             actor.held_since.get_or_insert(at);
             if line.starts_with(b"WELCOME ") {
-                let _ = writeln!(actor.held, "{0}: signal {0}-in", actor.name);
-                // The next client's `await` needs this in the file.
+                actor.welcomed = true;
+                let mut held = std::mem::take(&mut actor.held);
+                actor.go_now(&mut held);
+                actor.held = held;
+                // The next client's `await` needs its signal in the file.
                 actor.release(out);
             }
         }
@@ -221,6 +469,7 @@ impl Recording {
             return;
         };
         actor.release(out);
+        actor.go_now(out);
         let why = encode(why.as_bytes(), Context::Send);
         let _ = writeln!(out, "# {} hung up: {why}", actor.name);
         actor.at(at, out, true);
@@ -235,6 +484,7 @@ impl Recording {
         if actor.quitting {
             actor.release(out);
         } else {
+            actor.end_fold(out);
             let _ = writeln!(
                 out,
                 "# {} was closed by the hub: {} line(s) sent to it since its last step are \
@@ -246,18 +496,31 @@ impl Recording {
                 let _ = writeln!(out, "{}: wait {}ms", actor.name, idle.as_millis());
             }
         }
+        actor.go_now(out);
         let _ = writeln!(out, "{}: expect-closed", actor.name);
     }
 
-    /// Writes out expectations held longer than [`HOLD`] by clients that
-    /// were keeping up. Call it now and then (once per batch is plenty).
+    /// At the end of each batch: raises the signals of [`Recording::handoff`]
+    /// (after what the batch sent), and writes out expectations held longer
+    /// than [`HOLD`] by clients that were keeping up.
     pub fn tick(&mut self, at: Duration, out: &mut String) {
         for actor in self.actors.values_mut() {
+            // The hub has answered what it sent this batch: now the signal.
+            actor.raise_pending(out);
             let old = actor
                 .held_since
                 .is_some_and(|since| at.saturating_sub(since) >= HOLD);
-            if old && !actor.behind {
+            // Not while it floods: its `flood` step must come first.
+            if old && !actor.behind && actor.fold.is_none() {
                 actor.release(out);
+            }
+            // A flood that has ended (no line for a while) is written.
+            if actor
+                .fold
+                .as_ref()
+                .is_some_and(|f| at.saturating_sub(f.last) >= HOLD)
+            {
+                actor.end_fold(out);
             }
         }
     }
@@ -415,16 +678,20 @@ mod tests {
         let mut out = String::new();
         rec.connected(1, "guest-1", "127.0.0.1:5000", ms(0), &mut out);
         rec.received(1, b"WELCOME guest-1\nNOTICE recorded\n", ms(0), &mut out);
+        rec.tick(ms(0), &mut out);
         rec.connected(2, "guest-2", "127.0.0.1:5001", ms(500), &mut out);
         rec.received(2, b"WELCOME guest-2\n", ms(500), &mut out);
         rec.received(1, b"JOIN guest-2\n", ms(500), &mut out);
+        rec.tick(ms(500), &mut out);
         rec.sent(2, "guest-2", &cmd("hi *\x1b[2J"), ms(700), &mut out);
         rec.received(1, b"MSG guest-2 hi *\x1b[2J\n", ms(700), &mut out);
+        rec.tick(ms(700), &mut out);
         rec.sent(1, "guest-1", &cmd("/quit"), ms(900), &mut out);
         rec.received(1, b"BYE\n", ms(900), &mut out);
         rec.hub_closed(1, ms(900), &mut out);
         rec.received(2, b"LEAVE guest-1\n", ms(900), &mut out);
         rec.behind(2, true);
+        rec.tick(ms(900), &mut out);
         rec.hub_closed(2, ms(1500), &mut out);
         let want = "\
 # c1 connected from 127.0.0.1:5000 as guest-1
@@ -432,29 +699,67 @@ c1: at 0.000s
 c1: connect
 c1: ignore NOTICE *
 c1: expect WELCOME guest-1
-c1: signal c1-in
 # c2 connected from 127.0.0.1:5001 as guest-2
 c2: at 0.500s
-c2: await c1-in
+c2: await s1
 c2: connect
 c2: ignore NOTICE *
 c2: expect WELCOME guest-2
-c2: signal c2-in
+c1: at 0.500s
+c1: signal s1
+c1: expect JOIN guest-2
 c2: at 0.700s as guest-2
 c2: send hi *\\e[2J
-c1: at 0.500s
-c1: expect JOIN guest-2
 c1: at 0.700s
 c1: expect MSG guest-2 hi \\*\\e[2J
 c1: at 0.900s as guest-1
+c1: await s2
 c1: send /quit
 c1: expect BYE
 c1: expect-closed
-# c2 was closed by the hub: 1 line(s) sent to it since its last step are not checked (how many reach it depends on kernel buffers)
+c2: at 0.900s
+c2: signal s2
+c2: expect LEAVE guest-1
+# c2 was closed by the hub: 0 line(s) sent to it since its last step are not checked (how many reach it depends on kernel buffers)
 c2: wait 800ms
 c2: expect-closed
 ";
         assert_eq!(out, want);
+    }
+
+    #[test]
+    fn flood_lines_fold_into_one_flood_step() {
+        let ms = Duration::from_millis;
+        let mut rec = Recording::new(4096);
+        let mut out = String::new();
+        rec.connected(1, "guest-1", "p", ms(0), &mut out);
+        out.clear();
+        for n in 1..=3 {
+            let line = format!("/pub firehose {n} xxxxxxxxxx");
+            rec.sent(1, "guest-1", &cmd(&line[..25]), ms(10), &mut out);
+        }
+        rec.sent(1, "guest-1", &cmd("/ping"), ms(20), &mut out);
+        rec.sent(1, "guest-1", &cmd("hi 1 x"), ms(30), &mut out);
+        rec.finish(&mut out);
+        assert_eq!(
+            out,
+            "c1: at 0.010s as guest-1\nc1: flood 3 25 /pub firehose\n\
+             c1: at 0.020s as guest-1\nc1: send /ping\n\
+             c1: at 0.030s as guest-1\nc1: send hi 1 x\n"
+        );
+        assert_eq!(flood_shape("/pub t 12 xxx"), Some(("/pub t", 12)));
+        assert_eq!(flood_shape("/pub t 012 xxx"), None);
+        assert_eq!(flood_shape("a\\b 1 xx"), None);
+    }
+
+    #[test]
+    fn flood_padding_is_a_star() {
+        let line = format!("EVENT firehose flood 7 {}", "x".repeat(4000));
+        assert_eq!(
+            pattern_of(line.as_bytes()),
+            "EVENT firehose flood 7 xxxxxxxx*"
+        );
+        assert_eq!(pattern_of(b"MSG a xx *"), "MSG a xx \\*");
     }
 
     #[test]

@@ -220,9 +220,10 @@ pub fn load(name_or_path: &str) -> Result<Scenario, ScenarioError> {
     parse::parse(name_or_path, &text).map_err(ScenarioError::Parse)
 }
 
-/// Longest scenario file read: real ones are a few kB; this bounds what
-/// `tcphub simulate /dev/zero` can take.
-pub const MAX_SCENARIO_BYTES: u64 = 1024 * 1024;
+/// Longest scenario file read: hand-written ones are a few kB, a
+/// recording at most `serve --record-max-bytes` (64 MiB by default) plus
+/// its last comment; this bounds what `tcphub simulate /dev/zero` can take.
+pub const MAX_SCENARIO_BYTES: u64 = 65 * 1024 * 1024;
 
 /// Reads a scenario file, refusing one past [`MAX_SCENARIO_BYTES`] or not
 /// UTF-8 with a message that names it.

@@ -854,7 +854,7 @@ impl<'a> ActorRun<'a> {
                     self.say("<-", &line);
                     return Ok(());
                 }
-                Ok(Received::Line(line)) if self.ignores.iter().any(|p| p.matches(&line)) => {
+                Ok(Received::Line(line)) if self.skips(&line) => {
                     self.say("<-", &format!("{line}   (ignored)"));
                     skipped += 1;
                 }
@@ -940,13 +940,20 @@ impl<'a> ActorRun<'a> {
         (end, Ok(()))
     }
 
+    /// True for a line `expect` skips: one matching an `ignore` pattern,
+    /// or a `NOTICE` (words for people, docs/protocol.md: a hub started
+    /// with `--record` says so after `WELCOME`) that was not expected.
+    fn skips(&self, line: &str) -> bool {
+        line.starts_with("NOTICE ") || self.ignores.iter().any(|p| p.matches(line))
+    }
+
     /// The next line not ignored, by `deadline`; `want` says what was
     /// expected, for the failure.
     fn next_line(&mut self, deadline: Instant, want: &Pattern) -> Result<String, Unmet> {
         let mut skipped = 0;
         loop {
             match self.conn()?.reader.read_line_by(deadline) {
-                Ok(Received::Line(line)) if self.ignores.iter().any(|p| p.matches(&line)) => {
+                Ok(Received::Line(line)) if self.skips(&line) => {
                     self.say("<-", &format!("{line}   (ignored)"));
                     skipped += 1;
                 }
@@ -1031,19 +1038,7 @@ impl<'a> ActorRun<'a> {
 /// Most `expect` steps [`ActorRun::expect_run`] matches as one run.
 pub const WINDOW: usize = 64;
 
-/// Who a server line (or a recorded pattern of one) is from, for
-/// `set order per-sender`: the nick of `MSG`, `DM`, `EVENT`, `JOIN`,
-/// `LEAVE`, `NICK`; `""` for the hub's own answers (`OK`, `ERR`, `PONG`...),
-/// which keep their order too.
-pub fn sender_of(line: &str) -> &str {
-    let mut fields = line.split(' ');
-    let kind = fields.next().unwrap_or("");
-    match kind {
-        "MSG" | "DM" | "JOIN" | "LEAVE" | "NICK" => fields.next().unwrap_or(""),
-        "EVENT" => fields.nth(1).unwrap_or(""),
-        _ => "",
-    }
-}
+pub use crate::proto::recording::sender_of;
 
 /// Line `n` of a flood: `<prefix> <n> ` then `x` up to `bytes` bytes (the
 /// line is longer only if the prefix and number alone are).
