@@ -703,6 +703,26 @@ pub struct CheckArgs {
     /// The server's --write-timeout-ms (enables `slow-consumer`).
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub write_timeout_ms: Option<u64>,
+    /// The server's --max-pending (enables `max-pending`; needs
+    /// --write-timeout-ms too, to tell a size cut from a time cut).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+    pub max_pending: Option<u64>,
+    /// The server's --line-timeout-ms (enables `line-timeout`).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub line_timeout_ms: Option<u64>,
+    /// The server's --idle-timeout-ms (enables `idle-timeout`).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub idle_timeout_ms: Option<u64>,
+    /// The server's --max-per-ip (enables `per-ip-cap`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_per_ip: Option<u64>,
+    /// The server's --max-subs (enables `max-subs`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_subs: Option<u64>,
+    /// The server's descriptor limit: it was started under `ulimit -n N`
+    /// (enables `out-of-descriptors`; 40, say).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub fd_limit: Option<u64>,
     /// The server was just started and nobody has connected yet, so
     /// `guest-numbers` can check that numbering starts at guest-1.
     #[arg(long)]
@@ -747,6 +767,12 @@ fn check(args: &CheckArgs) -> ExitCode {
         max_clients: args.max_clients.map(|n| n as usize),
         max_line: args.max_line as usize,
         write_timeout: args.write_timeout_ms.map(Duration::from_millis),
+        max_pending: args.max_pending,
+        line_timeout: args.line_timeout_ms.map(Duration::from_millis),
+        idle_timeout: args.idle_timeout_ms.map(Duration::from_millis),
+        max_per_ip: args.max_per_ip.map(|n| n as usize),
+        max_subs: args.max_subs.map(|n| n as usize),
+        fd_limit: args.fd_limit.map(|n| n as usize),
     };
     let timeout = Duration::from_millis(args.timeout_ms);
     let mut target = grade::Address::new(addr, limits, timeout, args.fresh);

@@ -49,19 +49,73 @@ fn the_hub_passes_every_check() {
     ];
     let (code, out, err) = check(&args);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
-    for c in tcphub::check::CHECKS {
+    // The limit checks each want a server of their own (a_hub_meets_...).
+    for c in tcphub::check::CHECKS
+        .iter()
+        .filter(|c| c.wants.limit.is_none())
+    {
         assert!(
             out.contains(&format!("PASS {}\n", c.name)),
             "{}:\n{out}",
             c.name
         );
     }
-    let all = tcphub::check::CHECKS.len();
+    let skipped = limit_checks();
+    let ran = tcphub::check::CHECKS.len() - skipped;
     assert!(
-        out.ends_with(&format!("{all}/{all} checks passed\n")),
+        out.ends_with(&format!("{ran}/{ran} checks passed, {skipped} skipped\n")),
         "{out}"
     );
     hub.shutdown();
+}
+
+/// How many checks need one of the hub's limits (`max-pending`, ...).
+fn limit_checks() -> usize {
+    tcphub::check::CHECKS
+        .iter()
+        .filter(|c| c.wants.limit.is_some())
+        .count()
+}
+
+/// Each limit check against a hub started with that limit, told the same
+/// value: PASS; told another value than the server has: FAIL.
+#[test]
+fn a_hub_meets_each_limit_it_was_started_with() {
+    use tcphub::check::limits::Limit;
+    for c in tcphub::check::CHECKS {
+        let Some(limit) = c.wants.limit else { continue };
+        let mut serve = Command::new(env!("CARGO_BIN_EXE_tcphub"));
+        serve.arg("serve");
+        let limits = common::Limits {
+            write_timeout_ms: c.wants.write_timeout_ms.unwrap_or(2000),
+            limit: Some(limit),
+            ..common::Limits::default()
+        };
+        let server = common::spawn_server(serve, limits);
+        let addr = server.addr().to_string();
+        let mut args = vec![addr.clone(), "--only".into(), c.name.into()];
+        args.extend([
+            "--write-timeout-ms".into(),
+            limits.write_timeout_ms.to_string(),
+        ]);
+        match limit {
+            Limit::FdLimit(n) => args.extend(["--fd-limit".into(), n.to_string()]),
+            other => args.extend(other.serve_args()),
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, out, err) = check(&args);
+        assert_eq!(code, 0, "{}: stdout:\n{out}\nstderr:\n{err}", c.name);
+        assert_eq!(out, format!("PASS {}\n1/1 checks passed\n", c.name));
+    }
+    // A grader told --max-subs 4 of a server that allows 3 fails it.
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_tcphub"));
+    serve.args(["serve", "--max-subs", "3"]);
+    let server = common::spawn_server(serve, common::Limits::default());
+    let addr = server.addr().to_string();
+    let (code, out, _) = check(&[&addr, "--only", "max-subs", "--max-subs", "4"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("FAIL max-subs\n"), "{out}");
+    assert!(out.contains("ERR too-many-subs"), "{out}");
 }
 
 #[test]
@@ -77,9 +131,20 @@ fn limits_not_given_are_skips_not_failures() {
         out.contains("SKIP slow-consumer: needs the server's --write-timeout-ms"),
         "{out}"
     );
-    let ran = tcphub::check::CHECKS.len() - 3;
     assert!(
-        out.ends_with(&format!("{ran}/{ran} checks passed, 3 skipped\n")),
+        out.contains(
+            "SKIP line-timeout: needs the server's --line-timeout-ms: start it with one (300, say)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("SKIP out-of-descriptors: needs the server's descriptor limit"),
+        "{out}"
+    );
+    let skipped = 3 + limit_checks();
+    let ran = tcphub::check::CHECKS.len() - skipped;
+    assert!(
+        out.ends_with(&format!("{ran}/{ran} checks passed, {skipped} skipped\n")),
         "{out}"
     );
     hub.shutdown();
@@ -246,7 +311,8 @@ fn other_choices_are_notes_and_a_broken_requirement_fails() {
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     for c in tcphub::check::CHECKS {
         let required = c.kind == tcphub::check::Kind::Required;
-        if required && c.name != "slow-consumer" {
+        // slow-consumer and the limit checks need limits not passed here
+        if required && c.name != "slow-consumer" && c.wants.limit.is_none() {
             assert!(
                 out.contains(&format!("PASS {}\n", c.name)),
                 "{}:\n{out}",

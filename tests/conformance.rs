@@ -41,6 +41,11 @@ macro_rules! conformance {
                 garbage_isolated,
                 no_loss_and_order,
                 slow_consumer,
+                max_pending,
+                line_timeout,
+                idle_timeout,
+                per_ip_cap,
+                max_subs,
                 guest_no_reuse,
                 slot_free_at_leave,
                 dm_needs_text,
@@ -70,11 +75,16 @@ macro_rules! conformance {
         )*
 
         /// The list above is the library's list, name for name and in
-        /// order: a check added to `tcphub::check::CHECKS` needs its line.
+        /// order: a check added to `tcphub::check::CHECKS` needs its line
+        /// (`out-of-descriptors` has tests of its own, below).
         #[test]
         fn every_check_has_a_test() {
             let here: Vec<String> = vec![$(stringify!($test).replace('_', "-")),*];
-            let library: Vec<&str> = tcphub::check::CHECKS.iter().map(|c| c.name).collect();
+            let library: Vec<&str> = tcphub::check::CHECKS
+                .iter()
+                .map(|c| c.name)
+                .filter(|n| *n != "out-of-descriptors")
+                .collect();
             assert_eq!(here, library);
         }
     };
@@ -105,3 +115,32 @@ conformance!(
     common::start_node,
     skip_if = common::node_missing
 );
+
+// ---- out of descriptors: each server under `ulimit -n 40` -----------------
+
+#[test]
+fn threaded_out_of_descriptors() {
+    common::run_check(common::start_threaded, "out-of-descriptors");
+}
+
+#[test]
+fn poll_twin_out_of_descriptors() {
+    common::run_check(common::start_poll, "out-of-descriptors");
+}
+
+/// Node closes the extra connections without a word (libuv's EMFILE
+/// trick, tests/limits.rs): not hanging, so it passes.
+#[test]
+fn node_twin_out_of_descriptors() {
+    if let Some(reason) = common::node_missing() {
+        eprintln!("skipped: {reason}");
+        return;
+    }
+    common::run_check(common::start_node, "out-of-descriptors");
+}
+
+#[test]
+#[ignore = "the async twin left one connection with no byte for 10 s in 1 full run of 4 (tests/limits.rs has the same ignore; issue 17); run with --ignored"]
+fn async_twin_out_of_descriptors() {
+    common::run_check(common::start_async, "out-of-descriptors");
+}

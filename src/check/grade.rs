@@ -77,6 +77,18 @@ impl Address {
 
 impl Target for Address {
     fn prepare(&mut self, check: &Check) -> Result<Ctx, String> {
+        if let Some(limit) = check.wants.limit
+            && !limit.known_in(&self.limits)
+        {
+            return Err(match check.wants.write_timeout_ms {
+                Some(ms) => format!(
+                    "needs the server's {flag} and --write-timeout-ms: start it with {flag} {} --write-timeout-ms {ms}, say, and pass the same here",
+                    limit.serve_args().get(1).map_or("N", String::as_str),
+                    flag = limit.flag()
+                ),
+                None => limit.skip_reason(),
+            });
+        }
         if check.wants.max_clients.is_some() && self.limits.max_clients.is_none() {
             return Err(
                 "needs the server's --max-clients: start it with a small one (2, say) \
@@ -217,11 +229,19 @@ fn write_outcome(
 /// description and what it needs to be told on the command line.
 pub fn list(out: &mut dyn Write) -> io::Result<()> {
     for check in CHECKS {
-        let needs = match (check.wants.max_clients, check.wants.write_timeout_ms) {
-            (Some(_), _) => " [needs --max-clients]",
-            (_, Some(_)) => " [needs --write-timeout-ms]",
-            _ if check.name == "guest-numbers" => " [from 1 only with --fresh]",
-            _ => "",
+        let needs = match (
+            check.wants.max_clients,
+            check.wants.write_timeout_ms,
+            check.wants.limit,
+        ) {
+            (_, Some(_), Some(limit)) => {
+                format!(" [needs {} and --write-timeout-ms]", limit.flag())
+            }
+            (_, _, Some(limit)) => format!(" [needs {}]", limit.flag()),
+            (Some(_), _, _) => " [needs --max-clients]".into(),
+            (_, Some(_), _) => " [needs --write-timeout-ms]".into(),
+            _ if check.name == "guest-numbers" => " [from 1 only with --fresh]".into(),
+            _ => String::new(),
         };
         let kind = check.kind.label();
         writeln!(out, "{:<24} {kind:<8} {}{needs}", check.name, check.about)?;

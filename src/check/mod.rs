@@ -20,6 +20,7 @@ pub mod framing;
 pub mod grade;
 pub mod guarantees;
 pub mod lifecycle;
+pub mod limits;
 pub mod peer;
 
 use std::net::SocketAddr;
@@ -84,6 +85,9 @@ pub struct Wants {
     /// The check needs to know `--write-timeout-ms`; a launcher should use
     /// this short one so the check is quick.
     pub write_timeout_ms: Option<u64>,
+    /// One of the hub's limits the check needs to know (SKIP without
+    /// it), with the value a launcher should start the server with.
+    pub limit: Option<limits::Limit>,
 }
 
 /// A check that needs nothing beyond an address.
@@ -92,6 +96,7 @@ pub const NOTHING: Wants = Wants {
     max_clients: None,
     max_line: None,
     write_timeout_ms: None,
+    limit: None,
 };
 
 /// What the grader knows about the server's limits (its serve flags).
@@ -103,6 +108,18 @@ pub struct Limits {
     pub max_line: usize,
     /// `--write-timeout-ms`, if known.
     pub write_timeout: Option<Duration>,
+    /// `--max-pending`, if known.
+    pub max_pending: Option<u64>,
+    /// `--line-timeout-ms`, if known (and not 0: off).
+    pub line_timeout: Option<Duration>,
+    /// `--idle-timeout-ms`, if known (and not 0: off).
+    pub idle_timeout: Option<Duration>,
+    /// `--max-per-ip`, if known (and not 0: off).
+    pub max_per_ip: Option<usize>,
+    /// `--max-subs`, if known.
+    pub max_subs: Option<usize>,
+    /// The server's descriptor limit (`ulimit -n`), if known.
+    pub fd_limit: Option<usize>,
 }
 
 impl Default for Limits {
@@ -112,6 +129,12 @@ impl Default for Limits {
             max_clients: None,
             max_line: 4096,
             write_timeout: None,
+            max_pending: None,
+            line_timeout: None,
+            idle_timeout: None,
+            max_per_ip: None,
+            max_subs: None,
+            fd_limit: None,
         }
     }
 }
@@ -202,7 +225,14 @@ impl Ctx {
 /// write timeout the slow-consumer check must wait out), but finite, so a
 /// server that trickles noise cannot keep the grader busy forever.
 pub fn budget(timeout: Duration, limits: &Limits) -> Duration {
-    timeout * 10 + limits.write_timeout.unwrap_or_default() * 3 + Duration::from_secs(5)
+    let waits = [
+        limits.write_timeout,
+        limits.line_timeout,
+        limits.idle_timeout,
+    ];
+    timeout * 10
+        + waits.iter().flatten().max().copied().unwrap_or_default() * 3
+        + Duration::from_secs(5)
 }
 
 /// How one check went.
@@ -268,6 +298,12 @@ pub const CHECKS: &[Check] = &[
     framing::GARBAGE_ISOLATED,
     guarantees::NO_LOSS_AND_ORDER,
     guarantees::SLOW_CONSUMER,
+    limits::MAX_PENDING,
+    limits::LINE_TIMEOUT,
+    limits::IDLE_TIMEOUT,
+    limits::PER_IP_CAP,
+    limits::MAX_SUBS,
+    limits::OUT_OF_DESCRIPTORS,
     lifecycle::GUEST_NO_REUSE,
     lifecycle::SLOT_FREE_AT_LEAVE,
     choices::DM_NEEDS_TEXT,

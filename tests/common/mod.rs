@@ -23,6 +23,9 @@ pub struct Limits {
     pub max_clients: usize,
     pub max_line: usize,
     pub write_timeout_ms: u64,
+    /// One more of the hub's limits (`--max-pending 65536`, say), or the
+    /// descriptor limit to start the server under (`ulimit -n`).
+    pub limit: Option<tcphub::check::limits::Limit>,
 }
 
 impl Default for Limits {
@@ -31,6 +34,7 @@ impl Default for Limits {
             max_clients: 1024,
             max_line: 4096,
             write_timeout_ms: 2000,
+            limit: None,
         }
     }
 }
@@ -59,13 +63,41 @@ impl Drop for Threaded {
 
 /// Starts the threaded hub on a free loopback port.
 pub fn start_threaded(limits: Limits) -> Box<dyn Server> {
-    let config = Config {
-        max_clients: limits.max_clients,
-        max_line: limits.max_line,
-        write_timeout: Duration::from_millis(limits.write_timeout_ms),
-        ..Config::ephemeral()
-    };
+    if let Some(Limit::FdLimit(_)) = limits.limit {
+        // A descriptor limit is the process's: not this test's.
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tcphub"));
+        command.arg("serve");
+        return spawn_server(command, limits);
+    }
+    let config = with_limit(
+        Config {
+            max_clients: limits.max_clients,
+            max_line: limits.max_line,
+            write_timeout: Duration::from_millis(limits.write_timeout_ms),
+            ..Config::ephemeral()
+        },
+        limits.limit,
+    );
     Box::new(Threaded(Some(Hub::start(config).expect("hub starts"))))
+}
+
+use tcphub::check::limits::Limit;
+
+/// `config` with the one extra limit a check asked for.
+fn with_limit(mut config: Config, limit: Option<Limit>) -> Config {
+    match limit {
+        Some(Limit::MaxPending(n)) => config.max_pending = n as usize,
+        Some(Limit::LineTimeoutMs(ms)) => {
+            config.line_timeout = Some(Duration::from_millis(ms));
+        }
+        Some(Limit::IdleTimeoutMs(ms)) => {
+            config.idle_timeout = Some(Duration::from_millis(ms));
+        }
+        Some(Limit::MaxPerIp(n)) => config.max_per_ip = Some(n),
+        Some(Limit::MaxSubs(n)) => config.max_subs = n,
+        Some(Limit::FdLimit(_)) | None => {}
+    }
+    config
 }
 
 /// The threaded hub recording its session (`serve --record`) into a file
@@ -76,13 +108,22 @@ pub fn start_threaded_recording(limits: Limits) -> Box<dyn Server> {
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("tcphub-recording-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a temporary folder");
-    let config = Config {
-        max_clients: limits.max_clients,
-        max_line: limits.max_line,
-        write_timeout: Duration::from_millis(limits.write_timeout_ms),
-        record: Some(dir.join(format!("{n}.scenario"))),
-        ..Config::ephemeral()
-    };
+    let record = dir.join(format!("{n}.scenario"));
+    if let Some(Limit::FdLimit(_)) = limits.limit {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tcphub"));
+        command.arg("serve").arg("--record").arg(&record);
+        return spawn_server(command, limits);
+    }
+    let config = with_limit(
+        Config {
+            max_clients: limits.max_clients,
+            max_line: limits.max_line,
+            write_timeout: Duration::from_millis(limits.write_timeout_ms),
+            record: Some(record),
+            ..Config::ephemeral()
+        },
+        limits.limit,
+    );
     Box::new(Threaded(Some(Hub::start(config).expect("hub starts"))))
 }
 
@@ -106,13 +147,25 @@ impl tcphub::check::Target for Launcher {
                 .wants
                 .write_timeout_ms
                 .unwrap_or(defaults.write_timeout_ms),
+            limit: check.wants.limit,
         };
         let server = (self.0)(limits);
-        let known = tcphub::check::Limits {
+        let mut known = tcphub::check::Limits {
             max_clients: Some(limits.max_clients),
             max_line: limits.max_line,
             write_timeout: Some(Duration::from_millis(limits.write_timeout_ms)),
+            ..tcphub::check::Limits::default()
         };
+        let ms = Duration::from_millis;
+        match limits.limit {
+            Some(Limit::MaxPending(n)) => known.max_pending = Some(n),
+            Some(Limit::LineTimeoutMs(t)) => known.line_timeout = Some(ms(t)),
+            Some(Limit::IdleTimeoutMs(t)) => known.idle_timeout = Some(ms(t)),
+            Some(Limit::MaxPerIp(n)) => known.max_per_ip = Some(n),
+            Some(Limit::MaxSubs(n)) => known.max_subs = Some(n),
+            Some(Limit::FdLimit(n)) => known.fd_limit = Some(n),
+            None => {}
+        }
         let ctx = tcphub::check::Ctx::new(server.addr(), known, true, LINE_TIMEOUT);
         Ok(ctx.keeping(Box::new(server)))
     }
@@ -330,9 +383,14 @@ pub fn spawn_server_with(
     limits: Limits,
     extra: &[&str],
 ) -> Box<dyn Server> {
+    let limit_args = limits.limit.map(Limit::serve_args).unwrap_or_default();
+    if let Some(Limit::FdLimit(n)) = limits.limit {
+        command = under_ulimit(&command, n);
+    }
     command
         .args(["--host", "127.0.0.1", "--port", "0"])
         .args(extra)
+        .args(&limit_args)
         .args(["--max-clients", &limits.max_clients.to_string()])
         .args(["--max-line", &limits.max_line.to_string()])
         .args(["--write-timeout-ms", &limits.write_timeout_ms.to_string()])
@@ -342,6 +400,24 @@ pub fn spawn_server_with(
         Ok(server) => Box::new(ChildServer(server)),
         Err(e) => panic!("cannot start a server: {e}"),
     }
+}
+
+/// `command`, started by `sh` under `ulimit -n files` (the server runs out
+/// of descriptors with few clients; tests/limits.rs, out-of-descriptors).
+fn under_ulimit(command: &std::process::Command, files: usize) -> std::process::Command {
+    let mut sh = std::process::Command::new("sh");
+    sh.arg("-c")
+        .arg(format!("ulimit -n {files} && exec \"$@\""))
+        .arg("sh")
+        .arg(command.get_program())
+        .args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(v) => sh.env(key, v),
+            None => sh.env_remove(key),
+        };
+    }
+    sh
 }
 
 /// The directory of this build's profile (`target/debug`, say): test
