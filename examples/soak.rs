@@ -9,7 +9,8 @@
 //!   them, read by one fast subscriber (which checks order and loss per
 //!   publisher);
 //! - **slow readers**: subscribed to the flood, reading a trickle: cut off
-//!   (by `--write-timeout-ms`), then back;
+//!   (by `--max-pending`: they keep reading, and `--write-timeout-ms` counts
+//!   only while the hub can hand a client nothing), then back;
 //! - **dead readers**: subscribed to the flood, never reading: cut off, then
 //!   back;
 //! - **garbage**: bad UTF-8, over-long lines, unknown commands, control
