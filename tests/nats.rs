@@ -317,6 +317,13 @@ fn a_killed_node_costs_its_hub_a_failover_and_the_others_nothing() {
     let failover = killed.elapsed();
     eprintln!("hub a failed over in {failover:?}: ann saw {lines:?}");
     assert!(lines.contains(&"LEAVE bob@b".to_string()), "{lines:?}");
+    // Told why, before the LEAVEs, and told when it is back.
+    assert!(lines[0].starts_with("NOTICE lost NATS ("), "{lines:?}");
+    let back_notice = lines
+        .iter()
+        .position(|l| l.starts_with("NOTICE NATS is back ("));
+    let leave = lines.iter().position(|l| l == "LEAVE bob@b");
+    assert!(back_notice > leave, "{lines:?}");
     // bob and cid, on surviving nodes, kept talking and saw nothing else.
     cid.send("still here");
     bob.expect("MSG cid@c still here");
@@ -360,7 +367,17 @@ fn a_hub_killed_without_a_word_is_noticed_by_its_silence() {
     let killed = Instant::now();
     a.kill().unwrap();
     a.wait().unwrap();
-    skip_to(&mut bob, "LEAVE ann@a");
+    let skipped = skip_to(
+        &mut bob,
+        "NOTICE hub a silent on NATS for 400 ms: its users leave",
+    );
+    assert!(
+        skipped
+            .iter()
+            .all(|l| l.starts_with("PONG") || l.starts_with("LIST")),
+        "{skipped:?}"
+    );
+    bob.expect("LEAVE ann@a");
     eprintln!("ann@a left {:?} after hub a was killed", killed.elapsed());
     wait_list(&mut bob, "LIST bob");
 }
@@ -376,6 +393,7 @@ fn a_hub_that_stops_says_bye_and_its_users_leave_at_once() {
     wait_list(&mut bob, "LIST ann@a bob");
     bob.settle();
     a.shutdown();
+    bob.expect("NOTICE hub a stopped: its users leave");
     bob.expect("LEAVE ann@a");
 }
 

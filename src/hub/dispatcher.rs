@@ -60,6 +60,9 @@ pub struct Dispatcher {
     reachable: Arc<AtomicUsize>,
     /// With `--nats`: what each NATS connection's bridge is made with.
     nats: Option<BridgeSettings>,
+    /// True from losing the NATS connection until the next one is up, so
+    /// clients are told once that it went, and once that it is back.
+    nats_lost: bool,
 }
 
 /// Every admitted client's socket, as the dispatcher writes to it: the
@@ -144,6 +147,7 @@ impl Dispatcher {
             heartbeat_in: None,
             reachable: Arc::new(AtomicUsize::new(0)),
             nats: None,
+            nats_lost: false,
         }
     }
 

@@ -51,6 +51,11 @@ impl Dispatcher {
                 let _ = self.router.link_hello(id, FOREIGN_HUB, false);
                 self.router.on_link_line(id, &wants);
                 self.write_nats(&out);
+                if self.nats_lost {
+                    let text = format!("NATS is back ({}): remote users rejoin", info.server_name);
+                    self.router.notice_all(&text);
+                    self.nats_lost = false;
+                }
             }
             NatsEvent::Op { id, op } => {
                 let now = self.now_ms();
@@ -60,6 +65,10 @@ impl Dispatcher {
                 let (mut out, mut lines) = (Vec::new(), Vec::new());
                 nats.bridge.from_nats(op, now, &mut out, &mut lines);
                 for line in &lines {
+                    if let LinkLine::Split { hub } = line {
+                        self.router
+                            .notice_all(&format!("hub {hub} stopped: its users leave"));
+                    }
                     self.router.on_link_line(id, line);
                 }
                 self.write_nats(&out);
@@ -68,7 +77,7 @@ impl Dispatcher {
                 if self.sockets.nats.as_ref().is_some_and(|n| n.id == id) {
                     self.sockets.nats = None;
                 }
-                self.router.link_down(id, &why);
+                self.nats_down(id, &why);
             }
         }
     }
@@ -80,7 +89,12 @@ impl Dispatcher {
         let id = nats.id;
         let (mut out, mut lines) = (Vec::new(), Vec::new());
         let due = nats.bridge.tick(now, &mut out, &mut lines);
+        let silent_ms = self.nats.as_ref().map_or(0, |s| s.timeout_ms);
         for line in &lines {
+            if let LinkLine::Split { hub } = line {
+                let text = format!("hub {hub} silent on NATS for {silent_ms} ms: its users leave");
+                self.router.notice_all(&text);
+            }
             self.router.on_link_line(id, line);
         }
         self.write_nats(&out);
@@ -111,6 +125,18 @@ impl Dispatcher {
         }
     }
 
+    /// The NATS connection `id` is gone: clients hear why (a `NOTICE`),
+    /// then see every remote user `LEAVE`, as in a netsplit. Once, however
+    /// many ways the loss is noticed (a failed write, then end of stream).
+    fn nats_down(&mut self, id: ClientId, why: &str) {
+        if !self.nats_lost {
+            let text = format!("lost NATS ({why}): remote users leave until it is back");
+            self.router.notice_all(&text);
+            self.nats_lost = true;
+        }
+        self.router.link_down(id, why);
+    }
+
     /// Writes bytes the bridge made outside a flush; a failure (the server
     /// cannot take them within the limits) takes the link down.
     fn write_nats(&mut self, bytes: &[u8]) {
@@ -118,7 +144,7 @@ impl Dispatcher {
             && let Some(id) = self.sockets.nats.as_ref().map(|n| n.id)
         {
             warn!("cutting the NATS connection: {why}");
-            self.router.link_down(id, &why);
+            self.nats_down(id, &why);
         }
     }
 }
