@@ -62,7 +62,11 @@ soak-ci: ## the one-minute soak on the debug build, the last step of `make test`
 handout: ## the students' copy of exercises/ (starters, no solutions): target/handout/ + .tar.gz
 	bash exercises/make-handout.sh target/handout
 
-.PHONY: demo simulate student-copies net-demo
+.PHONY: demo simulate student-copies net-demo nats-demo
+
+nats-demo: nats-server ## three hubs on a 3-node NATS cluster, a client on each; a node killed and restarted (~15 s)
+	$(CARGO) build --quiet
+	bash examples/nats-demo.sh
 
 net-demo: ## two linked hubs in two network namespaces; a cable pulled and put back (root, ~15 s)
 	$(CARGO) build --quiet
