@@ -20,8 +20,9 @@ fi
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null
+    # Newest first: clients and hubs stop before the nodes they use.
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+        kill "${pids[i]}" 2>/dev/null
     done
     wait 2>/dev/null
     rm -rf "$tmp"
