@@ -62,7 +62,11 @@ soak-ci: ## the one-minute soak on the debug build, the last step of `make test`
 handout: ## the students' copy of exercises/ (starters, no solutions): target/handout/ + .tar.gz
 	bash exercises/make-handout.sh target/handout
 
-.PHONY: demo simulate student-copies net-demo nats-demo
+.PHONY: demo simulate student-copies net-demo nats-demo nats-bench
+
+nats-bench: nats-server ## one hub alone vs a hub-to-hub hop through NATS: deliveries/s, p99, CPU of every process (~1.5 min)
+	$(CARGO) build --release --quiet
+	bash examples/nats-bench.sh
 
 nats-demo: nats-server ## three hubs on a 3-node NATS cluster, a client on each; a node killed and restarted (~15 s)
 	$(CARGO) build --quiet

@@ -11,76 +11,22 @@
 set -uo pipefail
 
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/debug/tcphub}
-NATS=${NATS:-$(command -v nats-server || echo /usr/sbin/nats-server)}
-if [ ! -x "$NATS" ]; then
-    echo "[demo] nats-server is not installed: make nats-server (or apt-get install nats-server)" >&2
-    exit 1
-fi
-
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    # Newest first: clients and hubs stop before the nodes they use.
-    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-        kill "${pids[i]}" 2>/dev/null
-    done
-    wait 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-say() { echo "[demo] $*"; }
-
-# Waits (up to 5 s) for a line matching $2 in file $1; prints its last word.
-wait_for() {
-    for _ in $(seq 50); do
-        local found
-        found=$(grep -m1 "$2" "$1" 2>/dev/null | awk '{print $NF}')
-        if [ -n "$found" ]; then
-            echo "$found"
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "[demo] gave up waiting for '$2' in $1" >&2
-    return 1
-}
-
-# node <i> [client port] [routes]: one nats-server; sets node_pid[i],
-# client[i], route[i].
-declare -a node_pid client route
-node() {
-    local i=$1 port=${2:--1} routes=${3:-}
-    local log="$tmp/node$i.log"
-    : >"$log"
-    "$NATS" -a 127.0.0.1 -p "$port" -n "node$i" --cluster_name demo \
-        --cluster nats://127.0.0.1:-1 ${routes:+--routes "$routes"} 2>"$log" &
-    node_pid[i]=$!
-    pids+=("$!")
-    client[i]=$(wait_for "$log" "Listening for client connections") || exit 1
-    route[i]=$(wait_for "$log" "Listening for route connections") || exit 1
-    say "node$i: clients on ${client[i]}, routes on ${route[i]} (pid ${node_pid[i]})"
-}
+# shellcheck source=examples/nats-lib.sh
+source "$(dirname "$0")/nats-lib.sh"
 
 node 0
 node 1 -1 "nats://${route[0]}"
 node 2 -1 "nats://${route[0]}"
 sleep 1 # the routes mesh (node1 and node2 find each other through node0)
 
-# hub <name> <node>: one tcphub serve on a free port; sets hub_addr[name].
-declare -A hub_addr
-hub() {
-    local name=$1 url="nats://${client[$2]}"
-    "$BIN" serve --port 0 --name "$name" --nats "$url" >"$tmp/$name.out" \
-        2> >(grep --line-buffered -E "WARN|connected to NATS|said BYE" | sed -u "s/^/[hub $name] /" >&2) &
-    pids+=("$!")
-    hub_addr[$name]=$(wait_for "$tmp/$name.out" "^listening on") || exit 1
-    say "hub $name on ${hub_addr[$name]}, told about node$2 only"
+# on <name> <node>: hub <name> told about that node only.
+on() {
+    hub "$1" "$BIN" --nats "nats://${client[$2]}"
+    say "hub $1 on ${hub_addr[$1]}, told about node$2 only"
 }
-hub a 0
-hub b 1
-hub c 2
+on a 0
+on b 1
+on c 2
 
 # client <nick> <hub> <script>: tcphub client --pretty fed by a timed script.
 client() {
