@@ -64,7 +64,7 @@ handout: ## the students' copy of exercises/ (starters, no solutions): target/ha
 
 .PHONY: demo simulate student-copies net-demo nats-demo nats-bench
 
-nats-bench: nats-server ## one hub alone vs a hub-to-hub hop through NATS: deliveries/s, p99, CPU of every process (~1.5 min)
+nats-bench: nats-server ## one hub alone vs a hop through a link vs a hop through NATS: deliveries/s, p99, CPU of every process (~2 min)
 	$(CARGO) build --release --quiet
 	bash examples/nats-bench.sh
 

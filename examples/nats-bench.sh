@@ -4,11 +4,13 @@
 #
 # Three runs of each, 1 publisher x 100 subscribers, 64-byte lines:
 #   one hub alone        tcphub bench fanout --addr S --pid S
+#   across a link        tcphub bench fanout --pub-addr L1 --sub-addr L2
+#                        (two hubs linked on loopback, docs/linking.md)
 #   across NATS          tcphub bench fanout --pub-addr A --sub-addr B
 #                        (hub A on node0, hub B on node1 of a 2-node cluster)
 # first unpaced-but-lead-limited for 5 s (deliveries/s), then paced at
 # 1,000 lines/s for 5 s (latency p99). CPU of every process on the path
-# (hubs, nodes) is read from /proc around the NATS runs. ~1.5 minutes.
+# (hubs, nodes) is read from /proc around the NATS runs. ~2 minutes.
 set -uo pipefail
 
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release/tcphub}
@@ -21,6 +23,9 @@ node 0
 node 1 -1 "nats://${route[0]}"
 sleep 1
 hub s "$BIN"
+hub l1 "$BIN" --link-listen 127.0.0.1:0 --link-key bench
+links=$(sed -n 's/^links on //p' "$tmp/l1.out")
+hub l2 "$BIN" --link "$links" --link-key bench
 hub a "$BIN" --nats "nats://${client[0]}"
 hub b "$BIN" --nats "nats://${client[1]}"
 sleep 1 # a and b hear each other's presence
@@ -49,6 +54,11 @@ for shape in "lead-limited" "paced 1000/s"; do
         out=$(bench --addr "${hub_addr[s]}" --pid "${hub_pid[s]}" "${extra[@]}")
         row "one hub, $shape, run $run" \
             "$(field "$out" deliveries_per_s) deliveries/s, p99 $(field "$out" latency_p99_us) us, lost $(field "$out" lost), hub $(field "$out" server_ns_per_delivery) ns/delivery"
+    done
+    for run in $(seq "$RUNS"); do
+        out=$(bench --pub-addr "${hub_addr[l1]}" --sub-addr "${hub_addr[l2]}" "${extra[@]}")
+        row "across a link, $shape, run $run" \
+            "$(field "$out" deliveries_per_s) deliveries/s, p99 $(field "$out" latency_p99_us) us, lost $(field "$out" lost)"
     done
     for run in $(seq "$RUNS"); do
         before=()
