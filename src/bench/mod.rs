@@ -12,9 +12,11 @@
 //!   and what holding them costs the server (memory, threads).
 //!
 //! Like the hub it measures, the bench is plain threads: sweeper threads
-//! read many non-blocking sockets ([`recv`]), publisher threads write. The
-//! wire format of its lines is in [`wire`], latency percentiles in
-//! [`stats`], the server under test in [`target`], output in [`report`].
+//! read many non-blocking sockets ([`recv`]; as many as keep each under
+//! 70 % of a core, [`balance`]) and feed each connection's [`tally`];
+//! publisher threads write ([`publish`]). The wire format of its lines is
+//! in [`wire`], latency percentiles in [`stats`], the server under test in
+//! [`target`], output in [`report`].
 //! Without `--addr` it measures the threaded hub, started for the purpose.
 //! Logging is the caller's business (`tcphub bench` sets it up in cli.rs).
 
@@ -23,9 +25,11 @@ pub mod conns;
 pub mod cpu;
 pub mod fanout;
 pub mod noisy;
+pub mod publish;
 pub mod recv;
 pub mod report;
 pub mod stats;
+pub mod tally;
 pub mod target;
 pub mod wire;
 

@@ -9,7 +9,7 @@
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::BenchError;
 use crate::hub::{Config, Hub};
@@ -200,6 +200,13 @@ fn parse_proc_status(text: &str) -> Option<ProcStatus> {
         fds: None,
         fd_limit: None,
     })
+}
+
+/// Time left until `deadline`, or `None` once it has passed.
+pub fn remaining(deadline: Instant) -> Option<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
 }
 
 #[cfg(test)]
