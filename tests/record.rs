@@ -336,3 +336,25 @@ fn the_shipped_recordings_replay_green() {
         assert_passed(&report, &timeline, &text);
     }
 }
+
+/// `simulate --to-exercise`: a recording's student copy keeps the story
+/// and blanks every expectation, so, run as it is, it cannot pass.
+#[test]
+fn a_student_copy_of_a_recording_blanks_every_expectation() {
+    let path = temp_file("exercise.scenario");
+    let text = record_a_session(&path);
+    let copy = tcphub::scenario::student::student_copy(&text);
+    assert!(copy.contains("c1: send /nick ann\n"), "{copy}");
+    assert!(copy.contains("c1: expect ____\n"), "{copy}");
+    assert!(!copy.contains("expect WELCOME"), "{copy}");
+    assert!(
+        !copy.lines().any(|l| l.ends_with(": expect-closed")),
+        "{copy}"
+    );
+    let (report, _) = replay("copy", &copy, &HubToUse::InProcess, Pace::AsFast);
+    assert!(
+        matches!(report.outcome, Outcome::Failed(_)),
+        "{:?}",
+        report.outcome
+    );
+}
