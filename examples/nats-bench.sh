@@ -9,8 +9,9 @@
 #   across NATS          tcphub bench fanout --pub-addr A --sub-addr B
 #                        (hub A on node0, hub B on node1 of a 2-node cluster)
 # first unpaced-but-lead-limited for 5 s (deliveries/s), then paced at
-# 1,000 lines/s for 5 s (latency p99). CPU of every process on the path
-# (hubs, nodes) is read from /proc around the NATS runs. ~2 minutes.
+# 1,000 lines/s for 5 s (latency p99). The NATS runs pass every process on
+# the path (both hubs, both nodes) as --path-pid, so the bench reports each
+# one's CPU per delivery. ~2 minutes.
 set -uo pipefail
 
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release/tcphub}
@@ -29,11 +30,6 @@ hub l2 "$BIN" --link "$links" --link-key bench
 hub a "$BIN" --nats "nats://${client[0]}"
 hub b "$BIN" --nats "nats://${client[1]}"
 sleep 1 # a and b hear each other's presence
-
-# CPU seconds (user + system) a process has used so far.
-cpu_s() {
-    awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$1/stat"
-}
 
 # field <json> <key>: one number out of the bench's --json line.
 field() {
@@ -61,19 +57,16 @@ for shape in "lead-limited" "paced 1000/s"; do
             "$(field "$out" deliveries_per_s) deliveries/s, p99 $(field "$out" latency_p99_us) us, lost $(field "$out" lost)"
     done
     for run in $(seq "$RUNS"); do
-        before=()
-        for p in "${hub_pid[a]}" "${hub_pid[b]}" "${node_pid[0]}" "${node_pid[1]}"; do
-            before+=("$(cpu_s "$p")")
-        done
-        out=$(bench --pub-addr "${hub_addr[a]}" --sub-addr "${hub_addr[b]}" "${extra[@]}")
-        used=()
-        i=0
-        for p in "${hub_pid[a]}" "${hub_pid[b]}" "${node_pid[0]}" "${node_pid[1]}"; do
-            used+=("$(awk -v a="${before[i]}" -v b="$(cpu_s "$p")" 'BEGIN { printf "%.2f", b - a }')")
-            i=$((i + 1))
+        out=$(bench --pub-addr "${hub_addr[a]}" --sub-addr "${hub_addr[b]}" "${extra[@]}" \
+            --path-pid "${hub_pid[a]}" --path-pid "${hub_pid[b]}" \
+            --path-pid "${node_pid[0]}" --path-pid "${node_pid[1]}")
+        cpu=""
+        for who in "hub A:${hub_pid[a]}" "hub B:${hub_pid[b]}" "node0:${node_pid[0]}" "node1:${node_pid[1]}"; do
+            ns=$(sed -n "s/.*\"pid\":${who#*:},[^}]*\"ns_per_delivery\":\([0-9.]*\).*/\1/p" <<<"$out")
+            cpu+=" ${who%%:*} ${ns%.*} ns"
         done
         row "across NATS, $shape, run $run" \
-            "$(field "$out" deliveries_per_s) deliveries/s, p99 $(field "$out" latency_p99_us) us, lost $(field "$out" lost); CPU s: hub A ${used[0]}, hub B ${used[1]}, node0 ${used[2]}, node1 ${used[3]}"
+            "$(field "$out" deliveries_per_s) deliveries/s, p99 $(field "$out" latency_p99_us) us, lost $(field "$out" lost); CPU per delivery:$cpu"
     done
 done
 echo "machine: $(nproc) cores; load average before the last run: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -29,6 +29,7 @@ fn fanout_args() -> FanoutArgs {
         max_duration_s: None,
         warmup_s: 0.0,
         pid: None,
+        path_pids: Vec::new(),
         raw: false,
         json: false,
     }
@@ -398,4 +399,37 @@ fn noisy_neighbours_a_light_client_is_answered_and_non_readers_are_cut_off() {
     let json = tcphub::support::json::parse(&report.to_json()).expect("JSON");
     assert!(json.field("ok").is_true());
     hub.shutdown();
+}
+
+#[test]
+fn path_pids_cpu_is_in_the_report_beside_the_servers() {
+    // This process stands in for a hop's process (a NATS node, the other
+    // hub): it certainly uses CPU during the run.
+    let me = std::process::id();
+    let args = FanoutArgs {
+        path_pids: vec![me, u32::MAX],
+        // Enough work for the CPU clock (100 ticks a second) to see it.
+        messages: 5000,
+        ..fanout_args()
+    };
+    let report = fanout::run(&args).expect("the bench starts");
+    assert_eq!(report.path.len(), 2, "{}", report.to_text());
+    assert_eq!(report.path[0].pid, me);
+    assert!(
+        report.path[0].cpu_s.is_some_and(|s| s > 0.0),
+        "{:?}",
+        report.path
+    );
+    // A pid that does not exist is reported as unknown, not as zero.
+    assert_eq!(report.path[1].cpu_s, None);
+    let text = report.to_text();
+    assert!(
+        text.contains(&format!("(pid {me})")) && text.contains("path cpu"),
+        "{text}"
+    );
+    assert!(text.contains("unknown (gone?)"), "{text}");
+    let json = tcphub::support::json::parse(&report.to_json()).expect("JSON");
+    let path = json.field("path_cpu").items();
+    assert_eq!(path[0].field("pid").u64(), Some(me as u64));
+    assert!(path[1].field("cpu_s").is_null());
 }

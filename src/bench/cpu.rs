@@ -157,6 +157,45 @@ fn is_generator(t: &ThreadTicks, sampler: Option<u64>) -> bool {
     t.name.starts_with("bench-") || Some(t.tid) == sampler
 }
 
+/// CPU ticks so far of each of `pids` (`--path-pid`), `None` for one
+/// that is gone; sampled beside [`Sample::take`].
+pub fn path_ticks(pids: &[u32]) -> Vec<(u32, Option<u64>)> {
+    pids.iter()
+        .map(|&pid| {
+            (
+                pid,
+                read_ticks(&Path::new("/proc").join(pid.to_string()).join("stat")),
+            )
+        })
+        .collect()
+}
+
+/// One `--path-pid` process over the window: its name (from
+/// /proc/<pid>/comm) and its CPU seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathCpu {
+    pub pid: u32,
+    pub name: String,
+    pub cpu_s: Option<f64>,
+}
+
+/// What each `--path-pid` process used between two [`path_ticks`].
+pub fn path_between(start: &[(u32, Option<u64>)], end: &[(u32, Option<u64>)]) -> Vec<PathCpu> {
+    start
+        .iter()
+        .zip(end)
+        .map(|(&(pid, a), &(_, b))| PathCpu {
+            pid,
+            name: std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|n| n.trim().to_string())
+                .unwrap_or_else(|_| "?".into()),
+            cpu_s: a
+                .zip(b)
+                .map(|(a, b)| b.saturating_sub(a) as f64 / TICKS_PER_S),
+        })
+        .collect()
+}
+
 /// Who used the CPU between two samples, in cores (1.0 = one core busy for
 /// the whole window).
 #[derive(Debug, Clone, Default, PartialEq)]

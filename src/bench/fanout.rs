@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::balance::Receivers;
-use super::cpu::{Sample, Usage};
+use super::cpu::{PathCpu, Sample, Usage, path_between, path_ticks};
 use super::publish::{Flow, Plan, Published, publish};
 use super::recv::{
     Conn, End, Expect, Pace, SYNC_LINE, Shared, Swept, Tally, UNTIL_TOLD, stage, sweep,
@@ -99,6 +99,8 @@ struct Window {
     received_at_start: u64,
     /// CPU shares over it.
     usage: Option<Usage>,
+    /// The `--path-pid` processes' CPU over the same window.
+    path: Vec<PathCpu>,
     /// When the bench stopped waiting (ns since the epoch).
     stopped_ns: u64,
     /// When the last publisher finished writing.
@@ -412,6 +414,7 @@ impl<'a> Run<'a> {
             .store(window.start_ns, Ordering::Relaxed);
         window.received_at_start = shared.received.load(Ordering::Relaxed);
         let pid = self.target.pid();
+        let path_start = path_ticks(&self.args.path_pids);
         let cpu_start = Sample::take(pid);
         let in_process = self.target.in_this_process();
         if self.timed() {
@@ -420,6 +423,7 @@ impl<'a> Run<'a> {
             self.wait_for_window(&window);
             stop.store(true, Ordering::Relaxed);
             let cpu_end = Sample::take(pid);
+            window.path = path_between(&path_start, &path_ticks(&self.args.path_pids));
             window.end_ns = Some(shared.now_ns());
             window.received_at_end = Some(shared.received.load(Ordering::Relaxed));
             window.usage = Some(Usage::between(&cpu_start, &cpu_end, in_process));
@@ -429,6 +433,7 @@ impl<'a> Run<'a> {
         self.drain(&window);
         if window.usage.is_none() {
             let cpu_end = Sample::take(pid);
+            window.path = path_between(&path_start, &path_ticks(&self.args.path_pids));
             window.usage = Some(Usage::between(&cpu_start, &cpu_end, in_process));
         }
         window.stopped_ns = shared.now_ns();
@@ -621,6 +626,7 @@ impl<'a> Run<'a> {
         report.latency_max = Duration::from_nanos(latency.max());
         report.latency_samples = latency.count();
         report.usage = window.usage;
+        report.path = window.path;
         report.failure = self.failure.take();
     }
 }

@@ -130,6 +130,11 @@ pub struct FanoutArgs {
     /// Process id of the server at `--addr`, to read its CPU time.
     #[arg(long)]
     pub pid: Option<u32>,
+    /// Another process every line crosses (the hubs of --pub-addr and
+    /// --sub-addr, a NATS node between them): its CPU over the window is
+    /// in the report, beside the server's. May be repeated.
+    #[arg(long = "path-pid", value_name = "PID")]
+    pub path_pids: Vec<u32>,
     /// The server only relays bytes (no protocol: no `WELCOME`, no `MSG`
     /// prefix), like examples/relay_ceiling.rs. One publisher; subscribers
     /// get the publisher's lines verbatim, and a `SYNC` line the publisher

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::cpu::Usage;
+use super::cpu::{PathCpu, Usage};
 use super::target::ProcStatus;
 
 /// The outcome of `tcphub bench fanout`.
@@ -55,6 +55,8 @@ pub struct FanoutReport {
     pub latency_samples: u64,
     /// Who used the CPU over the window.
     pub usage: Option<Usage>,
+    /// The `--path-pid` processes (other hubs, NATS nodes) over the window.
+    pub path: Vec<PathCpu>,
     /// From the first line sent to the last line written by any publisher.
     pub publish_elapsed: Duration,
     pub latency_p50: Duration,
@@ -193,6 +195,7 @@ impl FanoutReport {
             si(self.published_per_s())
         );
         self.cpu_text(&mut s);
+        self.path_text(&mut s);
         let _ = writeln!(
             s,
             "latency      p50 {}, p99 {}, max {}",
@@ -257,6 +260,47 @@ impl FanoutReport {
                 "WARNING      the machine was saturated: the server did not have the CPU to itself"
             );
         }
+    }
+
+    /// One line for the `--path-pid` processes: each one's CPU, and per
+    /// delivery, so a hop's cost (a NATS node's, say) sits beside the
+    /// server's.
+    fn path_text(&self, s: &mut String) {
+        if self.path.is_empty() {
+            return;
+        }
+        let each: Vec<String> = self
+            .path
+            .iter()
+            .map(|p| match (p.cpu_s, self.path_ns_per_delivery(p)) {
+                (Some(cpu), Some(ns)) => {
+                    format!("{} (pid {}) {cpu:.2} s, {ns:.1} ns/delivery", p.name, p.pid)
+                }
+                _ => format!("{} (pid {}) unknown (gone?)", p.name, p.pid),
+            })
+            .collect();
+        let _ = writeln!(s, "path cpu     {}", each.join("; "));
+    }
+
+    fn path_ns_per_delivery(&self, p: &PathCpu) -> Option<f64> {
+        let cpu = p.cpu_s?;
+        (self.window_deliveries > 0).then(|| cpu * 1e9 / self.window_deliveries as f64)
+    }
+
+    fn path_json(&self) -> String {
+        let each: Vec<String> = self
+            .path
+            .iter()
+            .map(|p| {
+                let mut j = Json::new();
+                j.num("pid", p.pid as f64);
+                j.str("name", &p.name);
+                j.opt_num("cpu_s", p.cpu_s);
+                j.opt_num("ns_per_delivery", self.path_ns_per_delivery(p));
+                j.finish()
+            })
+            .collect();
+        format!("[{}]", each.join(","))
     }
 
     fn usage_json(&self, j: &mut Json) {
@@ -329,6 +373,7 @@ impl FanoutReport {
         j.num("latency_p99_us", micros(self.latency_p99));
         j.num("latency_max_us", micros(self.latency_max));
         self.usage_json(&mut j);
+        j.raw("path_cpu", &self.path_json());
         j.bool("ok", self.ok());
         match &self.failure {
             Some(f) => j.str("failure", f),
@@ -537,6 +582,12 @@ impl Json {
             Some(v) => self.num(key, v),
             None => self.null(key),
         }
+    }
+
+    /// `value` is JSON already (an array of objects, say).
+    pub(crate) fn raw(&mut self, key: &str, value: &str) {
+        self.key(key);
+        self.0.push_str(value);
     }
 
     pub(crate) fn null(&mut self, key: &str) {
