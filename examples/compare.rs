@@ -233,6 +233,8 @@ struct Run {
     server_cores: f64,
     generator_cores: f64,
     busiest_thread_cores: f64,
+    /// The bench's receiver threads at the end of the run.
+    receivers: f64,
     bottleneck: Option<String>,
     saturated: bool,
     machine_busy: f64,
@@ -274,6 +276,7 @@ impl Run {
             server_cores: num("server_cores"),
             generator_cores: num("generator_cores"),
             busiest_thread_cores: num("busiest_thread_cores"),
+            receivers: num("receiver_threads"),
             bottleneck: string("generator_bottleneck"),
             saturated: v
                 .get("machine_saturated")
@@ -1082,6 +1085,19 @@ fn generator_section(md: &mut String, t: &Tabled<'_>) {
         Scenario::is_fanout,
         |r| r.busiest_thread_cores,
         percent,
+        false,
+    );
+    let _ = writeln!(
+        md,
+        "Receiver threads the bench ended with (one more starts while one is above 70 % of a core; the burst runs with one):\n"
+    );
+    table(
+        md,
+        t,
+        "receiver threads",
+        Scenario::is_fanout,
+        |r| r.receivers,
+        int,
         false,
     );
 }
@@ -1984,6 +2000,7 @@ mod tests {
         assert_eq!(run.p99_us, 700.0);
         assert!(run.server_ns.is_nan(), "no usage, no CPU figure");
         assert!(run.bottleneck.is_none());
+        assert_eq!(run.receivers, 0.0, "receiver_threads is read");
         assert!(Run::from_json("{not json").is_err());
     }
 
