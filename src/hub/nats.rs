@@ -248,6 +248,9 @@ impl NatsThread {
         let peer = session.socket.peer_addr().unwrap_or(unknown);
         let slot = self.score.register_link(id, peer, "nats", true);
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(session.socket.clone());
+        // This thread reads as `link-nats` from now on (that slot shows its
+        // reads); its own slot says where.
+        me.enter_noted(State::Read, &format!("{addr} (see link-nats)"));
         let name = &session.info.server_name;
         info!(
             "connected to NATS server {name} at {addr} (version {})",
