@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::Peer;
+use common::{Peer, client_as as client, skip_to, wait_list};
 use tcphub::{Config, Hub};
 
 const KEY: &str = "classroom";
@@ -49,47 +49,6 @@ fn hub_with(
 
 fn link_addr(hub: &Hub) -> SocketAddr {
     hub.link_addr().expect("the hub listens for links")
-}
-
-/// Connects and takes `name`, skipping whatever the network says
-/// meanwhile (a netjoin may be under way).
-fn client(addr: SocketAddr, name: &str) -> Peer {
-    let (mut peer, _) = Peer::join(addr, name);
-    peer.send(&format!("/nick {name}"));
-    skip_to(&mut peer, &format!("OK nick {name}"));
-    peer
-}
-
-/// Asks `/list` until it is exactly `expected` (bounded: 10 s).
-fn wait_list(peer: &mut Peer, expected: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        peer.send("/list");
-        let got = loop {
-            let line = peer.recv();
-            if line.starts_with("LIST") {
-                break line;
-            }
-        };
-        if got == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{}: /list never became {expected:?} (last {got:?})",
-            peer.name
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Skips lines until one equal to `line` (bounded by the peer's timeout).
-fn skip_to(peer: &mut Peer, line: &str) {
-    loop {
-        if peer.recv() == line {
-            return;
-        }
-    }
 }
 
 #[test]

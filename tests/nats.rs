@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::Peer;
+use common::{Peer, client_as as client, skip_to, wait_list};
 use nats_cluster::{Cluster, Foreign};
 use tcphub::hub::NatsConfig;
 use tcphub::proto::nats_wire::parse_urls;
@@ -44,49 +44,6 @@ fn hub_with(name: &str, urls: &str, timeout_ms: u64, user: Option<(&str, &str)>)
         ..Config::ephemeral()
     };
     Hub::start(config).expect("hub starts")
-}
-
-/// Connects and takes `name`, skipping whatever the network says meanwhile.
-fn client(addr: SocketAddr, name: &str) -> Peer {
-    let (mut peer, _) = Peer::join(addr, name);
-    peer.send(&format!("/nick {name}"));
-    skip_to(&mut peer, &format!("OK nick {name}"));
-    peer
-}
-
-/// Asks `/list` until it is exactly `expected` (bounded: 15 s).
-fn wait_list(peer: &mut Peer, expected: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        peer.send("/list");
-        let got = loop {
-            let line = peer.recv();
-            if line.starts_with("LIST") {
-                break line;
-            }
-        };
-        if got == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{}: /list never became {expected:?} (last {got:?})",
-            peer.name
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Skips lines until one equal to `line`; returns the ones skipped.
-fn skip_to(peer: &mut Peer, line: &str) -> Vec<String> {
-    let mut skipped = Vec::new();
-    loop {
-        let got = peer.recv();
-        if got == line {
-            return skipped;
-        }
-        skipped.push(got);
-    }
 }
 
 /// Three nodes, hubs a, b, c on nodes 0, 1, 2, with ann, bob and cid on

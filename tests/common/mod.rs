@@ -573,3 +573,51 @@ pub fn ping_every_100ms(mut peer: Peer, times: usize) -> std::thread::JoinHandle
         lines
     })
 }
+
+// ---- many hubs as one chat (linked, or through NATS) ------------------------
+
+/// Connects and takes `name`, skipping whatever the network says
+/// meanwhile (remote users may be joining).
+pub fn client_as(addr: SocketAddr, name: &str) -> Peer {
+    let (mut peer, _) = Peer::join(addr, name);
+    peer.send(&format!("/nick {name}"));
+    skip_to(&mut peer, &format!("OK nick {name}"));
+    peer
+}
+
+/// Asks `/list` until it is exactly `expected` (bounded: 15 s), for a
+/// network to settle.
+pub fn wait_list(peer: &mut Peer, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        peer.send("/list");
+        let got = loop {
+            let line = peer.recv();
+            if line.starts_with("LIST") {
+                break line;
+            }
+        };
+        if got == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: /list never became {expected:?} (last {got:?})",
+            peer.name
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Skips lines until one equal to `line` (each bounded by the peer's
+/// timeout); returns the ones skipped.
+pub fn skip_to(peer: &mut Peer, line: &str) -> Vec<String> {
+    let mut skipped = Vec::new();
+    loop {
+        let got = peer.recv();
+        if got == line {
+            return skipped;
+        }
+        skipped.push(got);
+    }
+}
