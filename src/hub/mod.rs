@@ -374,11 +374,7 @@ impl Hub {
     /// (src/hub/nats.rs). On error the caller drops `self`.
     fn start_nats(&mut self, nats: &NatsConfig, links: &LinkSettings) -> Result<(), HubError> {
         let settings = NatsSettings {
-            servers: nats.servers.clone(),
-            user: nats.user.clone(),
-            pass: nats.pass.clone(),
-            token: nats.token.clone(),
-            timeout: nats.timeout,
+            config: nats.clone(),
             client_name: format!("tcphub {}", self.name),
         };
         let (thread, handle) = NatsThread::new(

@@ -28,6 +28,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use log::{debug, info, warn};
 
+use crate::hub::NatsConfig;
 use crate::hub::events::{Event, NatsEvent};
 use crate::hub::linker::connect;
 use crate::hub::reader::hand_over;
@@ -44,22 +45,11 @@ pub const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// The longest wait between two rounds of the list.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Who this hub is to NATS, and how to reach it; from `tcphub serve`'s
-/// `--nats*` flags.
+/// Who this hub is to NATS, and how to reach it: the `--nats*` flags, and
+/// the name the server's monitoring (`/connz`) shows, `tcphub <hub name>`.
 #[derive(Debug, Clone)]
 pub struct NatsSettings {
-    /// `--nats`: the servers, tried in turn.
-    pub servers: Vec<NatsUrl>,
-    /// `--nats-user`/`--nats-pass` (or `TCPHUB_NATS_USER`/`_PASS`), used
-    /// where a URL carries none.
-    pub user: Option<String>,
-    pub pass: Option<String>,
-    /// `--nats-token` (or `TCPHUB_NATS_TOKEN`).
-    pub token: Option<String>,
-    /// `--nats-timeout-ms`: connect, handshake, read and write timeout, and
-    /// how long another hub may be silent before its users leave.
-    pub timeout: Duration,
-    /// Shown by the server's monitoring (`/connz`): `tcphub <hub name>`.
+    pub config: NatsConfig,
     pub client_name: String,
 }
 
@@ -134,7 +124,7 @@ impl NatsThread {
     /// the next server, until stopped.
     pub fn run(self) {
         let me = self.score.register_noted("nats");
-        let mut servers: Vec<NatsUrl> = self.settings.servers.clone();
+        let mut servers: Vec<NatsUrl> = self.settings.config.servers.clone();
         let mut next = 0;
         let mut backoff = FIRST_BACKOFF;
         let mut failed_in_a_row = 0;
@@ -175,7 +165,7 @@ impl NatsThread {
     /// Connects to one server and does the handshake, bounded by the
     /// timeout at every step.
     fn handshake(&self, url: &NatsUrl, addr: &str) -> Result<Session, String> {
-        let timeout = self.settings.timeout;
+        let timeout = self.settings.config.timeout;
         let socket = connect(addr, timeout)?;
         let io = |e: io::Error| e.to_string();
         socket.set_nodelay(true).map_err(io)?;
@@ -221,7 +211,11 @@ impl NatsThread {
             (Some(u), Some(p)) => (Some(u.clone()), Some(p.clone()), None),
             // `nats://secret@host` carries a token, as nats.go reads it.
             (Some(t), None) => (None, None, Some(t.clone())),
-            _ => (s.user.clone(), s.pass.clone(), s.token.clone()),
+            _ => (
+                s.config.user.clone(),
+                s.config.pass.clone(),
+                s.config.token.clone(),
+            ),
         };
         ConnectOptions {
             name: s.client_name.clone(),
@@ -316,7 +310,7 @@ impl NatsThread {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_timeout(&e) => {
-                    let ms = self.settings.timeout.as_millis();
+                    let ms = self.settings.config.timeout.as_millis();
                     return format!("silent for {ms} ms (--nats-timeout-ms)");
                 }
                 Err(e) => return format!("read error: {e}"),
