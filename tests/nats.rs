@@ -295,6 +295,52 @@ fn a_killed_node_costs_its_hub_a_failover_and_the_others_nothing() {
     cluster.wait_meshed();
 }
 
+#[test]
+fn a_hung_nats_server_never_stalls_local_clients_and_is_left() {
+    let mut cluster = Cluster::start(2);
+    cluster.wait_meshed();
+    // Hub a knows node0 only (it learns node1); a short timeout.
+    let a = hub("a", &cluster.url(0), 500);
+    let b = hub("b", &cluster.url(1), 500);
+    let ann = client(a.local_addr(), "ann");
+    let mut amy = client(a.local_addr(), "amy");
+    let mut bob = client(b.local_addr(), "bob");
+    wait_list(&mut bob, "LIST amy@a ann@a bob");
+    wait_list(&mut amy, "LIST amy ann bob@b");
+    amy.settle();
+    cluster.pause(0);
+    // ann floods while node0 reads nothing: amy, on the same hub, gets
+    // every line, and her /ping is answered, while the NATS connection's
+    // bytes wait in its outbox (bounded, and cut after the timeout).
+    let (mut ann_reader, mut ann_w) = ann.split();
+    let line = "x".repeat(1000);
+    let flood = thread::spawn(move || {
+        use std::io::Write;
+        for i in 0..3000 {
+            writeln!(ann_w, "{i} {line}").unwrap();
+        }
+        ann_w
+    });
+    for i in 0..3000 {
+        let got = amy.recv();
+        assert!(got.starts_with(&format!("MSG ann {i} ")), "amy: {got:?}");
+    }
+    amy.sync();
+    let _ann_w = flood.join().unwrap();
+    // Hub a leaves the hung node and is back through node1.
+    let lines = skip_to(&mut ann_reader, "JOIN bob@b");
+    assert!(
+        lines.iter().any(|l| l.starts_with("NOTICE lost NATS")),
+        "{lines:?}"
+    );
+    cluster.resume(0);
+    ann_reader.send("/ping");
+    skip_to(&mut ann_reader, "PONG");
+    let mut ann = ann_reader;
+    ann.send("through node1");
+    skip_to(&mut bob, "MSG ann@a through node1");
+}
+
 /// `tcphub serve` as a child process, so it can die without a goodbye.
 fn serve_child(args: &[&str]) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tcphub"))

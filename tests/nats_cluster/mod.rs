@@ -95,6 +95,26 @@ impl Cluster {
         }
     }
 
+    /// Freezes node `i` (SIGSTOP): its sockets stay open, nobody reads
+    /// them; a server that hangs. [`Cluster::resume`] thaws it.
+    pub fn pause(&mut self, i: usize) {
+        self.signal(i, "-STOP");
+    }
+
+    pub fn resume(&mut self, i: usize) {
+        self.signal(i, "-CONT");
+    }
+
+    fn signal(&mut self, i: usize, sig: &str) {
+        if let Some(child) = &self.nodes[i].child {
+            let status = Command::new("kill")
+                .args([sig, &child.id().to_string()])
+                .status()
+                .expect("kill runs");
+            assert!(status.success(), "kill {sig} node{i}");
+        }
+    }
+
     /// Starts node `i` again on its old client port, routed to the others.
     pub fn restart(&mut self, i: usize) {
         let routes: Vec<SocketAddr> = self
