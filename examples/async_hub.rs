@@ -622,28 +622,39 @@ impl Writer {
         let _ = tokio::time::timeout(self.timeout, socket.shutdown()).await;
     }
 
-    /// One coalesced write within the timeout; `Some(why)` if it failed.
+    /// One coalesced write, piece by piece as the kernel takes it; each
+    /// piece counted off `queued` at once (so the router sees progress),
+    /// and only a piece that waits past the timeout cuts the client off:
+    /// a reader that is behind but reading is not timed out, as in the
+    /// hub. `Some(why)` if it failed.
     async fn write(&self, socket: &mut OwnedWriteHalf, out: &[u8]) -> Option<String> {
         let client = self.slot.client();
-        if let Some(c) = client {
-            c.set_pending(out.len());
-        }
-        let why = match tokio::time::timeout(self.timeout, socket.write_all(out)).await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(format!("write error: {e}")),
-            Err(_) => Some(format!(
-                "not reading: write blocked past {} ms",
-                self.timeout.as_millis()
-            )),
-        };
-        if why.is_none() {
-            self.queued.fetch_sub(out.len(), Ordering::AcqRel);
+        let mut left = out;
+        while !left.is_empty() {
             if let Some(c) = client {
-                c.wrote_bytes(out.len());
-                c.set_pending(0);
+                c.set_pending(left.len());
             }
+            let n = match tokio::time::timeout(self.timeout, socket.write(left)).await {
+                Ok(Ok(0)) => return Some("write error: wrote 0 bytes".to_string()),
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Some(format!("write error: {e}")),
+                Err(_) => {
+                    return Some(format!(
+                        "not reading: write blocked past {} ms",
+                        self.timeout.as_millis()
+                    ));
+                }
+            };
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            if let Some(c) = client {
+                c.wrote_bytes(n);
+            }
+            left = &left[n..];
         }
-        why
+        if let Some(c) = client {
+            c.set_pending(0);
+        }
+        None
     }
 }
 
@@ -652,8 +663,16 @@ struct Outbox {
     tx: mpsc::Sender<Vec<u8>>,
     /// Lines that did not fit in the channel, in order, waiting for room.
     overflow: Vec<u8>,
-    /// When the channel was first found full (and has not had room since).
+    /// When the channel was first found full, or its writer last wrote
+    /// something while it stayed full: the write timeout counts from here,
+    /// so only a writer that makes no progress is timed out (as the hub's
+    /// outbox does).
     full_since: Option<Instant>,
+    /// Bytes ever handed to its writer (counted here, by the router only),
+    /// and how many of them were written when `full_since` was last set:
+    /// written = added - `queued`.
+    added: u64,
+    written_at_mark: u64,
     /// Dropping this ends the client's reader task.
     _stop_reader: oneshot::Sender<()>,
     /// The client's entry in the live view.
@@ -679,7 +698,11 @@ impl Outbox {
             Ok(()) => false,
             Err(TrySendError::Full(bytes)) => {
                 self.overflow = bytes;
-                self.full_since.get_or_insert_with(Instant::now);
+                if self.full_since.is_none() {
+                    self.full_since = Some(Instant::now());
+                    let queued = self.queued.load(Ordering::Acquire) as u64;
+                    self.written_at_mark = self.added.saturating_sub(queued);
+                }
                 true
             }
             // The writer is gone; its Closed event is on the way.
@@ -784,6 +807,7 @@ impl Outlet for Outboxes {
             self.over_soft.push(id);
         }
         outbox.queued.fetch_add(len, Ordering::AcqRel);
+        outbox.added += len as u64;
         // One copy per recipient per batch, chunk by chunk (not byte by
         // byte): the writer task owns its bytes, the batch is reused.
         let mut bytes = Vec::with_capacity(len);
@@ -829,20 +853,30 @@ impl Outlet for Outboxes {
         self.share_lines = lines;
     }
 
-    /// Clients whose outbox has stayed full for the whole write timeout.
+    /// Clients whose outbox has stayed full, with nothing written by its
+    /// writer, for the whole write timeout.
     fn overdue(&mut self) -> Vec<(ClientId, String)> {
         let now = Instant::now();
         let timeout = self.write_timeout;
         let why = format!(
-            "not reading: its lines stayed queued past {} ms",
+            "not reading: its lines stayed queued, none written, for {} ms",
             timeout.as_millis()
         );
         let mut cut = Vec::new();
         for &id in &self.stuck {
-            if let Some(outbox) = self.open.get_mut(&id)
-                && outbox
-                    .full_since
-                    .is_some_and(|since| now.duration_since(since) >= timeout)
+            let Some(outbox) = self.open.get_mut(&id) else {
+                continue;
+            };
+            let queued = outbox.queued.load(Ordering::Acquire) as u64;
+            let written = outbox.added.saturating_sub(queued);
+            if outbox.full_since.is_some() && written > outbox.written_at_mark {
+                // Progress: still behind, but reading.
+                outbox.full_since = Some(now);
+                outbox.written_at_mark = written;
+            }
+            if outbox
+                .full_since
+                .is_some_and(|since| now.duration_since(since) >= timeout)
             {
                 outbox.overflow = Vec::new();
                 outbox.full_since = None;
@@ -923,6 +957,8 @@ impl Routing {
                     tx: outbox,
                     overflow: Vec::new(),
                     full_since: None,
+                    added: 0,
+                    written_at_mark: 0,
                     _stop_reader: stop_reader,
                     over_soft: OverSoft::default(),
                 };
