@@ -24,6 +24,8 @@ pub mod outbox;
 pub mod reader;
 pub mod recorder;
 pub mod score;
+pub mod stats;
+pub mod thread_state;
 
 pub use error::HubError;
 
