@@ -764,3 +764,38 @@ fn a_link_that_stops_taking_its_lines_is_cut_and_local_clients_go_on() {
     b.shutdown();
     a.shutdown();
 }
+
+#[test]
+fn a_linked_hub_records_its_own_clients_only() {
+    let dir = std::env::temp_dir().join(format!("tcphub-link-record-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("a.scenario");
+    let a = Hub::start(Config {
+        name: Some("a".into()),
+        link_listen: Some("127.0.0.1:0".into()),
+        link_key: Some(KEY.into()),
+        link_timeout: LINK_TIMEOUT,
+        record: Some(file.clone()),
+        ..Config::ephemeral()
+    })
+    .expect("hub starts");
+    let b = hub("b", false, &[link_addr(&a)]);
+    let mut ann = client(a.local_addr(), "ann");
+    let mut bob = client(b.local_addr(), "bob");
+    wait_list(&mut ann, "LIST ann bob@b");
+    bob.send("hi from b");
+    skip_to(&mut ann, "MSG bob@b hi from b");
+    ann.call("/quit", "BYE");
+    a.shutdown();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(text.contains("c1: expect MSG bob@b hi from b"), "{text}");
+    assert!(!text.contains("c2:"), "{text}");
+    for link in ["HELLO", "PING", "HUB b", "JOIN bob@b\n"] {
+        assert!(
+            !text.contains(&format!(": send {link}")),
+            "{link} in {text}"
+        );
+    }
+    drop(b);
+}

@@ -520,3 +520,46 @@ fn bad_nats_flags_are_refused_with_exit_code_2() {
         assert!(stderr.trim().lines().count() <= 6, "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_hub_in_a_cluster_records_its_own_clients_only() {
+    let cluster = Cluster::start(1);
+    let dir = std::env::temp_dir().join(format!("tcphub-nats-record-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("a.scenario");
+    let config = Config {
+        name: Some("a".into()),
+        record: Some(file.clone()),
+        nats: Some(NatsConfig {
+            servers: parse_urls(&cluster.url(0)).unwrap(),
+            user: None,
+            pass: None,
+            token: None,
+            room: "main".into(),
+            timeout: Duration::from_millis(5000),
+        }),
+        ..Config::ephemeral()
+    };
+    let a = Hub::start(config).unwrap();
+    let b = hub("b", &cluster.url(0), 5000);
+    let mut ann = client(a.local_addr(), "ann");
+    let mut bob = client(b.local_addr(), "bob");
+    wait_list(&mut ann, "LIST ann bob@b");
+    bob.send("hi from b");
+    skip_to(&mut ann, "MSG bob@b hi from b");
+    ann.send("hi from a");
+    skip_to(&mut bob, "MSG ann@a hi from a");
+    ann.call("/quit", "BYE");
+    a.shutdown();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    // ann is the one client recorded; what reached her from hub b is among
+    // her expectations; nothing of the NATS connection is in the file.
+    assert!(text.contains("c1: send hi from a"), "{text}");
+    assert!(text.contains("c1: expect MSG bob@b hi from b"), "{text}");
+    assert!(!text.contains("c2:"), "{text}");
+    for nats in ["PUB ", "ROSTER", "HELLO", "tcphub.main"] {
+        assert!(!text.contains(nats), "{nats} in {text}");
+    }
+    drop(b);
+}
