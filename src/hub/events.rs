@@ -103,8 +103,8 @@ pub enum NatsEvent {
         socket: Arc<TcpStream>,
         info: ServerInfo,
     },
-    /// One operation the server sent on connection `id`.
-    Op { id: ClientId, op: ServerOp },
+    /// The operations one `read()` of connection `id` brought, in order.
+    Ops { id: ClientId, ops: Vec<ServerOp> },
     /// Connection `id` ended; the `nats` thread is dialling the next server.
     Down { id: ClientId, why: String },
 }

@@ -57,13 +57,15 @@ impl Dispatcher {
                     self.nats_lost = false;
                 }
             }
-            NatsEvent::Op { id, op } => {
+            NatsEvent::Ops { id, ops } => {
                 let now = self.now_ms();
                 let Some(nats) = self.sockets.nats.as_mut().filter(|n| n.id == id) else {
                     return;
                 };
                 let (mut out, mut lines) = (Vec::new(), Vec::new());
-                nats.bridge.from_nats(op, now, &mut out, &mut lines);
+                for op in ops {
+                    nats.bridge.from_nats(op, now, &mut out, &mut lines);
+                }
                 for line in &lines {
                     if let LinkLine::Split { hub } = line {
                         self.router
