@@ -184,6 +184,9 @@ fn a_foreign_nats_client_reads_and_publishes() {
     let mut ann = client(a.local_addr(), "ann");
     let mut foreign = Foreign::connect(cluster.nodes[0].client);
     foreign.subscribe("tcphub.main.chat", 1);
+    // Hub a's NATS connection comes up in the background: a line sent
+    // before it is up is not published (nothing is replayed, docs/nats.md).
+    wait_subscribed(&cluster, "tcphub.main.dm.a.*");
     ann.send("hi nats");
     let (subject, reply, payload) = foreign.next_msg();
     assert_eq!(subject, "tcphub.main.chat");
@@ -302,11 +305,14 @@ fn a_hung_nats_server_never_stalls_local_clients_and_is_left() {
     // Hub a knows node0 only (it learns node1); a short timeout.
     let a = hub("a", &cluster.url(0), 500);
     let b = hub("b", &cluster.url(1), 500);
-    let ann = client(a.local_addr(), "ann");
+    let mut ann = client(a.local_addr(), "ann");
     let mut amy = client(a.local_addr(), "amy");
     let mut bob = client(b.local_addr(), "bob");
     wait_list(&mut bob, "LIST amy@a ann@a bob");
     wait_list(&mut amy, "LIST amy ann bob@b");
+    wait_list(&mut ann, "LIST amy ann bob@b");
+    // Whatever told ann of bob (a JOIN, or a JOIN then a NICK) is behind us.
+    ann.settle();
     amy.settle();
     cluster.pause(0);
     // ann floods while node0 reads nothing: amy, on the same hub, gets
