@@ -92,6 +92,25 @@ fn unmet(expected: impl Into<String>, got: impl Into<String>) -> Unmet {
     }
 }
 
+/// The hub closed the connection while `expected` was awaited.
+fn closed(expected: &str) -> Unmet {
+    unmet(expected, "nothing: the hub closed the connection")
+}
+
+/// Nothing matched `expected` within `timeout`; `skipped` lines were
+/// ignored meanwhile (said, since one of them may be what was meant).
+fn nothing_within(expected: &str, timeout: Duration, skipped: usize) -> Unmet {
+    let also = if skipped > 0 {
+        format!(" ({skipped} ignored line(s) did)")
+    } else {
+        String::new()
+    };
+    unmet(
+        expected,
+        format!("nothing within {}{also}", duration::show(timeout)),
+    )
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -862,22 +881,9 @@ impl<'a> ActorRun<'a> {
                     self.say("<-", &line);
                     return Err(unmet(pattern.as_str(), line));
                 }
-                Ok(Received::Closed) => {
-                    return Err(unmet(
-                        pattern.as_str(),
-                        "nothing: the hub closed the connection",
-                    ));
-                }
+                Ok(Received::Closed) => return Err(closed(pattern.as_str())),
                 Ok(Received::TimedOut) => {
-                    let also = if skipped > 0 {
-                        format!(" ({skipped} ignored line(s) did)")
-                    } else {
-                        String::new()
-                    };
-                    return Err(unmet(
-                        pattern.as_str(),
-                        format!("nothing within {}{also}", duration::show(timeout)),
-                    ));
+                    return Err(nothing_within(pattern.as_str(), timeout, skipped));
                 }
                 Err(e) => {
                     return Err(unmet(pattern.as_str(), format!("a read error: {e}")));
@@ -958,23 +964,9 @@ impl<'a> ActorRun<'a> {
                     skipped += 1;
                 }
                 Ok(Received::Line(line)) => return Ok(line),
-                Ok(Received::Closed) => {
-                    return Err(unmet(
-                        want.as_str(),
-                        "nothing: the hub closed the connection",
-                    ));
-                }
+                Ok(Received::Closed) => return Err(closed(want.as_str())),
                 Ok(Received::TimedOut) => {
-                    let also = if skipped > 0 {
-                        format!(" ({skipped} ignored line(s) did)")
-                    } else {
-                        String::new()
-                    };
-                    let waited = duration::show(self.timeout);
-                    return Err(unmet(
-                        want.as_str(),
-                        format!("nothing within {waited}{also}"),
-                    ));
+                    return Err(nothing_within(want.as_str(), self.timeout, skipped));
                 }
                 Err(e) => return Err(unmet(want.as_str(), format!("a read error: {e}"))),
             }
