@@ -79,6 +79,17 @@ fn push_char(out: &mut String, c: char, context: Context) {
     match c {
         '\\' => out.push_str("\\\\"),
         '*' if context == Context::Pattern => out.push_str("\\*"),
+        c if is_unsafe(c) => push_unsafe(out, c),
+        c => out.push(c),
+    }
+}
+
+/// One character [`is_unsafe`] says a terminal would obey, as the escape
+/// that shows it: `\e`, `\r`, `\n`, `\t`, `\a`, `\xNN` for the other C0
+/// controls and DEL, `\u{...}` for the rest. Recordings and `tcphub
+/// client` (`crate::support::terminal`) write the same escapes.
+pub fn push_unsafe(out: &mut String, c: char) {
+    match c {
         '\u{1b}' => out.push_str("\\e"),
         '\r' => out.push_str("\\r"),
         '\n' => out.push_str("\\n"),
@@ -87,10 +98,9 @@ fn push_char(out: &mut String, c: char, context: Context) {
         '\u{0}'..='\u{1f}' | '\u{7f}' => {
             let _ = write!(out, "\\x{:02x}", c as u32);
         }
-        c if is_unsafe(c) => {
+        _ => {
             let _ = write!(out, "\\u{{{:x}}}", c as u32);
         }
-        c => out.push(c),
     }
 }
 

@@ -36,11 +36,10 @@
 //! `tcphub client` (plain and `--pretty`; `--raw` is the way out, for
 //! piping), the agents' output and logs, and the `simulate` timeline.
 
-use std::fmt::Write as _;
-
 /// True for a character [`escape`] rewrites (defined in the IO-free core,
 /// which escapes the same characters in recordings).
 pub use crate::proto::escape::is_unsafe;
+use crate::proto::escape::push_unsafe;
 
 /// `text` with every terminal control character (see the module docs)
 /// replaced by a visible escape; printable text comes out unchanged, and so
@@ -95,22 +94,10 @@ pub fn escape_to(text: &str, max: usize) -> String {
 }
 
 fn push_escaped(out: &mut String, c: char) {
-    if !is_unsafe(c) {
+    if is_unsafe(c) {
+        push_unsafe(out, c);
+    } else {
         out.push(c);
-        return;
-    }
-    match c {
-        '\u{1b}' => out.push_str("\\e"),
-        '\r' => out.push_str("\\r"),
-        '\n' => out.push_str("\\n"),
-        '\t' => out.push_str("\\t"),
-        '\u{7}' => out.push_str("\\a"),
-        '\u{0}'..='\u{1f}' | '\u{7f}' => {
-            let _ = write!(out, "\\x{:02x}", c as u32);
-        }
-        _ => {
-            let _ = write!(out, "\\u{{{:x}}}", c as u32);
-        }
     }
 }
 
