@@ -148,7 +148,7 @@ impl NatsBridge {
     /// Lines with no meaning in a cluster (`HELLO`, `PONG`, `HUB`, `ERR`)
     /// give nothing.
     pub fn from_router(&mut self, line: &LinkLine<&str>, out: &mut Vec<u8>) {
-        let layout = self.settings.layout.clone();
+        let layout = &self.settings.layout;
         match *line {
             LinkLine::Msg { from, text } => self.publish(&layout.chat(), from, text, out),
             LinkLine::Event {
@@ -177,7 +177,7 @@ impl NatsBridge {
 
     /// `PUB subject` with the sender's DM subject as reply (which is how a
     /// receiving hub knows who sent it, and where a NATS client answers).
-    fn publish(&mut self, subject: &str, from: &str, text: &str, out: &mut Vec<u8>) {
+    fn publish(&self, subject: &str, from: &str, text: &str, out: &mut Vec<u8>) {
         let reply = split_who(from)
             .ok()
             .map(|(n, h)| self.settings.layout.dm(h, n));
@@ -375,14 +375,20 @@ impl NatsBridge {
             return;
         }
         let now = self.now_ms;
-        let peer = self.peers.entry(hub.to_string()).or_insert_with(|| {
-            info!("hub {hub} is on NATS");
-            lines.push(LinkLine::Hub {
-                hub: hub.to_string(),
-            });
-            Peer::default()
+        // Once per message: a lookup, no allocation, unless the hub is new.
+        if let Some(peer) = self.peers.get_mut(hub) {
+            peer.heard_ms = now;
+            return;
+        }
+        info!("hub {hub} is on NATS");
+        lines.push(LinkLine::Hub {
+            hub: hub.to_string(),
         });
-        peer.heard_ms = now;
+        let peer = Peer {
+            heard_ms: now,
+            ..Peer::default()
+        };
+        self.peers.insert(hub.to_string(), peer);
     }
 
     fn on_presence(
