@@ -525,7 +525,7 @@ impl Reader {
             self.slot.enter(State::HandOver);
             while let Some(line) = framer.next_inbound() {
                 let quit = line.is_quit();
-                self.slot.line_in();
+                self.slot.lines_in(1);
                 // Lines after /quit are ignored.
                 if !self.send(line).await || quit {
                     self.slot.enter(State::Exited);

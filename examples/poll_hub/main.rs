@@ -435,7 +435,7 @@ impl PollHub {
                 // Lines after /quit are ignored, as the contract says.
                 client.reading = None;
             }
-            client.slot.line_in();
+            client.slot.lines_in(1);
             self.router.on_line(id, &line);
             self.score
                 .note_line(Some(&client.slot), &self.router, id, &line);

@@ -138,7 +138,9 @@ pub struct FanoutArgs {
     /// The server only relays bytes (no protocol: no `WELCOME`, no `MSG`
     /// prefix), like examples/relay_ceiling.rs. One publisher; subscribers
     /// get the publisher's lines verbatim, and a `SYNC` line the publisher
-    /// repeats until all have one tells when everyone is connected.
+    /// repeats until all have one tells when everyone is connected. Lines
+    /// are `--size` plus 12 bytes (`MSG guest-1 `, what a hub puts in
+    /// front), so the relay delivers as many bytes as a hub does.
     #[arg(long)]
     pub raw: bool,
     /// Print one JSON object instead of the table.

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use log::{debug, error, warn};
 
+use crate::hub::batch_gate::BatchGate;
 use crate::hub::budget::{Intake, Quota};
 use crate::hub::events::{CLIENT_STACK_SIZE, Event, PerIp};
 use crate::hub::reader::{self, ReaderSettings};
@@ -39,6 +40,8 @@ pub struct Acceptor {
     pub per_ip: Arc<PerIp>,
     /// Where this thread and each client thread say what they wait for.
     pub score: Arc<Scoreboard>,
+    /// Given to every reader (src/hub/batch_gate.rs).
+    pub gate: Arc<BatchGate>,
 }
 
 /// Logs repeated accept errors at most once a second, with a count.
@@ -256,6 +259,7 @@ impl Acceptor {
             quota: quota.clone(),
             intake: self.intake.clone(),
             slot,
+            gate: self.gate.clone(),
         };
         let (events, reader_half) = (self.events.clone(), Arc::clone(&socket));
         // The reader hands no line over before `quota.start()`, so the

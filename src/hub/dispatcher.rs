@@ -23,6 +23,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{Level, debug, info, log_enabled, warn};
 
 use crate::hub::Config;
+use crate::hub::batch_gate::BatchGate;
 use crate::hub::budget::{self, Intake, Quota};
 use crate::hub::events::{Event, LinkEvent, PerIp};
 use crate::hub::linker::LinkerMsg;
@@ -63,6 +64,9 @@ pub struct Dispatcher {
     /// True from losing the NATS connection until the next one is up, so
     /// clients are told once that it went, and once that it is back.
     nats_lost: bool,
+    /// Told when a batch begins and ends, so readers that hold lines meanwhile
+    /// hand them over once per batch (src/hub/batch_gate.rs).
+    gate: Arc<BatchGate>,
 }
 
 /// Every admitted client's socket, as the dispatcher writes to it: the
@@ -148,7 +152,15 @@ impl Dispatcher {
             reachable: Arc::new(AtomicUsize::new(0)),
             nats: None,
             nats_lost: false,
+            gate: Arc::new(BatchGate::default()),
         }
+    }
+
+    /// The gate the readers wait at (the hub's; a lone dispatcher in a
+    /// test makes its own).
+    pub fn with_gate(mut self, gate: Arc<BatchGate>) -> Self {
+        self.gate = gate;
+        self
     }
 
     /// Sets this hub up for links: its name and key, the link timeout, and
@@ -228,6 +240,7 @@ impl Dispatcher {
             let mut stop = false;
             match first {
                 Ok(first) => {
+                    self.gate.begin();
                     stop = !self.apply(first);
                     let mut taken = 1;
                     // Take whatever else is already queued, without waiting,
@@ -249,10 +262,14 @@ impl Dispatcher {
             self.sockets.retry();
             self.router.flush(&mut self.sockets);
             self.record_batch_end();
+            // Readers that held their lines while this batch was written
+            // hand them over now, for the next.
+            self.gate.end();
             if stop {
                 break;
             }
         }
+        self.gate.close();
         if let Some(recorder) = &mut self.sockets.recorder {
             recorder.finish();
         }
@@ -300,15 +317,7 @@ impl Dispatcher {
                 Counters::add(&self.sockets.score.counters.refused_full);
                 self.sockets.refuse(socket);
             }
-            Event::Line { id, line } => {
-                debug!("{id}: {line:?}");
-                self.record_line(id, &line);
-                self.router.on_line(id, &line);
-                self.sockets.publish(&self.router, id, &line);
-                // Its room in the channel is free again: the reader may go on.
-                let quota = self.sockets.quotas.get(&id).map(Arc::as_ref);
-                self.sockets.intake.give_back(quota, budget::cost(&line));
-            }
+            Event::Lines { id, lines } => self.apply_lines(id, lines),
             Event::Closed { id, why } => {
                 if let (Some(recorder), Some(_)) =
                     (&mut self.sockets.recorder, self.router.nick(id))
@@ -322,6 +331,22 @@ impl Dispatcher {
             Event::Shutdown => return false,
         }
         true
+    }
+
+    /// One read's lines from client `id`, in order, then their room in the
+    /// channel given back in one go.
+    fn apply_lines(&mut self, id: ClientId, lines: Vec<Inbound>) {
+        let mut bytes = 0;
+        for line in &lines {
+            debug!("{id}: {line:?}");
+            self.record_line(id, line);
+            self.router.on_line(id, line);
+            self.sockets.publish(&self.router, id, line);
+            bytes += budget::cost(line);
+        }
+        // Their room in the channel is free again: the reader may go on.
+        let quota = self.sockets.quotas.get(&id).map(Arc::as_ref);
+        self.sockets.intake.give_back(quota, lines.len(), bytes);
     }
 
     /// `--record`: a client connected; it is told it is recorded.

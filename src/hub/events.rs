@@ -39,8 +39,14 @@ pub enum Event {
     },
     /// From the acceptor: the hub is full; answer `ERR server-full` and close.
     Full { socket: TcpStream, peer: SocketAddr },
-    /// From a reader: one line, parsed (a command, or a refusal to answer).
-    Line { id: ClientId, line: Inbound },
+    /// From a reader: the lines of one read, parsed, in the order they
+    /// came (each a command, or a refusal to answer); at most
+    /// [`crate::hub::budget::HAND_OVER_LINES`]. One hand-over per read, not
+    /// per line: a line crossing the channel costs about as much as a
+    /// delivery to 10 subscribers (the atomics of the channel and the
+    /// budget are cache lines the other core wrote last), and a busy
+    /// publisher's read holds hundreds of lines.
+    Lines { id: ClientId, lines: Vec<Inbound> },
     /// From a reader: its connection ended (end of stream, reset, ...).
     Closed { id: ClientId, why: String },
     /// From the link threads (`link-acceptor`, `linker`, `link-<hub>`):

@@ -160,7 +160,7 @@ fn run_reader(
             };
             match parsed {
                 Ok(line) => {
-                    slot.line_in();
+                    slot.lines_in(1);
                     if !send(LinkEvent::Line { id, line }) {
                         return;
                     }

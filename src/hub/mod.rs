@@ -12,6 +12,7 @@
 //! and `linker`, and one `link-<hub>` reader per link ([`link`], [`linker`]).
 
 pub mod acceptor;
+pub mod batch_gate;
 pub mod budget;
 pub mod dispatcher;
 pub mod error;
@@ -39,6 +40,7 @@ use crossbeam_channel::{Receiver, Sender};
 use log::{debug, info, warn};
 
 use crate::hub::acceptor::Acceptor;
+use crate::hub::batch_gate::BatchGate;
 use crate::hub::budget::Intake;
 use crate::hub::dispatcher::Dispatcher;
 use crate::hub::events::{Event, PerIp};
@@ -266,6 +268,8 @@ struct Shared {
     linker_rx: Receiver<LinkerMsg>,
     intake: Arc<Intake>,
     per_ip: Arc<PerIp>,
+    /// When the dispatcher's batch ends, for readers holding lines.
+    gate: Arc<BatchGate>,
 }
 
 impl Hub {
@@ -633,6 +637,7 @@ impl Shared {
             linker_rx,
             intake: Arc::new(Intake::new(config.channel_bytes)),
             per_ip: Arc::new(PerIp::new(config.max_per_ip)),
+            gate: Arc::new(BatchGate::default()),
         };
         (shared, inbox)
     }
@@ -713,7 +718,8 @@ fn spawn_dispatcher(
         dialling.then(|| shared.linker_tx.clone()),
     )
     .recording(recorder)
-    .with_nats(bridge_settings(config, name));
+    .with_nats(bridge_settings(config, name))
+    .with_gate(shared.gate.clone());
     let reachable = dispatcher.reachable();
     let handle = thread::Builder::new()
         .name("dispatcher".into())
@@ -746,6 +752,7 @@ fn spawn_acceptor(
         intake: shared.intake.clone(),
         per_ip: shared.per_ip.clone(),
         score: shared.score.clone(),
+        gate: shared.gate.clone(),
     };
     match thread::Builder::new()
         .name("acceptor".into())

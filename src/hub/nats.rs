@@ -296,7 +296,7 @@ impl NatsThread {
                 if let ServerOp::Info(info) = &op {
                     learn(servers, &info.connect_urls, url);
                 }
-                slot.line_in();
+                slot.lines_in(1);
                 ops.push(op);
             }
             if !ops.is_empty() {

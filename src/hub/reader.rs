@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Sender, TrySendError};
 use log::debug;
 
+use crate::hub::batch_gate::BatchGate;
 use crate::hub::budget::{self, Intake, Quota};
 use crate::hub::events::Event;
 use crate::hub::score::{Slot, State};
@@ -38,6 +39,8 @@ pub struct ReaderSettings {
     /// This thread's place on the scoreboard (src/hub/score.rs): what it
     /// waits for.
     pub slot: Arc<Slot>,
+    /// When the dispatcher's batch ends (src/hub/batch_gate.rs).
+    pub gate: Arc<BatchGate>,
 }
 
 /// Runs one client's read loop until end of stream, an error, `/quit`, a
@@ -56,13 +59,7 @@ pub fn run(id: ClientId, socket: Arc<TcpStream>, events: Sender<Event>, settings
         last_read: Instant::now(),
     };
     if let Some(why) = reader.read_loop() {
-        debug!("reader done: {why}");
-        // Ignored if the hub is already gone.
-        hand_over(
-            &reader.events,
-            Event::Closed { id, why },
-            &reader.settings.slot,
-        );
+        reader.closed(why);
     }
     reader.settings.slot.enter(State::Exited);
 }
@@ -117,6 +114,18 @@ impl Reader {
         }
     }
 
+    /// Tells the dispatcher the connection ended, and why. Its own frame,
+    /// not `run`'s: the event is built only here, so the stack of 10,000
+    /// idle readers never holds it (in a debug build, 4 kB more per
+    /// client when it was inline: tests/capacity.rs).
+    #[inline(never)]
+    fn closed(&self, why: String) {
+        debug!("reader done: {why}");
+        // Ignored if the hub is already gone.
+        let id = self.id;
+        hand_over(&self.events, Event::Closed { id, why }, &self.settings.slot);
+    }
+
     #[inline(never)]
     fn set_read_timeout(&mut self) {
         let s = &self.settings;
@@ -147,15 +156,9 @@ impl Reader {
         self.settings.slot.read_returned(n);
         self.last_read = Instant::now();
         self.framer.filled(n);
-        // Every complete line of this read, parsed, one at a time.
-        while let Some(line) = self.framer.next_inbound() {
-            let quit = line.is_quit();
-            if !self.send(line) || quit {
-                // The hub is shutting down, or the client said /quit: lines
-                // after /quit in the same read are ignored, as the contract says.
-                debug!("reader done (quit or hub stopping)");
-                return Next::Done;
-            }
+        if !self.hand_over_lines() {
+            debug!("reader done (quit or hub stopping)");
+            return Next::Done;
         }
         self.line_since = match self.line_since {
             _ if !self.framer.in_line() => None,
@@ -168,9 +171,60 @@ impl Reader {
         }
     }
 
-    /// One line into the channel, within this client's budget (waits while
-    /// it has too many lines in the channel). False if the hub is gone.
-    fn send(&mut self, line: Inbound) -> bool {
+    /// Every complete line of this read, parsed, into the channel: all in
+    /// one hand-over, unless the read held more than
+    /// [`budget::HAND_OVER_LINES`] (a busy publisher's 64 KiB read holds
+    /// about 1,000). False once the client said `/quit` (lines after it in
+    /// the same read are ignored, as the contract says) or the hub is gone.
+    fn hand_over_lines(&mut self) -> bool {
+        let Some(first) = self.framer.next_inbound() else {
+            return true;
+        };
+        if self.settings.gate.busy() {
+            self.wait_for_next_batch();
+        }
+        let mut bytes = 0;
+        let mut lines = Vec::new();
+        let mut next = Some(first);
+        while let Some(line) = next.take().or_else(|| self.framer.next_inbound()) {
+            let quit = line.is_quit();
+            bytes += budget::cost(&line);
+            lines.push(line);
+            if quit {
+                self.send(lines, bytes);
+                return false;
+            }
+            if lines.len() >= budget::HAND_OVER_LINES || bytes >= budget::HAND_OVER_BYTES {
+                if !self.send(std::mem::take(&mut lines), bytes) {
+                    return false;
+                }
+                bytes = 0;
+            }
+        }
+        lines.is_empty() || self.send(lines, bytes)
+    }
+
+    /// The dispatcher is writing a batch: lines handed over now could not
+    /// be routed before it ends anyway. So wait for its end
+    /// (src/hub/batch_gate.rs), then take what else came meanwhile without
+    /// waiting for more, and hand it all over at once.
+    #[inline(never)]
+    fn wait_for_next_batch(&mut self) {
+        self.settings.slot.enter(State::NextBatch);
+        self.settings.gate.wait();
+        self.settings.slot.enter(State::HandOver);
+        // Nothing more there, the end of the stream or an error: the
+        // blocking read that comes next says so again.
+        if let Ok(n @ 1..) = recv_now(&self.socket, self.framer.spare()) {
+            self.settings.slot.read_returned(n);
+            self.last_read = Instant::now();
+            self.framer.filled(n);
+        }
+    }
+
+    /// Lines into the channel, within this client's budget (waits while it
+    /// has too many lines in the channel). False if the hub is gone.
+    fn send(&mut self, lines: Vec<Inbound>, bytes: usize) -> bool {
         let s = &self.settings;
         if !self.started {
             // The acceptor spawned this thread, then sent `Connected`: a
@@ -180,14 +234,17 @@ impl Reader {
             }
             self.started = true;
         }
-        s.slot.line_in();
-        s.intake.take(&s.quota, budget::cost(&line))
-            && hand_over(&self.events, Event::Line { id: self.id, line }, &s.slot)
+        s.slot.lines_in(lines.len());
+        let id = self.id;
+        s.intake.take(&s.quota, lines.len(), bytes)
+            && hand_over(&self.events, Event::Lines { id, lines }, &s.slot)
     }
 
     /// `ERR <code>` to the client, then the end of its connection.
     fn kick(&mut self, code: ErrorCode, why: String) -> Next {
-        self.send(Inbound::Refused(Refusal::new(code, why.clone())));
+        let refusal = Inbound::Refused(Refusal::new(code, why.clone()));
+        let bytes = budget::cost(&refusal);
+        self.send(vec![refusal], bytes);
         Next::End(format!("{code}: {why}"))
     }
 }
@@ -245,8 +302,8 @@ fn expired(
     None
 }
 
-/// The moment a line leaves its client thread: one parsed event into the
-/// hub's channel. Returns false if the dispatcher is gone (shutting down).
+/// The moment lines leave their client thread: one event (a read's parsed
+/// lines) into the hub's channel. Returns false if the dispatcher is gone (shutting down).
 ///
 /// Blocks while the channel is full: the dispatcher is behind, so this
 /// client waits, stops reading its socket, and TCP slows its sender down.
@@ -266,4 +323,42 @@ pub fn hand_over(events: &Sender<Event>, event: Event, slot: &Slot) -> bool {
         }
         Err(TrySendError::Disconnected(_)) => false,
     }
+}
+
+/// `recv(2)` with `MSG_DONTWAIT`: what the socket holds now, without
+/// waiting (`Ok(0)` also when it holds nothing). The socket stays blocking
+/// for this thread's `read()`; only this one call does not wait (the same
+/// trick as the dispatcher's `send_now`, src/hub/outbox.rs).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn recv_now(socket: &TcpStream, buffer: &mut [u8]) -> io::Result<usize> {
+    use std::ffi::{c_int, c_void};
+    use std::os::fd::AsRawFd;
+    unsafe extern "C" {
+        fn recv(fd: c_int, buf: *mut c_void, len: usize, flags: c_int) -> isize;
+    }
+    const MSG_DONTWAIT: c_int = 0x40;
+    // SAFETY: `buffer` is valid for writes of its length for the duration
+    // of the call, the kernel writes at most `len` bytes into it, and the
+    // descriptor is open (the `TcpStream` is borrowed).
+    let rc = unsafe {
+        recv(
+            socket.as_raw_fd(),
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+            MSG_DONTWAIT,
+        )
+    };
+    match rc {
+        0.. => Ok(rc as usize),
+        _ => match io::Error::last_os_error() {
+            e if is_timeout(&e) => Ok(0),
+            e => Err(e),
+        },
+    }
+}
+
+/// Elsewhere: no read without waiting; the next `read()` takes the rest.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn recv_now(_socket: &TcpStream, _buffer: &mut [u8]) -> io::Result<usize> {
+    Ok(0)
 }

@@ -210,11 +210,11 @@ impl Slot {
         self.enter_at(State::HandOver, NO_TARGET, now);
     }
 
-    /// One line handed to the channel.
+    /// Lines handed to the channel (one hand-over's).
     #[inline]
-    pub fn line_in(&self) {
+    pub fn lines_in(&self, lines: usize) {
         if let Some(c) = &self.client {
-            bump(&c.lines_in, 1);
+            bump(&c.lines_in, lines as u64);
         }
     }
 
@@ -597,7 +597,7 @@ mod tests {
         let c = board.register_client(3, peer);
         c.enter(State::Read);
         c.read_returned(10);
-        c.line_in();
+        c.lines_in(1);
         c.enter(State::Read);
         let cs = board.client(3).unwrap();
         let cs = cs.client().unwrap();

@@ -40,10 +40,13 @@ pub enum State {
     /// `link-acceptor`, `linker`: reading the first line of a link (the
     /// peer's `HELLO`), for at most the link timeout.
     Hello = 14,
+    /// `client-<id>`: holding lines until the dispatcher has written its
+    /// batch (src/hub/batch_gate.rs).
+    NextBatch = 15,
 }
 
 impl State {
-    pub(crate) const ALL: [State; 15] = [
+    pub(crate) const ALL: [State; 16] = [
         State::Starting,
         State::Accept,
         State::Admit,
@@ -59,6 +62,7 @@ impl State {
         State::Exited,
         State::Connect,
         State::Hello,
+        State::NextBatch,
     ];
 
     pub(crate) fn from_u8(n: u8) -> State {
@@ -86,6 +90,7 @@ impl State {
             State::Exited => "exited",
             State::Connect => "connect",
             State::Hello => "hello",
+            State::NextBatch => "next_batch",
         }
     }
 
@@ -96,7 +101,7 @@ impl State {
     pub fn waits_on(self) -> &'static str {
         match self {
             State::Accept | State::Read | State::Connect | State::Hello => "peer",
-            State::Recv | State::ChannelFull => "channel",
+            State::Recv | State::ChannelFull | State::NextBatch => "channel",
             State::Writev => "client",
             State::BackOff => "clock",
             State::Admit | State::HandOver | State::Route | State::Flush | State::Serve => "cpu",
@@ -129,6 +134,7 @@ impl State {
             State::Exited => "exited",
             State::Connect => "in connect() to",
             State::Hello => "reading a HELLO from",
+            State::NextBatch => "waiting for the dispatcher's next batch",
         }
     }
 
