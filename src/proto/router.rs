@@ -143,6 +143,8 @@ impl Router {
             pending: Pending::default(),
             open: true,
         };
+        // Lines for everyone from now on are for it too (not its own JOIN).
+        self.batch.enter_lane(&mut client.pending);
         self.batch.queue(id, &mut client.pending, welcome);
         if self.linked() {
             let who = self.shown(&nick);
@@ -168,6 +170,8 @@ impl Router {
             return;
         };
         client.open = false;
+        // It keeps what was queued for everyone so far, and gets no more.
+        self.batch.leave_lane(id, &mut client.pending);
         let nick = std::mem::take(&mut client.nick);
         let subs = std::mem::take(&mut client.subs);
         info!("{nick} ({id}) disconnected: {why}");
@@ -240,6 +244,8 @@ impl Router {
             // One list of slices, refilled for each recipient: no
             // allocation per recipient once it has grown to the longest.
             let mut slices = Vec::new();
+            self.batch.seal_lane();
+            // First whoever has lines of its own (and the lane's after them).
             for &id in self.batch.dirty() {
                 // A recipient is a client, or a link to another hub.
                 let pending = match self.clients.get_mut(id) {
@@ -249,13 +255,27 @@ impl Router {
                         None => continue,
                     },
                 };
-                self.batch.slices(pending, &mut slices);
-                out.share_lines(id, pending.lines());
+                let lines = self.batch.share(id, pending, &mut slices);
+                out.share_lines(id, lines);
                 if let Err(why) = out.deliver(id, &mut slices) {
                     failed.push((id, why));
                 }
                 // Handed over: emptied now, with no second lookup.
-                pending.clear();
+                self.batch.delivered(pending);
+            }
+            // Then every other client: its share is the lane alone.
+            if self.batch.has_lane() {
+                for (id, client) in self.clients.iter_mut() {
+                    let lines = self.batch.share(id, &client.pending, &mut slices);
+                    if lines == 0 {
+                        continue;
+                    }
+                    out.share_lines(id, lines);
+                    if let Err(why) = out.deliver(id, &mut slices) {
+                        failed.push((id, why));
+                    }
+                    self.batch.delivered(&mut client.pending);
+                }
             }
             drop(slices);
             self.batch.finish();
@@ -503,16 +523,13 @@ impl Router {
         }
     }
 
-    /// Queues a line for every open client except `except`; returns how many.
+    /// Queues a line for every open client except `except`, on the batch's
+    /// lane (one push, however many clients); returns how many.
     pub(super) fn deliver_to_all_but(&mut self, except: ClientId, line: Span) -> usize {
-        let mut n = 0;
-        for (id, client) in self.clients.iter_mut() {
-            if id != except && client.open {
-                self.batch.queue(id, &mut client.pending, line);
-                n += 1;
-            }
-        }
-        n
+        self.batch.to_all_but(except, line);
+        // Every client is open but those closing at the end of this batch.
+        let open = self.clients.len() - self.closing.len();
+        open - usize::from(self.clients.get(except).is_some_and(|c| c.open))
     }
 
     fn remove_subscriber(&mut self, topic: &str, id: ClientId) {
@@ -592,10 +609,11 @@ mod tests {
         }
 
         /// How many slices (one `writev`'s iovecs) `id`'s share is in.
-        fn chunks(&self, id: ClientId) -> usize {
+        fn chunks(&mut self, id: ClientId) -> usize {
             let mut slices = Vec::new();
             let client = &self.router.clients[&id];
-            self.router.batch.slices(&client.pending, &mut slices);
+            self.router.batch.seal_lane();
+            self.router.batch.share(id, &client.pending, &mut slices);
             slices.len()
         }
     }
