@@ -8,8 +8,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::hub::{
-    Config, DEFAULT_CHANNEL_BYTES, DEFAULT_CHANNEL_CAPACITY, DEFAULT_MAX_PENDING, DEFAULT_MAX_SUBS,
-    DEFAULT_SOFT_PENDING, DEFAULT_SOFT_PENDING_MS, Hub,
+    Config, DEFAULT_CHANNEL_BYTES, DEFAULT_CHANNEL_CAPACITY, DEFAULT_LINGER, DEFAULT_MAX_PENDING,
+    DEFAULT_MAX_SUBS, DEFAULT_SOFT_PENDING, DEFAULT_SOFT_PENDING_MS, Hub,
 };
 
 /// tcphub: a TCP event hub built to be taught with.
@@ -123,6 +123,12 @@ pub struct ServeArgs {
     /// ten times the timeout.
     #[arg(long)]
     pub blocking_writes: bool,
+    /// Microseconds the dispatcher waits for more lines after writing a
+    /// small batch while lines kept arriving, so the next batch (and every
+    /// recipient's write) is bigger: less CPU under load, up to this much
+    /// more latency then. Never when the hub is idle. 0: never wait.
+    #[arg(long, value_name = "US", default_value_t = DEFAULT_LINGER.as_micros() as u64, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub linger_us: u64,
     /// Topics one client may be subscribed to at once; one more gets
     /// `ERR too-many-subs`.
     #[arg(long, default_value_t = DEFAULT_MAX_SUBS as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
@@ -271,6 +277,7 @@ impl ServeArgs {
             soft_pending: self.soft_pending as usize,
             soft_pending_ms: self.soft_pending_ms,
             blocking_writes: self.blocking_writes,
+            linger: Duration::from_micros(self.linger_us),
             max_subs: self.max_subs as usize,
             line_timeout: millis_or_off(self.line_timeout_ms),
             idle_timeout: millis_or_off(self.idle_timeout_ms),

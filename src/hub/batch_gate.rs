@@ -87,6 +87,12 @@ impl BatchGate {
         self.end();
     }
 
+    /// True if some reader holds lines for the next batch (lines kept
+    /// arriving while this one was written).
+    pub fn waiting(&self) -> bool {
+        self.count.load(Ordering::SeqCst) > 0
+    }
+
     /// True while the dispatcher is in a batch: a reader holding lines
     /// calls [`BatchGate::wait`].
     pub fn busy(&self) -> bool {

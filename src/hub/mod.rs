@@ -107,6 +107,9 @@ pub struct Config {
     /// The old single writer: every write blocks until the kernel takes it
     /// all, or `write_timeout` passes, and everyone waits (`--blocking-writes`).
     pub blocking_writes: bool,
+    /// How long the dispatcher waits for more lines after a small batch
+    /// written while more were arriving (`--linger-us`; zero: never).
+    pub linger: Duration,
     /// Topics one client may be subscribed to at once (`--max-subs`).
     pub max_subs: usize,
     /// How long a line may stay unfinished (`--line-timeout-ms`; None: off).
@@ -168,6 +171,7 @@ impl Default for Config {
             soft_pending: DEFAULT_SOFT_PENDING,
             soft_pending_ms: DEFAULT_SOFT_PENDING_MS,
             blocking_writes: false,
+            linger: DEFAULT_LINGER,
             max_subs: DEFAULT_MAX_SUBS,
             line_timeout: Some(DEFAULT_LINE_TIMEOUT),
             idle_timeout: None,
@@ -181,6 +185,9 @@ impl Default for Config {
 
 /// `--link-timeout-ms` by default.
 pub const DEFAULT_LINK_TIMEOUT_MS: u64 = 5000;
+
+/// `--linger-us` by default: see `Dispatcher::linger` for the figures.
+pub const DEFAULT_LINGER: Duration = Duration::from_micros(200);
 
 /// `--nats-timeout-ms` by default: a NATS server or another hub silent this
 /// long is gone.

@@ -43,10 +43,13 @@ pub enum State {
     /// `client-<id>`: holding lines until the dispatcher has written its
     /// batch (src/hub/batch_gate.rs).
     NextBatch = 15,
+    /// `dispatcher`: waiting a moment for more lines before the next
+    /// batch (`--linger-us`).
+    Linger = 16,
 }
 
 impl State {
-    pub(crate) const ALL: [State; 16] = [
+    pub(crate) const ALL: [State; 17] = [
         State::Starting,
         State::Accept,
         State::Admit,
@@ -63,6 +66,7 @@ impl State {
         State::Connect,
         State::Hello,
         State::NextBatch,
+        State::Linger,
     ];
 
     pub(crate) fn from_u8(n: u8) -> State {
@@ -91,6 +95,7 @@ impl State {
             State::Connect => "connect",
             State::Hello => "hello",
             State::NextBatch => "next_batch",
+            State::Linger => "linger",
         }
     }
 
@@ -103,7 +108,7 @@ impl State {
             State::Accept | State::Read | State::Connect | State::Hello => "peer",
             State::Recv | State::ChannelFull | State::NextBatch => "channel",
             State::Writev => "client",
-            State::BackOff => "clock",
+            State::BackOff | State::Linger => "clock",
             State::Admit | State::HandOver | State::Route | State::Flush | State::Serve => "cpu",
             State::Starting | State::Exited => "none",
         }
@@ -135,6 +140,7 @@ impl State {
             State::Connect => "in connect() to",
             State::Hello => "reading a HELLO from",
             State::NextBatch => "waiting for the dispatcher's next batch",
+            State::Linger => "lingering for more lines",
         }
     }
 
