@@ -880,7 +880,7 @@ fn header(md: &mut String, t: &Tabled<'_>, ctx: &Context) {
     );
     let _ = writeln!(
         md,
-        "- **Servers:** {} (`tcphub serve`), {} (`examples/async_hub.rs`), {} (`examples/poll_hub/`), {} (`examples/node_hub.js`), {} (`examples/relay_ceiling.rs`, one-publisher fan-outs only, measured with `bench fanout --raw`), each started with `--host 127.0.0.1 --port 0 --max-clients 20000` and its other flags at their defaults; the bench (`tcphub bench`) is a separate process.",
+        "- **Servers:** {} (`tcphub serve`), {} (`examples/async_hub.rs`), {} (`examples/poll_hub/`), {} (`examples/node_hub.js`), {} (`examples/relay_ceiling.rs`, one-publisher fan-outs only, measured with `bench fanout --raw`, whose lines are 12 bytes longer so the relay delivers as many bytes per delivery as a hub's `MSG guest-1 <line>`), each started with `--host 127.0.0.1 --port 0 --max-clients 20000` and its other flags at their defaults; the bench (`tcphub bench`) is a separate process.",
         Server::Threaded.name(),
         Server::Async.name(),
         Server::Poll.name(),
@@ -961,7 +961,7 @@ fn shapes_section(md: &mut String, t: &Tabled<'_>) {
     );
     let _ = writeln!(
         md,
-        "64-byte lines. Each row of every table below is one of these; its first word is its shape.\n"
+        "64-byte lines (76 bytes delivered per delivery, by every server: a hub's `MSG guest-1 ` prefix, the relay ceiling's longer lines). Each row of every table below is one of these; its first word is its shape.\n"
     );
     let _ = writeln!(
         md,
