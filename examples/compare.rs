@@ -1340,9 +1340,17 @@ fn loss_and_latency_targets(t: &Tabled<'_>) -> Vec<Target> {
         met: max <= 5000.0,
         note: String::new(),
     });
-    let (lost, ooo) = loss_totals(t.results);
+    // The hub's own runs: a twin that cannot keep up (the Node twin times
+    // out on the burst) is in "Loss, order and failures", not held here.
+    let threaded: Results = t
+        .results
+        .iter()
+        .filter(|((_, server), _)| *server == Server::Threaded)
+        .map(|(k, v)| (*k, v.clone()))
+        .collect();
+    let (lost, ooo) = loss_totals(&threaded);
     out.push(Target {
-        what: "0 lost and 0 out of order in every run".into(),
+        what: "threaded: 0 lost and 0 out of order in every run".into(),
         measured: format!("{lost} lost, {ooo} out of order"),
         met: lost == 0.0 && ooo == 0.0,
         note: String::new(),
@@ -2046,7 +2054,7 @@ mod tests {
             "threaded deliveries/s ≥ 1.5x the async twin's | 30.00 M/s vs 15.00 M/s: 2.00x | met |",
             "| unpaced 300k x 100: threaded, default flags, one reader thread: 0 lost | 0 lost | met |",
             "paced 1k/s x 100: threaded p99 ≤ 1 ms | 500 µs | met",
-            "0 lost and 0 out of order in every run | 0 lost, 0 out of order | met",
+            "threaded: 0 lost and 0 out of order in every run | 0 lost, 0 out of order | met",
             "| sustained 10x100 | 30.00 M/s (25.00 M/s–33.33 M/s) | 15.00 M/s (12.50 M/s–16.67 M/s) | — |",
         ] {
             assert!(md.contains(needle), "missing {needle:?} in\n{md}");
