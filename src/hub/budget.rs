@@ -52,7 +52,9 @@ pub const HAND_OVER_LINES: usize = CLIENT_LINES / 2;
 pub const HAND_OVER_BYTES: usize = CLIENT_BYTES / 2;
 
 /// What one parsed line costs in the channel, in bytes: the event itself
-/// and the text it carries. Reader and dispatcher compute the same number.
+/// and the text it carries. The reader sums it over a hand-over, and the
+/// event carries the sum, so the dispatcher gives back exactly what was
+/// taken.
 pub fn cost(line: &Inbound) -> usize {
     use crate::proto::client_line::Command;
     let text = match line {

@@ -25,7 +25,7 @@ use log::{Level, debug, info, log_enabled, warn};
 
 use crate::hub::Config;
 use crate::hub::batch_gate::BatchGate;
-use crate::hub::budget::{self, Intake, Quota};
+use crate::hub::budget::{Intake, Quota};
 use crate::hub::events::{Event, LinkEvent, PerIp};
 use crate::hub::linker::LinkerMsg;
 use crate::hub::outbox::{Outbox, write_all_within};
@@ -332,7 +332,7 @@ impl Dispatcher {
                 Counters::add(&self.sockets.score.counters.refused_full);
                 self.sockets.refuse(socket);
             }
-            Event::Lines { id, lines } => self.apply_lines(id, lines),
+            Event::Lines { id, lines, bytes } => self.apply_lines(id, lines, bytes),
             Event::Closed { id, why } => {
                 if let (Some(recorder), Some(_)) =
                     (&mut self.sockets.recorder, self.router.nick(id))
@@ -368,16 +368,14 @@ impl Dispatcher {
     }
 
     /// One read's lines from client `id`, in order, then their room in the
-    /// channel given back in one go.
-    fn apply_lines(&mut self, id: ClientId, lines: Vec<Inbound>) {
+    /// channel (`bytes`) given back in one go.
+    fn apply_lines(&mut self, id: ClientId, lines: Vec<Inbound>, bytes: usize) {
         self.batch_lines += lines.len();
-        let mut bytes = 0;
         for line in &lines {
             debug!("{id}: {line:?}");
             self.record_line(id, line);
             self.router.on_line(id, line);
             self.sockets.publish(&self.router, id, line);
-            bytes += budget::cost(line);
         }
         // Their room in the channel is free again: the reader may go on.
         let quota = self.sockets.quotas.get(&id).map(Arc::as_ref);

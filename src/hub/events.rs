@@ -46,7 +46,14 @@ pub enum Event {
     /// delivery to 10 subscribers (the atomics of the channel and the
     /// budget are cache lines the other core wrote last), and a busy
     /// publisher's read holds hundreds of lines.
-    Lines { id: ClientId, lines: Vec<Inbound> },
+    Lines {
+        id: ClientId,
+        lines: Vec<Inbound>,
+        /// What they cost in the channel ([`crate::hub::budget::cost`],
+        /// summed), as the reader took it from its budget: the dispatcher
+        /// gives back exactly this.
+        bytes: usize,
+    },
     /// From a reader: its connection ended (end of stream, reset, ...).
     Closed { id: ClientId, why: String },
     /// From the link threads (`link-acceptor`, `linker`, `link-<hub>`):

@@ -237,7 +237,7 @@ impl Reader {
         s.slot.lines_in(lines.len());
         let id = self.id;
         s.intake.take(&s.quota, lines.len(), bytes)
-            && hand_over(&self.events, Event::Lines { id, lines }, &s.slot)
+            && hand_over(&self.events, Event::Lines { id, lines, bytes }, &s.slot)
     }
 
     /// `ERR <code>` to the client, then the end of its connection.
