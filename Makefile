@@ -109,7 +109,7 @@ compare-docs: ## (maintainer) copy target/compare's report into docs/: benchmark
 .PHONY: debug trace
 
 GDB ?= rust-gdb
-STRACE_SYSCALLS := accept4,recvfrom,writev,futex
+STRACE_SYSCALLS := accept4,recvfrom,sendmsg,futex
 
 debug: ## the hub (HOST:PORT) under rust-gdb with the breakpoints of docs/debugging.md
 	$(CARGO) build --quiet
