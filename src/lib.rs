@@ -5,7 +5,8 @@
 //! - [`hub`]: the threaded server. The `acceptor` thread blocks in
 //!   `accept()` and starts one `client-<id>` thread per connection
 //!   ([`hub::acceptor`]); each client thread blocks in `read()` and sends
-//!   what it parsed into the hub's one channel ([`hub::reader`]); the
+//!   what it parsed, a read's lines at a time, into the hub's one channel
+//!   ([`hub::reader`], once per batch: [`hub::batch_gate`]); the
 //!   `dispatcher` thread takes events off the channel and writes to every
 //!   socket ([`hub::dispatcher`]), through each client's outbox
 //!   ([`hub::outbox`]). Linked hubs add link threads ([`hub::link`],
@@ -14,7 +15,7 @@
 //!   twin) share, with no sockets, threads or clocks in it: bytes to lines
 //!   ([`proto::framing`]), client lines ([`proto::client_line`]), server
 //!   lines ([`proto::server_line`]), who gets what ([`proto::router`]) and
-//!   the per-recipient write buffers ([`proto::batch`]).
+//!   the batch each recipient's share is cut from ([`proto::batch`]).
 //! - [`client`]: `tcphub client`, and the client side of a connection that
 //!   the agents, scenarios and client share.
 //! - [`agent`], [`scenario`], [`bench`], [`check`]: programs that talk *to*
