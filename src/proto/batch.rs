@@ -212,9 +212,11 @@ impl Batch {
     /// A client that has left: it keeps the lane's lines queued so far,
     /// and gets none after.
     pub fn leave_lane(&mut self, id: ClientId, pending: &mut Pending) {
-        if pending.on_lane && self.lane_at(pending) < self.lane.len() {
-            // Its lane lines become spans of its own, so it is listed.
-            self.queue_lane(id, pending);
+        // Its lane lines become spans of its own, so it must be listed.
+        self.catch_up(id, pending);
+        if pending.last.is_some() && !pending.listed {
+            pending.listed = true;
+            self.dirty.push(id);
         }
         pending.on_lane = false;
     }
@@ -229,15 +231,8 @@ impl Batch {
     }
 
     /// Moves the lane lines `pending` has not caught up with into its own
-    /// spans (skipping its exceptions), and lists it.
-    fn queue_lane(&mut self, id: ClientId, pending: &mut Pending) {
-        self.catch_up(id, pending);
-        if pending.last.is_some() && !pending.listed {
-            pending.listed = true;
-            self.dirty.push(id);
-        }
-    }
-
+    /// spans, skipping those `id` is the exception to (a client on the
+    /// lane only; the caller lists it if it was not).
     fn catch_up(&self, id: ClientId, pending: &mut Pending) {
         if !pending.on_lane {
             return;
