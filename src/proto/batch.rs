@@ -63,6 +63,20 @@ pub struct Span {
     end: usize,
 }
 
+impl Span {
+    /// Takes in `next` if it starts where this one ends, in the same
+    /// buffer (two adjacent lines become one slice); false if it does not.
+    /// The one merging rule of a recipient's spans, the lane's and the
+    /// slices of a `writev`.
+    fn absorb(&mut self, next: Span) -> bool {
+        let touches = self.buffer == next.buffer && self.end == next.start;
+        if touches {
+            self.end = next.end;
+        }
+        touches
+    }
+}
+
 /// The spans waiting for one recipient, in order. Each client's state holds
 /// one, so queueing a line costs no lookup.
 ///
@@ -93,12 +107,6 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// How many lines its own spans hold (lane lines not included: see
-    /// [`Batch::share`], which counts both).
-    pub fn lines(&self) -> usize {
-        self.lines
-    }
-
     /// Forgets what was waiting, once it is written.
     fn clear(&mut self) {
         self.last = None;
@@ -116,10 +124,11 @@ impl Pending {
     fn push(&mut self, line: Span) {
         self.lines += 1;
         match &mut self.last {
-            Some(last) if last.buffer == line.buffer && last.end == line.start => {
-                last.end = line.end
+            Some(last) => {
+                if !last.absorb(line) {
+                    self.earlier.push(std::mem::replace(last, line));
+                }
             }
-            Some(last) => self.earlier.push(std::mem::replace(last, line)),
             None => self.last = Some(line),
         }
     }
@@ -280,13 +289,16 @@ impl Batch {
     pub fn seal_lane(&mut self) {
         self.lane_spans.clear();
         self.lane_excepts.clear();
-        let mut pending = Pending::default();
         for to_all in &self.lane {
-            pending.push(to_all.line);
+            let merged = self
+                .lane_spans
+                .last_mut()
+                .is_some_and(|last| last.absorb(to_all.line));
+            if !merged {
+                self.lane_spans.push(to_all.line);
+            }
             self.lane_excepts.push(to_all.except);
         }
-        self.lane_spans
-            .extend(pending.earlier.iter().chain(&pending.last));
         self.lane_excepts.sort_unstable();
         self.lane_excepts.dedup();
     }
@@ -333,8 +345,11 @@ impl Batch {
         let mut current: Option<Span> = None;
         for span in spans {
             match &mut current {
-                Some(c) if c.buffer == span.buffer && c.end == span.start => c.end = span.end,
-                Some(c) => out.push(self.slice(std::mem::replace(c, span))),
+                Some(c) => {
+                    if !c.absorb(span) {
+                        out.push(self.slice(std::mem::replace(c, span)));
+                    }
+                }
                 None => current = Some(span),
             }
         }
@@ -488,17 +503,21 @@ mod tests {
         assert_eq!(share(&mut batch, 1, &reader).2, 0);
     }
 
+    /// `JOIN <nick>` on the lane, for everyone but client 2 (who joined).
+    fn join_on_lane(batch: &mut Batch, nick: &str) {
+        let join = batch.to_many(ServerLine::Join { nick });
+        batch.to_all_but(2, join);
+    }
+
     #[test]
     fn a_client_that_leaves_keeps_the_lane_so_far_and_gets_no_more() {
         let mut batch = Batch::default();
         let mut gone = Pending::default();
         batch.enter_lane(&mut gone);
-        let a = batch.to_many(ServerLine::Join { nick: "a" });
-        batch.to_all_but(2, a);
+        join_on_lane(&mut batch, "a");
         batch.leave_lane(1, &mut gone);
         assert_eq!(batch.dirty(), &[1], "its lane lines are its own now");
-        let b = batch.to_many(ServerLine::Join { nick: "b" });
-        batch.to_all_but(2, b);
+        join_on_lane(&mut batch, "b");
         assert_eq!(share(&mut batch, 1, &gone), (1, "JOIN a\n".into(), 1));
     }
 
@@ -507,13 +526,11 @@ mod tests {
         let mut batch = Batch::default();
         let mut reader = Pending::default();
         batch.enter_lane(&mut reader);
-        let a = batch.to_many(ServerLine::Join { nick: "a" });
-        batch.to_all_but(2, a);
+        join_on_lane(&mut batch, "a");
         batch.seal_lane();
         batch.delivered(&mut reader);
         batch.finish();
-        let b = batch.to_many(ServerLine::Join { nick: "b" });
-        batch.to_all_but(2, b);
+        join_on_lane(&mut batch, "b");
         assert_eq!(share(&mut batch, 1, &reader), (1, "JOIN b\n".into(), 1));
     }
 
@@ -527,7 +544,7 @@ mod tests {
         assert_eq!(batch.dirty(), &[7]);
         batch.delivered(&mut a);
         batch.finish();
-        assert!(a.lines() == 0 && batch.is_empty() && batch.dirty().is_empty());
+        assert!(share(&mut batch, 7, &a).2 == 0 && batch.is_empty() && batch.dirty().is_empty());
         assert!(!batch.has_lane());
     }
 }
