@@ -16,9 +16,11 @@
 //! The hot path is three atomic additions per *read* (and three
 //! subtractions in the dispatcher), not per line: a reader hands over all
 //! the lines of one read at once ([`crate::hub::events::Event::Lines`]).
-//! Each of these atomics is a cache line the other core wrote last, so
-//! they cost about as much as a syscall's entry; per line they were 3-6 ns
-//! of every delivery to 100 subscribers. Only a reader over budget waits: `thread::park` for its own
+//! Each of these atomics is a cache line the other core wrote last; per
+//! line, with the channel's own, they were part of the hub's 18.3 ns per
+//! delivery to 100 subscribers, sustained, against 15.8 ns once they were
+//! per read (docs/benchmarks-notes.md, "Closing the gap"). Only a reader
+//! over budget waits: `thread::park` for its own
 //! quota (the dispatcher unparks exactly that thread), a `Condvar` for the
 //! global byte budget (a slow path: the channel is already holding
 //! `--channel-bytes`).
@@ -37,7 +39,8 @@ use crate::proto::framing::Inbound;
 /// relay's write of one read. With 256 (128 per hand-over), batches were
 /// 300 lines and the hub took 17 ns per delivery (sustained 1 x 100)
 /// against 11 ns with 2048; the price is fairness: a `/ping` can wait
-/// behind 2048 lines of each flooder, about 2 ms of routing each.
+/// behind 2048 lines of each flooder instead of 256 (how long that takes
+/// depends on who the lines go to; not measured at 2048).
 pub const CLIENT_LINES: usize = 2048;
 /// Bytes one client may have in the channel at once (one line longer than
 /// this still goes, alone).

@@ -197,9 +197,10 @@ fn write_error(e: io::Error) -> String {
 /// reader thread (`set_nonblocking` would change it for both threads,
 /// since they share one descriptor); only this one call does not wait.
 ///
-/// std has no such call, so this and [`send_vectored_now`] are the hub's
-/// other `unsafe` blocks (the first raises the listen backlog, in
-/// `hub/mod.rs`).
+/// std has no such call, so this and [`send_vectored_now`] are two of the
+/// hub's other `unsafe` blocks (one raises the listen backlog, in
+/// `hub/mod.rs`; the reader's `recv_now`, in `hub/reader.rs`, is this
+/// call's twin for reading).
 #[cfg(unix)]
 pub fn send_now(socket: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
     use std::ffi::{c_int, c_void};

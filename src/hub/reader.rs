@@ -153,9 +153,7 @@ impl Reader {
             Err(e) => return Next::End(format!("read error: {e}")),
         };
         debug!("read() returned {n} bytes");
-        self.settings.slot.read_returned(n);
-        self.last_read = Instant::now();
-        self.framer.filled(n);
+        self.took(n);
         if !self.hand_over_lines() {
             debug!("reader done (quit or hub stopping)");
             return Next::Done;
@@ -216,10 +214,16 @@ impl Reader {
         // Nothing more there, the end of the stream or an error: the
         // blocking read that comes next says so again.
         if let Ok(n @ 1..) = recv_now(&self.socket, self.framer.spare()) {
-            self.settings.slot.read_returned(n);
-            self.last_read = Instant::now();
-            self.framer.filled(n);
+            self.took(n);
         }
+    }
+
+    /// `n` bytes arrived in the framer's spare room: counted for the live
+    /// view, the idle clock restarted, the framer told.
+    fn took(&mut self, n: usize) {
+        self.settings.slot.read_returned(n);
+        self.last_read = Instant::now();
+        self.framer.filled(n);
     }
 
     /// Lines into the channel, within this client's budget (waits while it
