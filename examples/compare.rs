@@ -1149,11 +1149,14 @@ fn idle_section(md: &mut String, t: &Tabled<'_>) {
 }
 
 /// Lost and reordered deliveries over every run, and the runs that failed.
-fn loss_totals(results: &Results) -> (f64, f64) {
+/// Deliveries lost and out of order, summed over the runs of the servers
+/// `keep` accepts.
+fn loss_totals(results: &Results, keep: impl Fn(Server) -> bool) -> (f64, f64) {
     let sum = |f: fn(&Run) -> f64| {
         results
-            .values()
-            .flatten()
+            .iter()
+            .filter(|((_, server), _)| keep(*server))
+            .flat_map(|(_, runs)| runs)
             .map(f)
             .filter(|x| x.is_finite())
             .sum::<f64>()
@@ -1163,7 +1166,7 @@ fn loss_totals(results: &Results) -> (f64, f64) {
 
 fn loss_section(md: &mut String, t: &Tabled<'_>) {
     let _ = writeln!(md, "## Loss, order and failures\n");
-    let (lost, ooo) = loss_totals(t.results);
+    let (lost, ooo) = loss_totals(t.results, |_| true);
     let _ = writeln!(
         md,
         "Over all fan-out runs: {lost} deliveries lost, {ooo} out of order."
@@ -1342,13 +1345,7 @@ fn loss_and_latency_targets(t: &Tabled<'_>) -> Vec<Target> {
     });
     // The hub's own runs: a twin that cannot keep up (the Node twin times
     // out on the burst) is in "Loss, order and failures", not held here.
-    let threaded: Results = t
-        .results
-        .iter()
-        .filter(|((_, server), _)| *server == Server::Threaded)
-        .map(|(k, v)| (*k, v.clone()))
-        .collect();
-    let (lost, ooo) = loss_totals(&threaded);
+    let (lost, ooo) = loss_totals(t.results, |server| server == Server::Threaded);
     out.push(Target {
         what: "threaded: 0 lost and 0 out of order in every run".into(),
         measured: format!("{lost} lost, {ooo} out of order"),
