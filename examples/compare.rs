@@ -1148,7 +1148,6 @@ fn idle_section(md: &mut String, t: &Tabled<'_>) {
     table(md, t, "server threads", idle, |r| r.threads, int, false);
 }
 
-/// Lost and reordered deliveries over every run, and the runs that failed.
 /// Deliveries lost and out of order, summed over the runs of the servers
 /// `keep` accepts.
 fn loss_totals(results: &Results, keep: impl Fn(Server) -> bool) -> (f64, f64) {
@@ -1164,6 +1163,7 @@ fn loss_totals(results: &Results, keep: impl Fn(Server) -> bool) -> (f64, f64) {
     (sum(|r| r.lost), sum(|r| r.out_of_order))
 }
 
+/// Lost and reordered deliveries over every run, and the runs that failed.
 fn loss_section(md: &mut String, t: &Tabled<'_>) {
     let _ = writeln!(md, "## Loss, order and failures\n");
     let (lost, ooo) = loss_totals(t.results, |_| true);
